@@ -1,0 +1,197 @@
+"""The consent domain: plain, immutable data shared by the store, the policy and the gateway.
+
+Nothing here does I/O. Every record is keyed by an *identity*: the keyed hash
+``HMAC-SHA256(pepper, normalised address)`` (see :mod:`suppression.address`), so that a
+suppression can outlive the erasure of the address itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Category(StrEnum):
+    """What kind of mail a message is."""
+
+    TRANSACTIONAL = "transactional"
+    MARKETING = "marketing"
+
+
+class Audience(StrEnum):
+    """Whether a contact is a consumer or a professional (B2B prospecting may use opt-out)."""
+
+    B2C = "b2c"
+    B2B = "b2b"
+
+
+class ConsentStatus(StrEnum):
+    """The current state of one consent (one purpose, one contact)."""
+
+    OPTED_IN = "opted_in"
+    OPTED_OUT = "opted_out"
+
+
+class Basis(StrEnum):
+    """The lawful basis a consent record or a purpose rests on."""
+
+    CONSENT = "consent"
+    SOFT_OPT_IN = "soft-opt-in"
+    LEGITIMATE_INTEREST = "legitimate-interest"
+
+
+class Scope(StrEnum):
+    """Which mail a suppression covers."""
+
+    ALL = "all"
+    MARKETING = "marketing"
+    PURPOSE = "purpose"
+
+
+class SuppressionReason(StrEnum):
+    """Why an address or domain is suppressed."""
+
+    UNSUBSCRIBE = "unsubscribe"
+    BOUNCE = "bounce"
+    COMPLAINT = "complaint"
+    MANUAL = "manual"
+    ERASURE = "erasure"
+    INVALID = "invalid"
+
+
+class Verdict(StrEnum):
+    """The policy's answer for one recipient."""
+
+    ALLOW = "allow"
+    BLOCK = "block"
+
+
+class Reason(StrEnum):
+    """Stable reason codes: used verbatim by the API, the logs and the metrics."""
+
+    # allow
+    CONSENT = "consent"
+    SOFT_OPT_IN = "soft-opt-in"
+    LEGITIMATE_INTEREST = "legitimate-interest"
+    TRANSACTIONAL = "transactional"
+    # block
+    NO_CONSENT = "no-consent"
+    OPTED_OUT = "opted-out"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+    SUPPRESSED = "suppressed"
+    DOMAIN_SUPPRESSED = "domain-suppressed"
+    ERASED = "erased"
+    INVALID_ADDRESS = "invalid-address"
+
+
+class PolicyMode(StrEnum):
+    """``enforce`` blocks; ``monitor`` only reports what it would block."""
+
+    ENFORCE = "enforce"
+    MONITOR = "monitor"
+
+
+@dataclass(frozen=True, slots=True)
+class Purpose:
+    """One entry of the purpose catalogue (``[[policy.purposes]]``)."""
+
+    id: str
+    label: str
+    description: str = ""
+    basis: Basis = Basis.CONSENT
+    soft_opt_in: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientKey:
+    """What the store needs to look a recipient up: its identity and its (IDNA) domain."""
+
+    identity: str
+    domain: str
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """A person the platform mails. ``email`` is ``None`` once erased."""
+
+    identity: str
+    email: str | None
+    audience: Audience = Audience.B2C
+    customer: bool = False
+    customer_since: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    """The current consent state of one contact for one purpose."""
+
+    purpose: str
+    status: ConsentStatus
+    basis: Basis
+    collected_at: datetime
+    source: str
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    withdrawn_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """A block on an address (by identity) or on a whole domain."""
+
+    id: int
+    scope: Scope
+    reason: SuppressionReason
+    created_at: datetime
+    identity: str | None = None
+    domain: str | None = None
+    purpose: str | None = None
+    expires_at: datetime | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientFacts:
+    """Everything the policy needs to know about one recipient, read in one store query."""
+
+    contact: Contact | None = None
+    consents: Mapping[str, Consent] = field(default_factory=dict)
+    suppressions: Sequence[Suppression] = ()
+
+
+NO_FACTS = RecipientFacts()
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The policy's verdict for one recipient, with a stable reason and the rule that fired."""
+
+    verdict: Verdict
+    reason: Reason
+    rule: str
+
+    @property
+    def allowed(self) -> bool:
+        """True when the recipient may be mailed."""
+        return self.verdict is Verdict.ALLOW
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEvent:
+    """One append-only entry of the consent ledger (the proof GDPR art. 7(1) asks for)."""
+
+    seq: int
+    at: datetime
+    kind: str
+    identity: str | None
+    purpose: str | None
+    source: str
+    actor: str
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    detail: Mapping[str, Any] = field(default_factory=dict)

@@ -1,0 +1,196 @@
+"""The consent and suppression store contract, and ``open_store`` which picks a backend by URL.
+
+Every backend (``sqlite.py``, ``postgres.py``) implements :class:`Store` and runs the same
+contract test suite (``tests/store_contract.py``). Backends are imported lazily so that a
+SQLite-only deployment never needs asyncpg at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from suppression.model import (
+    Audience,
+    Basis,
+    Consent,
+    ConsentStatus,
+    Contact,
+    LedgerEvent,
+    RecipientFacts,
+    RecipientKey,
+    Scope,
+    Suppression,
+    SuppressionReason,
+)
+
+
+class StoreError(Exception):
+    """The store could not answer (connection lost, timeout, locked). Callers fail closed."""
+
+
+class NotFound(LookupError):
+    """The record asked for does not exist."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentChange:
+    """A request to record consent or its withdrawal for one contact and purpose."""
+
+    identity: str
+    email: str | None
+    purpose: str
+    status: ConsentStatus
+    basis: Basis
+    source: str
+    actor: str
+    at: datetime
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    #: True only for an act of the data subject (a form, the preference page, an API call
+    #: carrying evidence). Imports and syncs are not explicit: they never lift an opt-out.
+    explicit: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentResult:
+    """What recording a consent change did."""
+
+    applied: bool
+    consent: Consent | None
+    #: Stable code when not applied, e.g. ``"opt-out-wins"`` or ``"unchanged"``.
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NewSuppression:
+    """A suppression to add: on an identity or on a domain (exactly one of the two)."""
+
+    scope: Scope
+    reason: SuppressionReason
+    source: str
+    actor: str
+    at: datetime
+    identity: str | None = None
+    email: str | None = None
+    domain: str | None = None
+    purpose: str | None = None
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressionFilter:
+    """Filter and page for listing suppressions (exact matches only: no wildcards)."""
+
+    identity: str | None = None
+    domain: str | None = None
+    reason: SuppressionReason | None = None
+    scope: Scope | None = None
+    after_id: int = 0
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRecord:
+    """Everything held about one identity: the GDPR art. 15 access answer."""
+
+    contact: Contact | None
+    consents: Sequence[Consent]
+    suppressions: Sequence[Suppression]
+    ledger: Sequence[LedgerEvent]
+
+
+class Store(Protocol):
+    """The async consent and suppression store.
+
+    All datetimes are timezone-aware UTC. Reads never write. Every write appends its ledger
+    event(s) in the same transaction and is durable before the call returns.
+    """
+
+    async def open(self) -> None:
+        """Connect, apply pending schema migrations atomically, check durability settings."""
+
+    async def close(self) -> None:
+        """Release connections; safe to call twice."""
+
+    async def ping(self) -> None:
+        """Raise :class:`StoreError` unless the store answers now."""
+
+    async def facts(
+        self, keys: Sequence[RecipientKey], now: datetime
+    ) -> Mapping[str, RecipientFacts]:
+        """Facts for many recipients in one round trip, keyed by identity.
+
+        Includes the contact, its consents, and the unexpired suppressions on the identity
+        or on its domain. Unknown identities map to an empty :class:`RecipientFacts`.
+        """
+
+    async def record_consent(self, change: ConsentChange) -> ConsentResult:
+        """Record consent or withdrawal; an opt-out is only lifted by a newer explicit opt-in."""
+
+    async def upsert_contact(
+        self,
+        identity: str,
+        email: str | None,
+        *,
+        actor: str,
+        at: datetime,
+        audience: Audience | None = None,
+        customer: bool | None = None,
+        customer_since: datetime | None = None,
+    ) -> Contact:
+        """Create the contact or update the given attributes (``None`` leaves one as is)."""
+
+    async def add_suppression(self, new: NewSuppression) -> Suppression:
+        """Add a suppression (idempotent: the same identity/domain, scope, purpose, reason
+        returns the existing row)."""
+
+    async def remove_suppression(self, suppression_id: int, *, actor: str, at: datetime) -> None:
+        """Remove one suppression (raises :class:`NotFound`); the ledger records it."""
+
+    async def list_suppressions(self, flt: SuppressionFilter) -> Sequence[Suppression]:
+        """Suppressions matching the filter, ordered by id, after ``flt.after_id``."""
+
+    async def contact_record(self, identity: str) -> ContactRecord:
+        """Everything held about an identity (empty record if unknown)."""
+
+    async def erase(self, identity: str, *, actor: str, at: datetime) -> None:
+        """GDPR erasure: delete the address and personal evidence, keep an ``erasure``
+        suppression on the identity and an anonymised ledger event; no copy of the address
+        may survive in the database files."""
+
+    async def delivered(self, message_key: str, identities: Sequence[str]) -> set[str]:
+        """Which of these identities already received the message (duplicate-free retry)."""
+
+    async def remember_delivered(
+        self, message_key: str, identities: Sequence[str], until: datetime
+    ) -> None:
+        """Remember deliveries of a message until ``until`` (expired rows may be purged)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOptions:
+    """Backend-independent tuning, from ``[store]``."""
+
+    #: Connections kept by a pooled backend (PostgreSQL).
+    pool_size: int = 10
+    #: Deadline for one store call on the SMTP path, seconds; far below SMTP timeouts.
+    query_timeout: float = 5.0
+
+
+async def open_store(url: str, options: StoreOptions | None = None) -> Store:
+    """Open the backend named by the URL's scheme (``sqlite:///PATH``, ``postgresql://...``)."""
+    options = options or StoreOptions()
+    if url.startswith("sqlite:"):
+        from suppression.sqlite import SQLiteStore
+
+        store: Store = SQLiteStore.from_url(url, options)
+    elif url.startswith(("postgresql:", "postgres:")):
+        from suppression.postgres import PostgresStore
+
+        store = PostgresStore.from_url(url, options)
+    else:
+        raise ValueError(f"unsupported store url scheme: {url.split(':', 1)[0]!r}")
+    await store.open()
+    return store
