@@ -1,0 +1,393 @@
+"""Prometheus metrics: one :class:`Metrics` object per process, built by the composition root.
+
+Label hygiene: every label value comes from a closed set. Enumerations (decision, outcome, kind,
+channel, code) are validated (a value outside the set is a bug and raises ``ValueError``);
+configuration-driven values (clients, purposes, DKIM domains) are mapped onto what the
+configuration declares, anything else becomes ``"other"``. No address, token or subject can
+reach a label.
+
+Multiprocess mode (``--workers N``), the prometheus-client way: every worker writes its samples
+to mmap files in one shared directory and a scrape merges them (:func:`render` with no registry).
+prometheus-client decides *at import time* whether it writes to files (``values.ValueClass``), so
+the composition root must:
+
+1. in the supervisor, before starting any worker: ``prepare_multiprocess_dir(path)``, which empties
+   stale ``*.db`` files and exports ``PROMETHEUS_MULTIPROC_DIR`` for the children;
+2. start workers as fresh interpreters (``multiprocessing`` "spawn" context or re-exec). A worker
+   forked from a supervisor that had already imported prometheus_client (any import of this
+   module does) would silently keep in-memory values; :class:`Metrics` refuses to start then;
+3. call ``mark_process_dead(pid)`` when a worker exits, so its ``live*`` gauges disappear;
+4. in the workers, build ``Metrics`` as usual and serve ``metrics.render(accept_header)``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client import multiprocess as _mp
+from prometheus_client.exposition import choose_encoder
+
+from suppression.model import Category, Decision, PolicyMode, Reason, SuppressionReason
+
+ENV_MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+NAMESPACE = "suppression_gateway"
+OTHER = "other"
+ANONYMOUS = "anonymous"
+NO_PURPOSE = "none"
+#: Relay round trips: a loopback MTA answers in ~1 ms, a slow smarthost takes tens of seconds.
+RELAY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+#: One indexed store lookup: 0.1 ms (SQLite, warm) up to the 5 s query timeout.
+STORE_BUCKETS = (
+    *(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05),
+    *(0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+DKIM_ALGORITHMS = ("rsa-sha256", "ed25519-sha256")
+
+
+class RecipientDecision(StrEnum):
+    """What happened to one recipient; ``would_block`` is a block in monitor mode."""
+
+    ALLOW = "allow"
+    BLOCK = "block"
+    WOULD_BLOCK = "would_block"
+
+
+class MessageOutcome(StrEnum):
+    """What happened to one message (one DATA transaction)."""
+
+    RELAYED = "relayed"
+    PARTIALLY_RELAYED = "partially_relayed"
+    REJECTED = "rejected"
+    TEMPFAILED = "tempfailed"
+    UNSUBSCRIBE_MAIL = "unsubscribe_mail"
+
+
+class RelayErrorKind(StrEnum):
+    """Why a hand-off to the upstream relay failed."""
+
+    CONNECT = "connect"
+    TIMEOUT = "timeout"
+    TEMPORARY = "4xx"
+    PERMANENT = "5xx"
+    TLS = "tls"
+    PROTOCOL = "protocol"
+
+
+class RejectionCode(StrEnum):
+    """Bounded category of an SMTP rejection sent to a client (not the numeric reply)."""
+
+    AUTH = "auth"
+    SIZE = "size"
+    RATE = "rate"
+    SYNTAX = "syntax"
+    RELAY_DENIED = "relay_denied"
+    RECIPIENTS = "recipients"
+    SESSIONS = "sessions"
+    CONTENT = "content"
+    POLICY = "policy"
+    TLS = "tls"
+    TIMEOUT = "timeout"
+    STORE = "store"
+    INTERNAL = "internal"
+
+
+class UnsubscribeChannel(StrEnum):
+    """Where an opt-out came from."""
+
+    ONE_CLICK = "one_click"
+    PAGE = "page"
+    MAILTO = "mailto"
+    API = "api"
+    IMPORT = "import"
+
+
+def decision_label(decision: Decision, mode: PolicyMode) -> RecipientDecision:
+    """The decision label for a policy decision taken in ``mode``."""
+    if decision.allowed:
+        return RecipientDecision.ALLOW
+    if PolicyMode(mode) is PolicyMode.MONITOR:
+        return RecipientDecision.WOULD_BLOCK
+    return RecipientDecision.BLOCK
+
+
+def _is_multiprocess_value_class() -> bool:
+    return bool(getattr(values.ValueClass, "_multiprocess", False))
+
+
+class Metrics:
+    """Every metric of the gateway, registered in one registry, written through typed methods."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        clients: Iterable[str],
+        purposes: Iterable[str],
+        version: str,
+        dkim_keys: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        self.registry = registry
+        self.multiprocess_dir = os.environ.get(ENV_MULTIPROC_DIR) or None
+        if bool(self.multiprocess_dir) != _is_multiprocess_value_class():
+            raise RuntimeError(
+                f"{ENV_MULTIPROC_DIR} must be set (or unset) before prometheus_client is first "
+                "imported; start workers as fresh interpreters (see gateway.metrics)"
+            )
+        self._clients = frozenset(clients)
+        self._purposes = frozenset(purposes)
+        dkim = [(_domain(d), _algorithm(a)) for d, a in dkim_keys]
+        self._dkim_domains = frozenset(d for d, _ in dkim)
+        reserved = {OTHER, ANONYMOUS, NO_PURPOSE}
+        for kind, names in (("client", self._clients), ("purpose", self._purposes)):
+            if clash := sorted(names & reserved):
+                raise ValueError(f"{kind} name {clash[0]!r} is reserved in metrics labels")
+        self._build_metrics()
+        self._preinitialise(dkim)
+        self.build_info.labels(version).set(1)
+
+    def _build_metrics(self) -> None:
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+            return Counter(name, doc, labels, namespace=NAMESPACE, registry=self.registry)
+
+        self.recipients = counter(
+            "recipients",
+            "Recipients checked, by policy decision and reason.",
+            ("client", "category", "purpose", "decision", "reason"),
+        )
+        self.messages = counter("messages", "Messages by outcome.", ("client", "outcome"))
+        self.relay_duration = Histogram(
+            "relay_duration_seconds",
+            "Time to hand one message to the upstream relay (every attempt, failed ones too).",
+            namespace=NAMESPACE,
+            registry=self.registry,
+            buckets=RELAY_BUCKETS,
+        )
+        self.relay_errors = counter("relay_errors", "Failed relay attempts by kind.", ("kind",))
+        self.smtp_sessions = Gauge(
+            "smtp_sessions",
+            "Open SMTP sessions.",
+            namespace=NAMESPACE,
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.smtp_rejections = counter(
+            "smtp_rejections", "SMTP commands rejected, by category.", ("code",)
+        )
+        self.unsubscribes = counter(
+            "unsubscribes", "Opt-outs recorded, by channel and purpose.", ("channel", "purpose")
+        )
+        self.store_duration = Histogram(
+            "store_query_duration_seconds",
+            "Time of one consent store query.",
+            namespace=NAMESPACE,
+            registry=self.registry,
+            buckets=STORE_BUCKETS,
+        )
+        self.store_errors = counter("store_errors", "Consent store queries that failed.")
+        self.suppressions = Gauge(
+            "suppressions",
+            "Active suppressions by reason (refreshed periodically).",
+            ("reason",),
+            namespace=NAMESPACE,
+            registry=self.registry,
+            # Every worker refreshes the same numbers: the newest live value is the truth.
+            multiprocess_mode="livemostrecent",
+        )
+        self.dkim_signatures = counter(
+            "dkim_signatures", "DKIM signatures added.", ("domain", "algorithm")
+        )
+        self.dkim_unsigned = counter(
+            "dkim_unsigned", "Messages relayed without a DKIM signature.", ("client",)
+        )
+        self.build_info = Gauge(
+            "build_info",
+            "Gateway version (always 1).",
+            ("version",),
+            namespace=NAMESPACE,
+            registry=self.registry,
+            multiprocess_mode="max",
+        )
+
+    def _preinitialise(self, dkim: list[tuple[str, str]]) -> None:
+        # Series must exist at 0 before the first event, or rate() misses the first increase
+        # and ratio alerts have nothing to divide.
+        for client in self._clients:
+            self.dkim_unsigned.labels(client)
+            for outcome in MessageOutcome:
+                self.messages.labels(client, outcome.value)
+        for kind in RelayErrorKind:
+            self.relay_errors.labels(kind.value)
+        for code in RejectionCode:
+            self.smtp_rejections.labels(code.value)
+        for channel in UnsubscribeChannel:
+            for purpose in (*self._purposes, NO_PURPOSE):
+                self.unsubscribes.labels(channel.value, purpose)
+        for domain, algorithm in dkim:
+            self.dkim_signatures.labels(domain, algorithm)
+
+    # -- label mapping -------------------------------------------------------------------------
+
+    def client_label(self, client: str | None) -> str:
+        """A configured client name, ``anonymous`` when unauthenticated, else ``other``."""
+        if client is None:
+            return ANONYMOUS
+        return client if client in self._clients else OTHER
+
+    def purpose_label(self, purpose: str | None) -> str:
+        """A catalogue purpose id, ``none`` when there is none, else ``other``."""
+        if purpose is None:
+            return NO_PURPOSE
+        return purpose if purpose in self._purposes else OTHER
+
+    def domain_label(self, domain: str) -> str:
+        """A configured DKIM domain, else ``other``."""
+        name = _domain(domain)
+        return name if name in self._dkim_domains else OTHER
+
+    # -- events --------------------------------------------------------------------------------
+
+    def record_recipient(
+        self,
+        client: str | None,
+        category: Category,
+        purpose: str | None,
+        decision: RecipientDecision,
+        reason: Reason,
+    ) -> None:
+        """Count one recipient decision."""
+        self.recipients.labels(
+            self.client_label(client),
+            Category(category).value,
+            self.purpose_label(purpose),
+            RecipientDecision(decision).value,
+            Reason(reason).value,
+        ).inc()
+
+    def record_message(self, client: str | None, outcome: MessageOutcome) -> None:
+        """Count one message by outcome."""
+        self.messages.labels(self.client_label(client), MessageOutcome(outcome).value).inc()
+
+    def observe_relay(self, seconds: float) -> None:
+        """Record the duration of one relay attempt (successful or not)."""
+        self.relay_duration.observe(max(0.0, seconds))
+
+    def relay_error(self, kind: RelayErrorKind) -> None:
+        """Count one failed relay attempt."""
+        self.relay_errors.labels(RelayErrorKind(kind).value).inc()
+
+    def session_opened(self) -> None:
+        """One more open SMTP session."""
+        self.smtp_sessions.inc()
+
+    def session_closed(self) -> None:
+        """One fewer open SMTP session."""
+        self.smtp_sessions.dec()
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Count an SMTP session open for the duration of the block."""
+        self.session_opened()
+        try:
+            yield
+        finally:
+            self.session_closed()
+
+    def rejection(self, code: RejectionCode) -> None:
+        """Count one SMTP rejection by category."""
+        self.smtp_rejections.labels(RejectionCode(code).value).inc()
+
+    def unsubscribe(self, channel: UnsubscribeChannel, purpose: str | None) -> None:
+        """Count one opt-out (``purpose`` None: all marketing)."""
+        self.unsubscribes.labels(
+            UnsubscribeChannel(channel).value, self.purpose_label(purpose)
+        ).inc()
+
+    def observe_store(self, seconds: float) -> None:
+        """Record the duration of one store query."""
+        self.store_duration.observe(max(0.0, seconds))
+
+    def store_error(self) -> None:
+        """Count one failed store query."""
+        self.store_errors.inc()
+
+    def set_suppression_counts(self, counts: Mapping[str, int]) -> None:
+        """Publish active suppressions per reason; missing reasons are 0, unknown ones ``other``."""
+        totals = dict.fromkeys((r.value for r in SuppressionReason), 0)
+        for reason, count in counts.items():
+            key = reason if reason in totals else OTHER
+            totals[key] = totals.get(key, 0) + count
+        for key, total in totals.items():
+            self.suppressions.labels(key).set(total)
+
+    def dkim_signed(self, domain: str, algorithm: str) -> None:
+        """Count one DKIM signature."""
+        self.dkim_signatures.labels(self.domain_label(domain), _algorithm(algorithm)).inc()
+
+    def dkim_unsigned_message(self, client: str | None) -> None:
+        """Count one message relayed without a signature (no key for its From domain)."""
+        self.dkim_unsigned.labels(self.client_label(client)).inc()
+
+    def render(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The exposition for a scrape: this registry, or every worker's files in multiprocess
+        mode."""
+        if self.multiprocess_dir:
+            return render(None, accept=accept, multiprocess_dir=self.multiprocess_dir)
+        return render(self.registry, accept=accept)
+
+
+def _domain(domain: str) -> str:
+    return domain.strip().rstrip(".").lower()
+
+
+def _algorithm(algorithm: str) -> str:
+    if algorithm not in DKIM_ALGORITHMS:
+        raise ValueError(f"unknown DKIM algorithm {algorithm!r}")
+    return algorithm
+
+
+def render(
+    registry: CollectorRegistry | None,
+    *,
+    accept: str | None = None,
+    multiprocess_dir: str | os.PathLike[str] | None = None,
+) -> tuple[bytes, str]:
+    """Body and content type of a scrape: ``registry``, or (None) a merge of the worker files.
+
+    The merge uses a fresh registry per scrape, as prometheus-client requires; the directory is
+    ``multiprocess_dir`` or ``$PROMETHEUS_MULTIPROC_DIR``. ``accept`` negotiates OpenMetrics.
+    """
+    if registry is None:
+        path = multiprocess_dir or os.environ.get(ENV_MULTIPROC_DIR)
+        if not path:
+            raise ValueError(f"no registry and no {ENV_MULTIPROC_DIR}")
+        registry = CollectorRegistry(auto_describe=False)
+        # prometheus-client leaves these two unannotated.
+        _mp.MultiProcessCollector(registry, path=os.fspath(path))  # type: ignore[no-untyped-call]
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(registry), content_type
+
+
+def prepare_multiprocess_dir(path: str | os.PathLike[str]) -> None:
+    """Create ``path``, delete the previous run's sample files, export it to child processes.
+
+    Call in the supervisor before any worker starts: stale files would add the last run's
+    counts to this one's.
+    """
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    os.environ[ENV_MULTIPROC_DIR] = str(directory)
+
+
+def mark_process_dead(pid: int, path: str | os.PathLike[str] | None = None) -> None:
+    """Forget an exited worker's ``live*`` gauges (its counters keep counting in the sum)."""
+    directory = path or os.environ.get(ENV_MULTIPROC_DIR)
+    if not directory:
+        raise ValueError(f"no path and no {ENV_MULTIPROC_DIR}")
+    _mp.mark_process_dead(pid, os.fspath(directory))  # type: ignore[no-untyped-call]
