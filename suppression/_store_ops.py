@@ -1,0 +1,393 @@
+"""The store operations, written once over a tiny :class:`Db` interface both backends provide.
+
+SQL here is the common subset of SQLite and PostgreSQL with ``?`` placeholders (the
+PostgreSQL adapter renumbers them). The backends own connections, transactions, timeouts
+and error mapping; these functions own what a write means, including its ledger events.
+"""
+
+# SQL here is composed only from module constants; every value is a bound parameter.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Protocol
+
+from suppression import consent_rules
+from suppression._store_rows import (
+    CONSENT_COLS,
+    CONTACT_COLS,
+    GENESIS,
+    LEDGER_COLS,
+    SUPPRESSION_COLS,
+    Row,
+    build_facts,
+    chain_hash,
+    consent_from,
+    contact_from,
+    dumps,
+    ledger_from,
+    suppression_from,
+)
+from suppression.model import (
+    Audience,
+    ConsentStatus,
+    Contact,
+    RecipientFacts,
+    RecipientKey,
+    Scope,
+    Suppression,
+    SuppressionReason,
+)
+from suppression.store import (
+    ConsentChange,
+    ConsentResult,
+    ContactRecord,
+    NewSuppression,
+    NotFound,
+    SuppressionFilter,
+)
+
+MAX_PAGE = 1000
+#: Expired delivery rows purged per ``remember_delivered`` call (keeps the SMTP path short).
+PURGE_BATCH = 500
+
+
+class Db(Protocol):
+    """One connection (or transaction) of a backend, as the operations see it."""
+
+    def ts(self, value: datetime) -> Any:
+        """A timestamp parameter in the backend's representation."""
+
+    def dt(self, value: Any) -> datetime:
+        """A stored, non-null timestamp as an aware UTC datetime."""
+
+    def any_of(self, column: str) -> str:
+        """SQL for "``column`` is in the list parameter" (one ``?``)."""
+
+    def list_param(self, values: Sequence[str]) -> Any:
+        """A list of strings as the parameter :meth:`any_of` expects."""
+
+    async def fetch(self, sql: str, *params: Any) -> Sequence[Row]:
+        """Run a query and return all rows."""
+
+    async def execute(self, sql: str, *params: Any) -> None:
+        """Run a statement."""
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run a statement once per parameter row."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    kind: str
+    identity: str | None
+    purpose: str | None
+    source: str
+    actor: str
+    at: datetime
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _opt_ts(db: Db, value: datetime | None) -> Any:
+    return None if value is None else db.ts(value)
+
+
+async def _append(db: Db, e: _Entry) -> int:
+    """Append one ledger event, chained to the last one (callers hold the writer lock)."""
+    head = await db.fetch("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
+    seq, prev = (head[0][0] + 1, head[0][1]) if head else (1, GENESIS)
+    digest = chain_hash(prev, seq, e.at, e.kind, e.identity, e.purpose, e.source, e.actor, e.detail)
+    await db.execute(
+        "INSERT INTO ledger (seq, at, kind, identity, purpose, source, actor, detail, prev_hash,"
+        " hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        seq,
+        db.ts(e.at),
+        e.kind,
+        e.identity,
+        e.purpose,
+        e.source,
+        e.actor,
+        dumps(e.detail),
+        prev,
+        digest,
+    )
+    if e.evidence:
+        await db.execute(
+            "INSERT INTO ledger_evidence (seq, evidence) VALUES (?, ?)", seq, dumps(e.evidence)
+        )
+    return seq
+
+
+async def _ensure_contact(db: Db, identity: str, email: str | None, at: datetime) -> None:
+    """Create the contact on first sight; fill a missing address, never an erased one."""
+    await db.execute(
+        "INSERT INTO contacts (identity, email, created_at, updated_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (identity) DO UPDATE SET email = excluded.email,"
+        " updated_at = excluded.updated_at"
+        " WHERE contacts.email IS NULL AND excluded.email IS NOT NULL AND NOT EXISTS"
+        " (SELECT 1 FROM suppressions WHERE identity = excluded.identity"
+        " AND reason = 'erasure')",
+        identity,
+        email,
+        db.ts(at),
+        db.ts(at),
+    )
+
+
+async def facts(
+    db: Db, sql: str, keys: Sequence[RecipientKey], now: datetime
+) -> dict[str, RecipientFacts]:
+    """See :meth:`Store.facts`; ``sql`` is :func:`facts_sql` rendered for the backend."""
+    if not keys:
+        return {}
+    ids = db.list_param(list(dict.fromkeys(k.identity for k in keys)))
+    domains = db.list_param(list(dict.fromkeys(k.domain for k in keys)))
+    rows = await db.fetch(sql, ids, ids, ids, db.ts(now), domains, db.ts(now))
+    return build_facts(rows, keys, db.dt)
+
+
+async def record_consent(db: Db, change: ConsentChange) -> ConsentResult:
+    """See :meth:`Store.record_consent`; the rules are :func:`consent_rules.evaluate`."""
+    await _ensure_contact(db, change.identity, change.email, change.at)
+    rows = await db.fetch(
+        f"SELECT {CONSENT_COLS} FROM consents WHERE identity = ? AND purpose = ?",
+        change.identity,
+        change.purpose,
+    )
+    current = consent_from(rows[0], db.dt) if rows else None
+    outcome = consent_rules.evaluate(current, change)
+    detail = {"status": change.status.value, "basis": change.basis.value}
+    detail["explicit"] = "yes" if change.explicit else "no"
+    entry = _Entry("consent-refused", change.identity, change.purpose, change.source,
+                   change.actor, change.at, detail, change.evidence)  # fmt: skip
+    if not outcome.applied:
+        if outcome.reason == consent_rules.OPT_OUT_WINS:
+            await _append(db, replace(entry, detail={**detail, "reason": outcome.reason}))
+        return ConsentResult(False, outcome.consent, outcome.reason)
+    new = outcome.consent
+    assert new is not None
+    await db.execute(
+        "INSERT INTO consents (identity, purpose, status, basis, collected_at, source, evidence,"
+        " withdrawn_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (identity, purpose) DO UPDATE"
+        " SET status = excluded.status, basis = excluded.basis,"
+        " collected_at = excluded.collected_at, source = excluded.source,"
+        " evidence = excluded.evidence, withdrawn_at = excluded.withdrawn_at",
+        change.identity,
+        new.purpose,
+        new.status.value,
+        new.basis.value,
+        db.ts(new.collected_at),
+        new.source,
+        dumps(new.evidence),
+        _opt_ts(db, new.withdrawn_at),
+    )
+    given = change.status is ConsentStatus.OPTED_IN
+    await _append(db, replace(entry, kind="consent-given" if given else "consent-withdrawn"))
+    if outcome.lift_unsubscribe:
+        rows = await db.fetch(
+            f"SELECT {SUPPRESSION_COLS} FROM suppressions WHERE identity = ? AND reason = ?"
+            " AND scope = ? AND purpose = ?",
+            change.identity,
+            SuppressionReason.UNSUBSCRIBE.value,
+            Scope.PURPOSE.value,
+            change.purpose,
+        )
+        for s in (suppression_from(r, db.dt) for r in rows):
+            if consent_rules.lifts(change, s):
+                await db.execute("DELETE FROM suppressions WHERE id = ?", s.id)
+                lifted = replace(entry, kind="suppression-lifted", evidence={})
+                await _append(db, replace(lifted, detail=_supp_detail(s)))
+    return ConsentResult(True, new)
+
+
+def _supp_detail(s: Suppression) -> dict[str, Any]:
+    return {"id": s.id, "scope": s.scope.value, "reason": s.reason.value, "domain": s.domain}
+
+
+async def upsert_contact(
+    db: Db,
+    identity: str,
+    email: str | None,
+    *,
+    actor: str,
+    at: datetime,
+    audience: Audience | None,
+    customer: bool | None,
+    customer_since: datetime | None,
+) -> Contact:
+    """See :meth:`Store.upsert_contact`."""
+    aud = audience.value if audience is not None else None
+    since = _opt_ts(db, customer_since)
+    rows = await db.fetch(
+        "INSERT INTO contacts (identity, email, audience, customer, customer_since, created_at,"
+        " updated_at) VALUES (?, ?, coalesce(?, 'b2c'), coalesce(?, FALSE), ?, ?, ?)"
+        " ON CONFLICT (identity) DO UPDATE SET email = coalesce(?, contacts.email),"
+        " audience = coalesce(?, contacts.audience), customer = coalesce(?, contacts.customer),"
+        " customer_since = coalesce(?, contacts.customer_since), updated_at = excluded.updated_at"
+        f" RETURNING {CONTACT_COLS}",
+        identity, email, aud, customer, since, db.ts(at), db.ts(at),
+        email, aud, customer, since,
+    )  # fmt: skip
+    given = {"email": email, "audience": aud, "customer": customer, "customer_since": since}
+    detail = {"fields": sorted(k for k, v in given.items() if v is not None)}
+    await _append(db, _Entry("contact-updated", identity, None, "", actor, at, detail))
+    return contact_from(rows[0], db.dt)
+
+
+_KEY = (
+    "coalesce(identity, '') = ? AND coalesce(domain, '') = ? AND scope = ?"
+    " AND coalesce(purpose, '') = ? AND reason = ?"
+)
+
+
+async def add_suppression(db: Db, new: NewSuppression, *, ledger: bool = True) -> Suppression:
+    """See :meth:`Store.add_suppression`; an existing row is extended, never shortened."""
+    if (new.identity is None) == (new.domain is None):
+        raise ValueError("a suppression targets exactly one of identity and domain")
+    if (new.scope is Scope.PURPOSE) != (new.purpose is not None):
+        raise ValueError("scope 'purpose' needs a purpose, and only it may have one")
+    if new.identity is not None and new.email is not None:
+        await _ensure_contact(db, new.identity, new.email, new.at)
+    key = (
+        new.identity or "",
+        new.domain or "",
+        new.scope.value,
+        new.purpose or "",
+        new.reason.value,
+    )
+    rows = await db.fetch(f"SELECT {SUPPRESSION_COLS} FROM suppressions WHERE {_KEY}", *key)
+    kind = "suppression-added"
+    if rows:
+        old = suppression_from(rows[0], db.dt)
+        extends = old.expires_at is not None and (
+            new.expires_at is None or new.expires_at > old.expires_at
+        )
+        if not extends:
+            return old
+        kind = "suppression-extended"
+        await db.execute(
+            "UPDATE suppressions SET expires_at = ? WHERE id = ?",
+            _opt_ts(db, new.expires_at),
+            old.id,
+        )
+    else:
+        await db.execute(
+            "INSERT INTO suppressions (identity, domain, scope, purpose, reason, source,"
+            " created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            new.identity, new.domain, new.scope.value, new.purpose, new.reason.value,
+            new.source, db.ts(new.at), _opt_ts(db, new.expires_at),
+        )  # fmt: skip
+    rows = await db.fetch(f"SELECT {SUPPRESSION_COLS} FROM suppressions WHERE {_KEY}", *key)
+    s = suppression_from(rows[0], db.dt)
+    if ledger:
+        detail = _supp_detail(s)
+        await _append(
+            db, _Entry(kind, s.identity, s.purpose, new.source, new.actor, new.at, detail)
+        )
+    return s
+
+
+async def remove_suppression(db: Db, suppression_id: int, *, actor: str, at: datetime) -> None:
+    """See :meth:`Store.remove_suppression`."""
+    rows = await db.fetch(
+        f"SELECT {SUPPRESSION_COLS} FROM suppressions WHERE id = ?", suppression_id
+    )
+    if not rows:
+        raise NotFound(f"suppression {suppression_id}")
+    s = suppression_from(rows[0], db.dt)
+    await db.execute("DELETE FROM suppressions WHERE id = ?", suppression_id)
+    detail = _supp_detail(s)
+    await _append(db, _Entry("suppression-removed", s.identity, s.purpose, "", actor, at, detail))
+
+
+async def list_suppressions(db: Db, flt: SuppressionFilter) -> list[Suppression]:
+    """See :meth:`Store.list_suppressions`; exact matches only."""
+    where: list[str] = ["id > ?"]
+    params: list[Any] = [flt.after_id]
+    wanted = {"identity": flt.identity, "domain": flt.domain, "reason": flt.reason}
+    wanted["scope"] = flt.scope
+    for column, value in wanted.items():
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(str(value))
+    limit = max(1, min(flt.limit, MAX_PAGE))
+    rows = await db.fetch(
+        f"SELECT {SUPPRESSION_COLS} FROM suppressions WHERE {' AND '.join(where)}"
+        " ORDER BY id LIMIT ?",
+        *params,
+        limit,
+    )
+    return [suppression_from(r, db.dt) for r in rows]
+
+
+async def contact_record(db: Db, identity: str) -> ContactRecord:
+    """See :meth:`Store.contact_record`; run it in one read transaction for a consistent view."""
+    contact = await db.fetch(f"SELECT {CONTACT_COLS} FROM contacts WHERE identity = ?", identity)
+    consents = await db.fetch(
+        f"SELECT {CONSENT_COLS} FROM consents WHERE identity = ? ORDER BY purpose", identity
+    )
+    supps = await db.fetch(
+        f"SELECT {SUPPRESSION_COLS} FROM suppressions WHERE identity = ? ORDER BY id", identity
+    )
+    ledger = await db.fetch(
+        f"SELECT {LEDGER_COLS} FROM ledger l LEFT JOIN ledger_evidence e ON e.seq = l.seq"
+        " WHERE l.identity = ? ORDER BY l.seq",
+        identity,
+    )
+    return ContactRecord(
+        contact=contact_from(contact[0], db.dt) if contact else None,
+        consents=[consent_from(r, db.dt) for r in consents],
+        suppressions=[suppression_from(r, db.dt) for r in supps],
+        ledger=[ledger_from(r, db.dt) for r in ledger],
+    )
+
+
+async def erase(db: Db, identity: str, *, actor: str, at: datetime) -> None:
+    """See :meth:`Store.erase`: scrub personal data, keep the identity suppressed."""
+    await db.execute(
+        "UPDATE contacts SET email = NULL, updated_at = ? WHERE identity = ?", db.ts(at), identity
+    )
+    await db.execute("UPDATE consents SET evidence = '{}' WHERE identity = ?", identity)
+    await db.execute(
+        "DELETE FROM ledger_evidence WHERE seq IN (SELECT seq FROM ledger WHERE identity = ?)",
+        identity,
+    )
+    await db.execute("DELETE FROM deliveries WHERE identity = ?", identity)
+    new = NewSuppression(Scope.ALL, SuppressionReason.ERASURE, "erasure", actor, at, identity)
+    s = await add_suppression(db, new, ledger=False)
+    await _append(db, _Entry("erasure", identity, None, "erasure", actor, at, {"id": s.id}))
+
+
+async def delivered(db: Db, message_key: str, identities: Sequence[str], now: datetime) -> set[str]:
+    """See :meth:`Store.delivered`."""
+    if not identities:
+        return set()
+    rows = await db.fetch(
+        "SELECT identity FROM deliveries WHERE message_key = ? AND until > ? AND "
+        + db.any_of("identity"),
+        message_key,
+        db.ts(now),
+        db.list_param(list(identities)),
+    )
+    return {r[0] for r in rows}
+
+
+async def remember_delivered(
+    db: Db, message_key: str, identities: Sequence[str], until: datetime, now: datetime
+) -> None:
+    """See :meth:`Store.remember_delivered`; also purges a batch of expired rows."""
+    await db.execute(
+        "DELETE FROM deliveries WHERE (message_key, identity) IN (SELECT message_key, identity"
+        " FROM deliveries WHERE until <= ? LIMIT ?)",
+        db.ts(now),
+        PURGE_BATCH,
+    )
+    await db.executemany(
+        "INSERT INTO deliveries (message_key, identity, until) VALUES (?, ?, ?)"
+        " ON CONFLICT (message_key, identity) DO UPDATE SET until = excluded.until",
+        [(message_key, identity, db.ts(until)) for identity in dict.fromkeys(identities)],
+    )

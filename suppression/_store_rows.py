@@ -1,0 +1,209 @@
+"""Row shapes shared by the SQL backends: column lists, conversions, the ledger hash chain.
+
+Both schemas use the same table and column names (``suppression/migrations``); only the
+timestamp type differs (integer microseconds in SQLite, ``timestamptz`` in PostgreSQL), so
+the backends pass a converter for it.
+"""
+
+# SQL here is composed only from module constants; every value is a bound parameter.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from suppression.model import (
+    NO_FACTS,
+    Audience,
+    Basis,
+    Consent,
+    ConsentStatus,
+    Contact,
+    LedgerEvent,
+    RecipientFacts,
+    RecipientKey,
+    Scope,
+    Suppression,
+    SuppressionReason,
+)
+
+Row = Sequence[Any]
+#: Turns a stored, non-null timestamp into an aware UTC datetime.
+ToDatetime = Callable[[Any], datetime]
+
+CONTACT_COLS = "identity, email, audience, customer, customer_since, created_at, updated_at"
+CONSENT_COLS = "purpose, status, basis, collected_at, source, evidence, withdrawn_at"
+SUPPRESSION_COLS = "id, identity, domain, scope, purpose, reason, source, created_at, expires_at"
+LEDGER_COLS = "l.seq, l.at, l.kind, l.identity, l.purpose, l.source, l.actor, e.evidence, l.detail"
+
+#: ``prev_hash`` of the first ledger event.
+GENESIS = "0" * 64
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def aware(value: datetime) -> datetime:
+    """Reject naive datetimes: every stored time is UTC and must say so."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime: {value!r}")
+    return value
+
+
+def to_micros(value: datetime) -> int:
+    """Microseconds since the Unix epoch (SQLite's timestamp representation)."""
+    return (aware(value) - _EPOCH) // timedelta(microseconds=1)
+
+
+def from_micros(value: int) -> datetime:
+    """Inverse of :func:`to_micros`, as an aware UTC datetime."""
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def dumps(value: Mapping[str, Any]) -> str:
+    """Canonical JSON (sorted keys, compact): what the ledger hash covers."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def chain_hash(
+    prev_hash: str,
+    seq: int,
+    at: datetime,
+    kind: str,
+    identity: str | None,
+    purpose: str | None,
+    source: str,
+    actor: str,
+    detail: Mapping[str, Any],
+) -> str:
+    """SHA-256 over the previous hash and the pseudonymous fields of one ledger event.
+
+    Personal evidence (IP, user agent) is kept out of the chain so that erasing it leaves
+    the chain verifiable.
+    """
+    fields = [seq, aware(at).astimezone(UTC).isoformat(timespec="microseconds"), kind]
+    fields += [identity, purpose, source, actor, dumps(detail)]
+    payload = prev_hash + json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _opt(value: Any, dt: ToDatetime) -> datetime | None:
+    return None if value is None else dt(value)
+
+
+def contact_from(r: Row, dt: ToDatetime) -> Contact:
+    """A :class:`Contact` from a row of :data:`CONTACT_COLS`."""
+    return Contact(
+        identity=r[0],
+        email=r[1],
+        audience=Audience(r[2]),
+        customer=bool(r[3]),
+        customer_since=_opt(r[4], dt),
+        created_at=_opt(r[5], dt),
+        updated_at=_opt(r[6], dt),
+    )
+
+
+def consent_from(r: Row, dt: ToDatetime) -> Consent:
+    """A :class:`Consent` from a row of :data:`CONSENT_COLS`."""
+    return Consent(
+        purpose=r[0],
+        status=ConsentStatus(r[1]),
+        basis=Basis(r[2]),
+        collected_at=dt(r[3]),
+        source=r[4],
+        evidence=json.loads(r[5]),
+        withdrawn_at=_opt(r[6], dt),
+    )
+
+
+def suppression_from(r: Row, dt: ToDatetime) -> Suppression:
+    """A :class:`Suppression` from a row of :data:`SUPPRESSION_COLS`."""
+    return Suppression(
+        id=r[0],
+        identity=r[1],
+        domain=r[2],
+        scope=Scope(r[3]),
+        purpose=r[4],
+        reason=SuppressionReason(r[5]),
+        source=r[6],
+        created_at=dt(r[7]),
+        expires_at=_opt(r[8], dt),
+    )
+
+
+def ledger_from(r: Row, dt: ToDatetime) -> LedgerEvent:
+    """A :class:`LedgerEvent` from a row of :data:`LEDGER_COLS`."""
+    return LedgerEvent(
+        seq=r[0],
+        at=dt(r[1]),
+        kind=r[2],
+        identity=r[3],
+        purpose=r[4],
+        source=r[5],
+        actor=r[6],
+        evidence=json.loads(r[7]) if r[7] is not None else {},
+        detail=json.loads(r[8]),
+    )
+
+
+def facts_sql(any_of: Callable[[str], str]) -> str:
+    """The one query behind ``facts()``: contacts, consents and unexpired suppressions.
+
+    ``any_of(column)`` renders "column is in the list parameter" for the backend. Parameters:
+    identities, identities, identities, now, domains, now. The four arms share one column
+    layout: kind, identity, then eight columns whose meaning depends on the kind (see
+    :func:`build_facts`).
+    """
+    live = "(s.expires_at IS NULL OR s.expires_at > ?)"
+    supp = (
+        "SELECT 's', s.identity, s.id, s.domain, s.scope, s.purpose, s.reason, s.source,"
+        " s.created_at, s.expires_at, NULL FROM suppressions s WHERE "
+    )
+    return (
+        "SELECT 'c', c.identity, CAST(c.customer AS INTEGER), c.email, c.audience, NULL, NULL,"
+        " NULL, c.customer_since, c.created_at, c.updated_at FROM contacts c WHERE "
+        + any_of("c.identity")
+        + " UNION ALL SELECT 'k', k.identity, NULL, k.purpose, k.status, k.basis, k.source,"
+        " CAST(k.evidence AS TEXT), k.collected_at, k.withdrawn_at, NULL FROM consents k WHERE "
+        + any_of("k.identity")
+        + f" UNION ALL {supp}{any_of('s.identity')} AND {live}"
+        + f" UNION ALL {supp}{any_of('s.domain')} AND {live}"
+    )
+
+
+def build_facts(
+    rows: Iterable[Row], keys: Sequence[RecipientKey], dt: ToDatetime
+) -> dict[str, RecipientFacts]:
+    """Group the rows of :func:`facts_sql` into facts per identity (domain rows fan out)."""
+    contacts: dict[str, Contact] = {}
+    consents: dict[str, dict[str, Consent]] = {}
+    by_identity: dict[str, list[Suppression]] = {}
+    by_domain: dict[str, list[Suppression]] = {}
+    for r in rows:
+        kind = r[0]
+        if kind == "c":
+            contacts[r[1]] = contact_from((r[1], r[3], r[4], r[2], r[8], r[9], r[10]), dt)
+        elif kind == "k":
+            consent = consent_from((r[3], r[4], r[5], r[8], r[6], r[7], r[9]), dt)
+            consents.setdefault(r[1], {})[consent.purpose] = consent
+        else:
+            s = suppression_from((r[2], r[1], r[3], r[4], r[5], r[6], r[7], r[8], r[9]), dt)
+            if s.identity is not None:
+                by_identity.setdefault(s.identity, []).append(s)
+            else:
+                by_domain.setdefault(s.domain or "", []).append(s)
+    out: dict[str, RecipientFacts] = {}
+    for key in keys:
+        ident = key.identity
+        supps = by_identity.get(ident, []) + by_domain.get(key.domain, [])
+        contact = contacts.get(ident)
+        held = consents.get(ident)
+        if contact is None and held is None and not supps:
+            out[ident] = NO_FACTS
+        else:
+            out[ident] = RecipientFacts(contact, held or {}, tuple(supps))
+    return out
