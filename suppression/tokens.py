@@ -83,8 +83,7 @@ class TokenError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class TokenClaims:
-    """What an authentic token says: who, which purpose (None: all marketing), from which
-    client, when it was minted and with which key."""
+    """What an authentic token says; ``purpose`` None means all marketing."""
 
     identity: str
     purpose: str | None
