@@ -363,9 +363,7 @@ def _describe(error: ValidationError, env_names: set[str]) -> str:
     return f"{path or 'config'}: {message}{origin}" if path else message
 
 
-def load_settings(
-    path: Path | None = None, environ: Mapping[str, str] | None = None
-) -> Settings:
+def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Read the TOML file (if any), overlay the environment, validate."""
     environ = os.environ if environ is None else environ
     data: dict[str, Any] = {}

@@ -1,0 +1,249 @@
+"""The composition root: builds everything from the settings, runs it, tears it down in reverse.
+
+No globals: the store, the metrics registry, the relay, the signer and the servers are built here
+and passed down. :func:`running` is an async context manager used by ``serve`` and by the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from gateway import secrets as secrets_file
+from gateway.access import Clients
+from gateway.delivery import Delivery
+from gateway.handler import GatewayHandler
+from gateway.http.server import build_app
+from gateway.maildir import MaildirRelay
+from gateway.metrics import Metrics, RejectionCode
+from gateway.policy_gate import PolicyGate
+from gateway.relay import Relay, RelayFailure, SmtpRelay, advertised_size
+from gateway.settings import Settings, parse_hostport
+from gateway.signing import Signer
+from gateway.smtp import GatewaySMTP, SessionRegistry
+from gateway.unsubscribe import Unsubscriber
+from suppression.address import Identities, NormalisationRules
+from suppression.store import Store, StoreError, StoreOptions, open_store
+from suppression.tokens import TokenCodec
+
+log = logging.getLogger(__name__)
+
+#: How long in-flight transactions may take to finish after SIGTERM.
+SHUTDOWN_GRACE = 30.0
+RELAY_PROBE_INTERVAL = 30.0
+
+
+def package_version() -> str:
+    """The installed distribution's version."""
+    try:
+        return version("suppression-gateway")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def utcnow() -> datetime:
+    """The wall clock, timezone-aware (the one place the gateway reads it)."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class Gateway:
+    """A running gateway: its parts and the addresses it listens on."""
+
+    settings: Settings
+    store: Store
+    relay: Relay
+    metrics: Metrics
+    identities: Identities
+    tokens: TokenCodec
+    registry: SessionRegistry
+    smtp_servers: list[asyncio.Server] = field(default_factory=list)
+    http_runner: web.AppRunner | None = None
+    smtp_addresses: list[tuple[str, int]] = field(default_factory=list)
+    http_address: tuple[str, int] | None = None
+
+
+def _tls_context(settings: Settings) -> ssl.SSLContext | None:
+    smtp = settings.smtp
+    if smtp.tls_cert is None or smtp.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(smtp.tls_cert), str(smtp.tls_key))
+    return context
+
+
+def build_relay(settings: Settings) -> Relay:
+    """The relay named by ``[relay] url``."""
+    url = settings.relay.url
+    if url.startswith("maildir:"):
+        return MaildirRelay(Path(url.removeprefix("maildir:")))
+    return SmtpRelay(settings.relay, settings.smtp.hostname)
+
+
+def _store_had_data(url: str) -> bool:
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///")).exists()
+    return False
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    registry: CollectorRegistry | None = None,
+    reuse_port: bool = False,
+) -> AsyncIterator[Gateway]:
+    """Start the gateway's listeners; on exit drain sessions and close everything."""
+    async with contextlib.AsyncExitStack() as stack:
+        secrets_path = settings.store.secrets_file or secrets_file.default_path(settings.store.url)
+        had_data = _store_had_data(settings.store.url)
+        secrets = secrets_file.load_or_create(secrets_path, store_has_data=had_data)
+        store = await open_store(
+            settings.store.url,
+            StoreOptions(settings.store.pool_size, settings.store.query_timeout),
+        )
+        stack.push_async_callback(store.close)
+        policy = settings.policy
+        identities = Identities(
+            secrets.pepper,
+            NormalisationRules(
+                frozenset(policy.case_sensitive_domains), frozenset(policy.plus_tag_domains)
+            ),
+        )
+        tokens = TokenCodec(
+            secrets.token_keys, ttl=timedelta(days=settings.unsubscribe.token_ttl_days)
+        )
+        signer = Signer.from_settings(settings.dkim.keys)
+        catalogue = policy.catalogue()
+        metrics = Metrics(
+            registry or CollectorRegistry(auto_describe=True),
+            clients=[c.name for c in settings.smtp.clients],
+            purposes=list(catalogue),
+            version=package_version(),
+            dkim_keys=[(k.domain, k.algorithm) for k in settings.dkim.keys],
+        )
+        relay = build_relay(settings)
+        if isinstance(relay, SmtpRelay):
+            relay.observe = metrics.observe_relay
+        stack.push_async_callback(relay.close)
+        try:
+            await relay.probe()
+        except RelayFailure as exc:
+            log.warning("relay not reachable at start: %s", exc.detail)
+
+        gate = PolicyGate(policy, store, identities, metrics, clock)
+        unsubscriber = Unsubscriber(
+            store, catalogue, settings.unsubscribe.one_click_scope, metrics, clock
+        )
+        delivery = Delivery(settings, gate, tokens, signer, metrics, clock)
+        handler = GatewayHandler(
+            settings, relay, gate, delivery, tokens, unsubscriber, metrics, clock
+        )
+        sessions = SessionRegistry(settings.smtp.max_sessions)
+        sessions.on_open, sessions.on_close = metrics.session_opened, metrics.session_closed
+        gateway = Gateway(settings, store, relay, metrics, identities, tokens, sessions)
+
+        clients = Clients(settings.smtp.clients)
+        tls = _tls_context(settings)
+
+        def protocol_factory() -> GatewaySMTP:
+            return GatewaySMTP(
+                handler,
+                registry=sessions,
+                clients=clients,
+                max_line_length=settings.smtp.max_line_length,
+                max_auth_failures=settings.smtp.max_auth_failures,
+                on_reject=lambda kind: metrics.rejection(RejectionCode(kind)),
+                hostname=settings.smtp.hostname,
+                ident="suppression-gateway ESMTP",
+                data_size_limit=advertised_size(settings.smtp.max_message_size, relay.capabilities),
+                enable_SMTPUTF8=relay.capabilities.smtputf8,
+                decode_data=False,
+                tls_context=tls,
+                require_starttls=False,
+                auth_require_tls=True,
+                auth_required=False,
+                auth_exclude_mechanism=[] if clients.offers_auth else ["PLAIN", "LOGIN"],
+                timeout=settings.smtp.command_timeout,
+                command_call_limit=None,
+            )
+
+        loop = asyncio.get_running_loop()
+        for address in settings.smtp.listen:
+            host, port = parse_hostport(address)
+            server = await loop.create_server(
+                protocol_factory, host, port, reuse_port=reuse_port or None
+            )
+            gateway.smtp_servers.append(server)
+            gateway.smtp_addresses.append(server.sockets[0].getsockname()[:2])
+
+        async def store_ready() -> str | None:
+            try:
+                await store.ping()
+            except StoreError as exc:
+                return f"store: {type(exc).__name__}"
+            return None
+
+        async def relay_ready() -> str | None:
+            return None if relay.capabilities.reachable else "relay unreachable at last probe"
+
+        app = build_app(metrics, {"store": store_ready, "relay": relay_ready})
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        http_host, http_port = parse_hostport(settings.http.listen)
+        site = web.TCPSite(runner, http_host, http_port, reuse_port=reuse_port or None)
+        await site.start()
+        gateway.http_runner = runner
+        http_server = site._server  # aiohttp keeps the asyncio.Server here
+        if isinstance(http_server, asyncio.Server) and http_server.sockets:
+            gateway.http_address = http_server.sockets[0].getsockname()[:2]
+        stack.push_async_callback(runner.cleanup)
+
+        prober = asyncio.create_task(_probe_relay(relay))
+        stack.callback(prober.cancel)
+        stack.push_async_callback(partial(_stop_smtp, gateway))
+        log.info(
+            "listening",
+            extra={"event": {"smtp": gateway.smtp_addresses, "http": gateway.http_address}},
+        )
+        yield gateway
+
+
+async def _stop_smtp(gateway: Gateway) -> None:
+    for server in gateway.smtp_servers:
+        server.close()  # stop accepting
+    await gateway.registry.drain(SHUTDOWN_GRACE)
+
+
+async def _probe_relay(relay: Relay) -> None:
+    while True:
+        await asyncio.sleep(RELAY_PROBE_INTERVAL)
+        try:
+            await relay.probe()
+        except RelayFailure as exc:
+            log.warning("relay probe failed: %s", exc.detail)
+
+
+async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with running(settings, reuse_port=reuse_port):
+        await stop.wait()
+        log.info("shutting down")

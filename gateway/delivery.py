@@ -1,0 +1,242 @@
+"""After DATA: build the copies to relay and hand them on under the before-queue promise.
+
+Everything that can fail locally (header parsing, classification, the store lookup, token
+minting, header injection, DKIM signing) happens before the first byte of DATA goes upstream.
+Then each copy is relayed in its own upstream transaction and the client is answered only once
+all are settled (shared/reference/mail-safety.md, rule 7):
+
+* all relayed: ``250``;
+* a failure after some copy was relayed: ``451``, with the relayed (Message-ID, recipient) pairs
+  remembered so that the client's retry skips them (no duplicates);
+* nothing relayed: the relay's class is kept (5xx stays 5xx, everything else is 451).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from gateway import replies
+from gateway.headers import control_headers, inject, strip_control, unsubscribe_fields
+from gateway.message import MalformedMessage, RawMessage
+from gateway.metrics import MessageOutcome, Metrics, RelayErrorKind
+from gateway.policy_gate import Classification, Outcome, PolicyError, PolicyGate
+from gateway.relay import RelayFailure, UpstreamTransaction
+from gateway.replies import Reply
+from gateway.settings import Settings, SmtpClient
+from gateway.signing import PreparedBody, Signer, SigningError
+from suppression.address import Mailbox
+from suppression.store import StoreError
+from suppression.tokens import TokenCodec
+
+log = logging.getLogger("gateway.transaction")
+
+
+@dataclass(slots=True)
+class Transaction:
+    """What the SMTP layer hands over after DATA."""
+
+    client: SmtpClient | None
+    sender: str
+    mail_options: Sequence[str]
+    mailboxes: Sequence[Mailbox]  # in RCPT order
+    content: bytes
+    upstream: UpstreamTransaction | None
+    rcpt_outcomes: dict[str, Outcome] = field(default_factory=dict)
+    log: dict[str, object] = field(default_factory=dict)
+    relay_replies: list[str] = field(default_factory=list)
+    relay_errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """One upstream transaction to run: recipients and the exact bytes."""
+
+    recipients: tuple[Outcome, ...]
+    content: bytes
+
+
+class Delivery:
+    """Turns an accepted DATA into relayed copies and one reply."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        gate: PolicyGate,
+        tokens: TokenCodec,
+        signer: Signer,
+        metrics: Metrics,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.settings = settings
+        self.gate = gate
+        self.tokens = tokens
+        self.signer = signer
+        self.metrics = metrics
+        self.clock = clock
+        self.store = gate.store
+        unsubscribe = settings.unsubscribe
+        self.personalise = frozenset(unsubscribe.categories)
+        self.mailto_domain = unsubscribe.mailto_domain
+        self.public_url = settings.http.public_url
+
+    async def deliver(self, tx: Transaction) -> Reply:
+        """Classify, decide, build, sign and relay; return the one reply for the client."""
+        client_name = tx.client.name if tx.client else None
+        try:
+            reply, outcome = await self._deliver(tx)
+        except PolicyError as exc:
+            reply, outcome = exc.reply, _outcome_for(exc.reply)
+        self.metrics.record_message(client_name, outcome)
+        tx.log.update(reply=str(reply), outcome=outcome.value)
+        if tx.relay_replies:
+            tx.log["relay"] = tx.relay_replies
+        if tx.relay_errors:
+            tx.log["relay_errors"] = tx.relay_errors
+        log.info("transaction", extra={"event": tx.log})
+        return reply
+
+    async def _deliver(self, tx: Transaction) -> tuple[Reply, MessageOutcome]:
+        try:
+            message = RawMessage.parse(tx.content)
+        except MalformedMessage:
+            return replies.MALFORMED_MESSAGE, MessageOutcome.REJECTED
+        category, purpose = control_headers(message)
+        classification = self.gate.classify(tx.client, category, purpose)
+        tx.log.update(
+            client=tx.client.name if tx.client else None,
+            category=classification.category.value,
+            purpose=classification.purpose.id if classification.purpose else None,
+            message_id=message.get("message-id"),
+        )
+        outcomes = await self._outcomes(tx, classification)
+        tx.log["recipients"] = _summary(outcomes)
+        allowed = [o for o in outcomes if not o.blocked]
+        if not allowed:
+            return replies.POLICY_BLOCKED, MessageOutcome.REJECTED
+        key = _message_key(message, tx.content)
+        done = await self._already_delivered(key, allowed)
+        pending = [o for o in allowed if o.identity not in done]
+        if not pending:
+            return replies.QUEUED, MessageOutcome.RELAYED
+        copies = self._build(strip_control(message), classification, tx.client, pending)
+        if copies is None:
+            return replies.MALFORMED_MESSAGE, MessageOutcome.REJECTED
+        reply = await self._relay(tx, copies, key, everyone=len(pending) == len(outcomes))
+        if reply.code != 250:
+            return reply, _outcome_for(reply)
+        partial = len(allowed) < len(outcomes)
+        return reply, MessageOutcome.PARTIALLY_RELAYED if partial else MessageOutcome.RELAYED
+
+    async def _outcomes(self, tx: Transaction, classification: Classification) -> list[Outcome]:
+        if tx.rcpt_outcomes:  # decided at RCPT (the classification could not change since)
+            return list(tx.rcpt_outcomes.values())
+        return await self.gate.evaluate(tx.client, classification, tx.mailboxes)
+
+    async def _already_delivered(self, key: str, allowed: Sequence[Outcome]) -> set[str]:
+        try:
+            return await self.store.delivered(key, [o.identity for o in allowed])
+        except StoreError:
+            # Without the memory the retry may duplicate; refusing would lose nothing either,
+            # but delaying all mail for a dedup table is the worse trade. Logged and counted.
+            self.metrics.store_error()
+            log.warning("dedup lookup failed; relaying without duplicate check")
+            return set()
+
+    def _build(
+        self,
+        message: RawMessage,
+        classification: Classification,
+        client: SmtpClient | None,
+        pending: Sequence[Outcome],
+    ) -> list[Copy] | None:
+        name = client.name if client else None
+        try:
+            prepared = self.signer.prepare(message)
+            if prepared is None:
+                self.metrics.dkim_unsigned_message(name)
+            if classification.category not in self.personalise:
+                return [Copy(tuple(pending), self._sign(prepared, message))]
+            now = self.clock()
+            purpose = classification.purpose.id if classification.purpose else None
+            copies = []
+            for outcome in pending:
+                token = self.tokens.mint(
+                    outcome.identity, purpose, client.name if client else "", now
+                )
+                mailto = f"unsubscribe+{token}@{self.mailto_domain}" if self.mailto_domain else None
+                fields = unsubscribe_fields(f"{self.public_url}/u/{token}", mailto)
+                personal = inject(message, fields, self.settings.unsubscribe.existing) or message
+                copies.append(Copy((outcome,), self._sign(prepared, personal)))
+            return copies
+        except (SigningError, MalformedMessage):
+            log.warning("message could not be signed", exc_info=True)
+            return None
+
+    def _sign(self, prepared: PreparedBody | None, message: RawMessage) -> bytes:
+        if prepared is None:
+            return message.to_bytes()
+        signed = self.signer.sign(prepared, message)
+        for domain, algorithm in prepared.signed_by:
+            self.metrics.dkim_signed(domain, algorithm)
+        return signed.to_bytes()
+
+    async def _relay(
+        self, tx: Transaction, copies: Sequence[Copy], key: str, *, everyone: bool
+    ) -> Reply:
+        upstream = tx.upstream
+        if upstream is None:
+            return replies.LOCAL_ERROR
+        delivered: list[str] = []
+        failures: list[RelayFailure] = []
+        reuse_envelope = everyone and len(copies) == 1
+        if not reuse_envelope:
+            await upstream.reset()
+        for copy in copies:
+            try:
+                if not reuse_envelope:
+                    await upstream.mail(tx.sender, tx.mail_options)
+                    for outcome in copy.recipients:
+                        await upstream.rcpt(outcome.mailbox.address)
+                text = await upstream.data(copy.content)
+                delivered.extend(o.identity for o in copy.recipients)
+                tx.relay_replies.append(replies.sanitise(text))
+            except RelayFailure as failure:
+                failures.append(failure)
+                self.metrics.relay_error(RelayErrorKind(failure.kind))
+                tx.relay_errors.append(failure.detail)
+                await upstream.reset()
+        if not failures:
+            return replies.QUEUED
+        if delivered:
+            until = self.clock() + timedelta(seconds=self.settings.relay.dedup_window)
+            try:
+                await self.store.remember_delivered(key, delivered, until)
+            except StoreError:
+                log.error("could not remember partial delivery of %s", key)
+            return replies.RELAY_TEMPFAIL
+        transient = [f for f in failures if not f.reply.is_permanent]
+        return (transient or failures)[0].reply
+
+
+def _message_key(message: RawMessage, content: bytes) -> str:
+    """Message-ID when present (stable across retries), else a hash of the content."""
+    message_id = message.get("message-id")
+    basis = message_id.encode() if message_id else content
+    return hashlib.sha256(basis).hexdigest()
+
+
+def _outcome_for(reply: Reply) -> MessageOutcome:
+    return MessageOutcome.TEMPFAILED if reply.is_transient else MessageOutcome.REJECTED
+
+
+def _summary(outcomes: Sequence[Outcome]) -> dict[str, dict[str, int]]:
+    summary: dict[str, dict[str, int]] = {}
+    for outcome in outcomes:
+        by_reason = summary.setdefault(outcome.label, {})
+        reason = outcome.decision.reason.value
+        by_reason[reason] = by_reason.get(reason, 0) + 1
+    return summary

@@ -1,0 +1,234 @@
+"""aiosmtpd handler hooks: who may send, which recipients pass, and what DATA becomes.
+
+Thin by design: address syntax is :mod:`suppression.address`, decisions are the
+:class:`~gateway.policy_gate.PolicyGate`, relaying after DATA is :class:`~gateway.delivery.Delivery`.
+RCPT is mirrored upstream in lock-step, so the relay's per-recipient verdict reaches the client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from gateway import replies
+from gateway.delivery import Delivery, Transaction
+from gateway.metrics import MessageOutcome, Metrics, RejectionCode
+from gateway.policy_gate import PolicyError, PolicyGate
+from gateway.relay import Relay, RelayFailure
+from gateway.settings import Settings
+from gateway.smtp import GatewayEnvelope, GatewaySession, release_upstream
+from gateway.unsubscribe import Unsubscriber
+from suppression.address import AddressError, parse_mailbox
+from suppression.tokens import TokenCodec, TokenError
+
+log = logging.getLogger(__name__)
+
+UNSUBSCRIBE_PREFIX = "unsubscribe+"
+UNSUBSCRIBE_OWN_TRANSACTION = replies.TOO_MANY_RECIPIENTS.with_text(
+    "Unsubscribe requests go in a transaction of their own"
+)
+UNKNOWN_UNSUBSCRIBE = replies.Reply(550, "5.1.1", "Unknown or expired unsubscribe address")
+BAD_SENDER = replies.Reply(553, "5.1.7", "Invalid sender address syntax")
+
+
+class GatewayHandler:
+    """The aiosmtpd handler: one instance shared by every session."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        relay: Relay,
+        gate: PolicyGate,
+        delivery: Delivery,
+        tokens: TokenCodec,
+        unsubscriber: Unsubscriber,
+        metrics: Metrics,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.settings = settings
+        self.relay = relay
+        self.gate = gate
+        self.delivery = delivery
+        self.tokens = tokens
+        self.unsubscriber = unsubscriber
+        self.metrics = metrics
+        self.clock = clock
+        self.mailto_domain = (settings.unsubscribe.mailto_domain or "").lower()
+        self.max_recipients = settings.smtp.max_recipients
+
+    def _reject(self, code: RejectionCode, reply: replies.Reply) -> str:
+        self.metrics.rejection(code)
+        return str(reply)
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        """Advertise only what the relay path honours (RFC 5321 §4.1.1.1; mail-safety rule 9)."""
+        session.host_name = hostname
+        caps = self.relay.capabilities
+        dropped = set()
+        if not caps.eightbitmime:
+            dropped.add("8BITMIME")
+        if not caps.smtputf8:
+            dropped.add("SMTPUTF8")
+        kept = [r for r in responses if r[4:].split(" ")[0].upper() not in dropped]
+        if not any("ENHANCEDSTATUSCODES" in r for r in kept):
+            kept.insert(len(kept) - 1, "250-ENHANCEDSTATUSCODES")  # RFC 2034
+        return kept
+
+    async def handle_MAIL(
+        self,
+        server: Any,
+        session: GatewaySession,
+        envelope: GatewayEnvelope,
+        address: str,
+        options: list[str],
+    ) -> str:
+        """Check the sender's syntax; relay permission is checked per recipient."""
+        if address:
+            try:
+                address = parse_mailbox(address, smtputf8=envelope.smtp_utf8).address
+            except AddressError:
+                return self._reject(RejectionCode.SYNTAX, BAD_SENDER)
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return str(replies.MAIL_OK)
+
+    async def handle_RCPT(
+        self,
+        server: Any,
+        session: GatewaySession,
+        envelope: GatewayEnvelope,
+        address: str,
+        options: list[str],
+    ) -> str:
+        """Syntax, limits, relay permission, RCPT-time policy, then the relay's own verdict."""
+        if len(envelope.rcpt_tos) >= self.max_recipients:
+            return self._reject(RejectionCode.RECIPIENTS, replies.TOO_MANY_RECIPIENTS)
+        try:
+            mailbox = parse_mailbox(address, smtputf8=envelope.smtp_utf8)
+        except AddressError as exc:
+            reply = replies.BAD_ADDRESS.with_text(replies.sanitise(exc.reason))
+            return self._reject(RejectionCode.SYNTAX, reply)
+        if self._is_unsubscribe_address(mailbox.local, mailbox.ascii_domain):
+            return self._unsubscribe_rcpt(envelope, mailbox)
+        if envelope.unsubscribes:
+            return str(UNSUBSCRIBE_OWN_TRANSACTION)
+        client = session.client
+        if client is None:
+            if not session.authenticated and server.tls_context is not None:
+                return self._reject(RejectionCode.AUTH, replies.AUTH_REQUIRED)
+            return self._reject(RejectionCode.RELAY_DENIED, replies.RELAY_DENIED)
+        if self.gate.final_at_rcpt(client):
+            refusal = await self._decide_at_rcpt(session, envelope, mailbox)
+            if refusal is not None:
+                return refusal
+        try:
+            if envelope.upstream is None:
+                envelope.upstream = await self.relay.begin()
+                await envelope.upstream.mail(
+                    envelope.mail_from or "", self._upstream_options(envelope)
+                )
+            await envelope.upstream.rcpt(mailbox.address)
+        except RelayFailure as failure:
+            self.metrics.relay_error(failure.kind)  # type: ignore[arg-type]
+            log.info("relay refused at RCPT: %s", failure.detail)
+            if not envelope.rcpt_tos:
+                await release_upstream(envelope)
+            return str(failure.reply)
+        envelope.rcpt_tos.append(mailbox.address)
+        envelope.rcpt_options.extend(options)
+        envelope.recipients.append(mailbox)
+        return str(replies.RCPT_OK)
+
+    def _upstream_options(self, envelope: GatewayEnvelope) -> list[str]:
+        caps = self.relay.capabilities
+        wanted = []
+        for option in envelope.mail_options:
+            name = option.split("=", 1)[0].upper()
+            if name == "SMTPUTF8" and caps.smtputf8:
+                wanted.append("SMTPUTF8")
+            elif name == "BODY" and caps.eightbitmime:
+                wanted.append(option.upper())
+        return wanted
+
+    async def _decide_at_rcpt(
+        self, session: GatewaySession, envelope: GatewayEnvelope, mailbox: Any
+    ) -> str | None:
+        client = session.client
+        try:
+            classification = self.gate.classify(client, None, None)
+            (outcome,) = await self.gate.evaluate(client, classification, [mailbox])
+        except PolicyError as exc:
+            return self._reject(RejectionCode.POLICY, exc.reply)
+        if outcome.blocked:
+            text = f"<{mailbox.address}>: {outcome.decision.reason.value}"
+            return self._reject(RejectionCode.POLICY, replies.POLICY_BLOCKED.with_text(text))
+        envelope.decided_at_rcpt[mailbox.address] = outcome
+        return None
+
+    def _is_unsubscribe_address(self, local: str, domain: str) -> bool:
+        return (
+            bool(self.mailto_domain)
+            and domain == self.mailto_domain
+            and (local.lower().startswith(UNSUBSCRIBE_PREFIX))
+        )
+
+    def _unsubscribe_rcpt(self, envelope: GatewayEnvelope, mailbox: Any) -> str:
+        if envelope.recipients:
+            return str(UNSUBSCRIBE_OWN_TRANSACTION)
+        token = mailbox.local[len(UNSUBSCRIBE_PREFIX) :]
+        try:
+            claims = self.tokens.open(token, self.clock())
+        except TokenError:
+            return self._reject(RejectionCode.SYNTAX, UNKNOWN_UNSUBSCRIBE)
+        envelope.unsubscribes.append(claims)
+        envelope.rcpt_tos.append(mailbox.address)
+        return str(replies.RCPT_OK)
+
+    async def handle_DATA(
+        self, server: Any, session: GatewaySession, envelope: GatewayEnvelope
+    ) -> str:
+        """Unsubscribe mail is recorded; everything else goes through :class:`Delivery`."""
+        if envelope.unsubscribes:
+            return await self._unsubscribe_mail(session, envelope)
+        content = envelope.content
+        assert isinstance(content, bytes)
+        tx = Transaction(
+            client=session.client,
+            sender=envelope.mail_from or "",
+            mail_options=self._upstream_options(envelope),
+            mailboxes=envelope.recipients,
+            content=content,
+            upstream=envelope.upstream,
+            rcpt_outcomes=envelope.decided_at_rcpt,
+            log={"peer": _peer(session)},
+        )
+        try:
+            return str(await self.delivery.deliver(tx))
+        finally:
+            await release_upstream(envelope)
+
+    async def _unsubscribe_mail(self, session: GatewaySession, envelope: GatewayEnvelope) -> str:
+        for claims in envelope.unsubscribes:
+            try:
+                await self.unsubscriber.opt_out(claims, channel="mailto", evidence={})
+            except Exception:
+                log.exception("recording a mailto unsubscribe failed")
+                self.metrics.record_message(None, MessageOutcome.TEMPFAILED)
+                return str(replies.STORE_UNAVAILABLE)
+        self.metrics.record_message(None, MessageOutcome.UNSUBSCRIBE_MAIL)
+        return str(replies.UNSUBSCRIBE_RECORDED)
+
+    async def handle_exception(self, error: Exception) -> str:
+        """Log with context, count, answer 451; never echo internals to the peer."""
+        log.error("SMTP session error", exc_info=error)
+        self.metrics.rejection(RejectionCode.INTERNAL)
+        return str(replies.LOCAL_ERROR)
+
+
+def _peer(session: GatewaySession) -> str:
+    peer = session.peer
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else str(peer)

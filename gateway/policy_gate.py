@@ -1,0 +1,172 @@
+"""Between SMTP and the pure policy: classify a message, read the store once, decide, count.
+
+The rules live in :mod:`suppression.policy`; this module only gathers their inputs (category and
+purpose from the client's defaults or the ``X-Gateway-*`` headers, recipient facts from the store
+in one query per message) and records the outcome in metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from gateway import replies
+from gateway.metrics import Metrics, RejectionCode, decision_label
+from gateway.replies import Reply
+from gateway.settings import PolicySettings, SmtpClient
+from suppression.address import Identities, Mailbox
+from suppression.model import (
+    NO_FACTS,
+    Category,
+    Decision,
+    PolicyMode,
+    Purpose,
+    RecipientFacts,
+    RecipientKey,
+)
+from suppression.policy import decide
+from suppression.store import Store, StoreError
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """What a message is: its category and (for marketing) its purpose."""
+
+    category: Category
+    purpose: Purpose | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One recipient's decision and whether it is enforced (monitor mode enforces nothing)."""
+
+    mailbox: Mailbox
+    identity: str
+    decision: Decision
+    mode: PolicyMode
+
+    @property
+    def blocked(self) -> bool:
+        """True when the recipient must not be relayed."""
+        return not self.decision.allowed and self.mode is PolicyMode.ENFORCE
+
+    @property
+    def label(self) -> str:
+        """``allow``, ``block`` or ``would_block``."""
+        return decision_label(self.decision, self.mode).value
+
+
+class PolicyError(Exception):
+    """The message cannot be decided; ``reply`` says why to the client."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(str(reply))
+        self.reply = reply
+
+
+class PolicyGate:
+    """Classifies messages and decides each recipient with one store query per message."""
+
+    def __init__(
+        self,
+        settings: PolicySettings,
+        store: Store,
+        identities: Identities,
+        metrics: Metrics,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.settings = settings
+        self.catalogue: Mapping[str, Purpose] = settings.catalogue()
+        self.store = store
+        self.identities = identities
+        self.metrics = metrics
+        self.clock = clock
+
+    def mode_for(self, client: SmtpClient | None) -> PolicyMode:
+        """The client's policy mode, else the global one."""
+        if client is not None and client.policy_mode is not None:
+            return client.policy_mode
+        return self.settings.mode
+
+    def classify(
+        self, client: SmtpClient | None, category: str | None, purpose: str | None
+    ) -> Classification:
+        """Headers (if given) over the client's defaults over ``[policy] default_category``."""
+        if client is not None and not client.classifying_headers:
+            category = purpose = None
+        if category is None and client is not None and client.default_category is not None:
+            category = client.default_category
+        if purpose is None and client is not None:
+            purpose = client.default_purpose
+        try:
+            resolved = Category((category or self.settings.default_category).strip().lower())
+        except ValueError:
+            raise PolicyError(
+                replies.POLICY_BLOCKED.with_text(
+                    f"Unknown category {replies.sanitise(category or '', 64)!r}"
+                )
+            ) from None
+        if purpose is None:
+            return Classification(resolved, None)
+        known = self.catalogue.get(purpose.strip())
+        if known is None:
+            raise PolicyError(
+                replies.POLICY_BLOCKED.with_text(
+                    f"Unknown purpose {replies.sanitise(purpose, 64)!r}"
+                )
+            )
+        return Classification(resolved, known)
+
+    def final_at_rcpt(self, client: SmtpClient | None) -> bool:
+        """True when headers cannot change the classification, so RCPT may be refused."""
+        return client is not None and not client.classifying_headers
+
+    async def evaluate(
+        self,
+        client: SmtpClient | None,
+        classification: Classification,
+        mailboxes: Sequence[Mailbox],
+    ) -> list[Outcome]:
+        """Decide every recipient; raise :class:`PolicyError` (451) if the store fails closed."""
+        keys = [self.identities.key(m.address) for m in mailboxes]
+        facts = await self._facts(classification, keys)
+        now = self.clock()
+        mode = self.mode_for(client)
+        name = client.name if client else None
+        purpose_id = classification.purpose.id if classification.purpose else None
+        outcomes = []
+        for mailbox, key in zip(mailboxes, keys, strict=True):
+            decision = decide(
+                classification.category,
+                classification.purpose,
+                facts.get(key.identity, NO_FACTS),
+                now,
+            )
+            outcome = Outcome(mailbox, key.identity, decision, mode)
+            self.metrics.record_recipient(
+                name,
+                classification.category,
+                purpose_id,
+                decision_label(decision, mode),
+                decision.reason,
+            )
+            outcomes.append(outcome)
+        return outcomes
+
+    async def _facts(
+        self, classification: Classification, keys: Sequence[RecipientKey]
+    ) -> Mapping[str, RecipientFacts]:
+        started = time.perf_counter()
+        try:
+            return await self.store.facts(keys, self.clock())
+        except StoreError:
+            self.metrics.store_error()
+            transactional = classification.category is Category.TRANSACTIONAL
+            if transactional and self.settings.on_store_error == "allow":
+                return {}
+            self.metrics.rejection(RejectionCode.STORE)
+            raise PolicyError(replies.STORE_UNAVAILABLE) from None
+        finally:
+            self.metrics.observe_store(time.perf_counter() - started)

@@ -1,0 +1,321 @@
+"""The upstream side: hand mail to the real relay (aiosmtplib) or to a local maildir.
+
+The gateway keeps no queue, so the relay is driven in lock-step with the client (the promise of
+Postfix's ``smtpd_proxy_filter``): the client's MAIL and RCPT are mirrored upstream as they arrive,
+so a recipient the relay refuses is refused to the client at RCPT, and the client's ``250`` after
+DATA is only written once the relay has answered ``250`` for every copy.
+
+Every upstream failure is mapped to a :class:`~gateway.replies.Reply` for the client by
+:func:`map_failure`: connection, TLS and timeout problems and relay 4xx become ``451 4.4.x`` with
+generic text (details go to the log); relay 5xx stays 5xx with the relay's text sanitised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import ssl
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiosmtplib
+
+from gateway import replies
+from gateway.replies import Reply
+from gateway.settings import RelaySettings, StartTls, parse_hostport
+
+log = logging.getLogger(__name__)
+
+#: Octets the gateway may add to a message (List-Unsubscribe pair, two DKIM signatures).
+GATEWAY_OVERHEAD = 4096
+#: A pooled connection idle longer than this is closed rather than reused (relays time out idle
+#: sessions; Postfix after 300 s).
+IDLE_LIMIT = 60.0
+_ENHANCED = re.compile(r"^([245])\.\d{1,3}\.\d{1,3}\s+")
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What the relay path can honour, as last seen in the relay's EHLO."""
+
+    size: int | None = None
+    eightbitmime: bool = False
+    smtputf8: bool = False
+    reachable: bool = False
+
+
+class RelayFailure(Exception):
+    """An upstream step failed; ``reply`` is what the client gets, ``kind`` labels metrics."""
+
+    def __init__(self, kind: str, reply: Reply, detail: str = "") -> None:
+        super().__init__(f"{kind}: {detail or reply}")
+        self.kind = kind
+        self.reply = reply
+        self.detail = detail
+
+
+def map_reply(code: int, text: str) -> RelayFailure:
+    """Map a non-success relay reply: 4xx -> generic 451 4.4.0; 5xx -> 5xx with its text."""
+    text = text.replace("\r", " ").replace("\n", " ")
+    if 400 <= code < 500:
+        return RelayFailure("4xx", replies.RELAY_TEMPFAIL, f"{code} {text}")
+    if 500 <= code < 600:
+        match = _ENHANCED.match(text)
+        status = match.group(0).strip() if match and match.group(1) == "5" else "5.0.0"
+        body = text[match.end() :] if match else text
+        return RelayFailure("5xx", Reply(code, status, replies.sanitise(body)), f"{code} {text}")
+    return RelayFailure("protocol", replies.RELAY_TEMPFAIL, f"unexpected reply {code} {text}")
+
+
+def map_failure(error: BaseException) -> RelayFailure:
+    """Map an aiosmtplib or socket exception to a client reply."""
+    if isinstance(error, RelayFailure):
+        return error
+    if isinstance(error, aiosmtplib.SMTPTimeoutError | asyncio.TimeoutError | TimeoutError):
+        return RelayFailure("timeout", replies.RELAY_TIMEOUT, repr(error))
+    if isinstance(error, ssl.SSLError):
+        return RelayFailure("tls", replies.RELAY_UNAVAILABLE, repr(error))
+    if isinstance(error, aiosmtplib.SMTPResponseException) and error.code >= 400:
+        return map_reply(error.code, error.message)
+    if isinstance(error, aiosmtplib.SMTPConnectError | ConnectionError | OSError):
+        return RelayFailure("connect", replies.RELAY_UNAVAILABLE, repr(error))
+    return RelayFailure("protocol", replies.RELAY_TEMPFAIL, repr(error))
+
+
+class UpstreamTransaction(Protocol):
+    """One upstream connection driven in lock-step with one client transaction."""
+
+    async def mail(self, sender: str, options: Sequence[str]) -> None:
+        """MAIL FROM upstream; raise :class:`RelayFailure` unless accepted."""
+
+    async def rcpt(self, recipient: str, options: Sequence[str] = ()) -> None:
+        """RCPT TO upstream; raise :class:`RelayFailure` unless accepted."""
+
+    async def data(self, content: bytes) -> str:
+        """Send the (unstuffed, CRLF) content; return the relay's 250 text, else raise."""
+
+    async def reset(self) -> None:
+        """Abort the current upstream transaction (RSET), keeping the connection."""
+
+    async def release(self) -> None:
+        """Give the connection back (to the pool when clean) and forget the transaction."""
+
+
+class Relay(Protocol):
+    """Where accepted mail goes."""
+
+    capabilities: Capabilities
+
+    async def begin(self) -> UpstreamTransaction:
+        """An upstream connection ready for MAIL (from the pool when possible)."""
+
+    async def probe(self) -> Capabilities:
+        """Connect, read the relay's features, update :attr:`capabilities`."""
+
+    async def close(self) -> None:
+        """Close pooled connections."""
+
+
+def advertised_size(configured: int, caps: Capabilities) -> int:
+    """SIZE to advertise: our limit, capped by the relay's minus what the gateway may add."""
+    if caps.size:
+        return max(1024, min(configured, caps.size - GATEWAY_OVERHEAD))
+    return configured
+
+
+class _SmtpTransaction:
+    """A pooled aiosmtplib connection used for one client transaction."""
+
+    def __init__(self, relay: SmtpRelay, client: aiosmtplib.SMTP, reused: bool) -> None:
+        self._relay = relay
+        self._client: aiosmtplib.SMTP | None = client
+        self._reused = reused
+        self._open = False  # an upstream transaction is in progress
+        self._broken = False
+
+    def _conn(self) -> aiosmtplib.SMTP:
+        if self._client is None:
+            raise RelayFailure("protocol", replies.LOCAL_ERROR, "transaction already released")
+        return self._client
+
+    async def _command(self, *args: bytes) -> aiosmtplib.SMTPResponse:
+        try:
+            return await self._conn().execute_command(*args, timeout=self._relay.timeout)
+        except BaseException as exc:
+            self._broken = True
+            raise map_failure(exc) from exc
+
+    async def mail(self, sender: str, options: Sequence[str]) -> None:
+        line = [b"MAIL", b"FROM:<" + sender.encode() + b">", *(o.encode() for o in options)]
+        try:
+            response = await self._command(*line)
+        except RelayFailure as failure:
+            if not (self._reused and failure.kind in ("connect", "protocol")):
+                raise
+            # A pooled connection the relay closed while idle: one fresh attempt is safe, as
+            # nothing of this transaction has reached the relay yet.
+            await self._discard()
+            self._client, self._reused, self._broken = await self._relay.connect(), False, False
+            response = await self._command(*line)
+        self._open = True
+        if response.code != 250:
+            raise map_reply(response.code, response.message)
+
+    async def rcpt(self, recipient: str, options: Sequence[str] = ()) -> None:
+        line = [b"RCPT", b"TO:<" + recipient.encode() + b">", *(o.encode() for o in options)]
+        response = await self._command(*line)
+        if response.code not in (250, 251):
+            raise map_reply(response.code, response.message)
+
+    async def data(self, content: bytes) -> str:
+        started = time.perf_counter()
+        try:
+            response = await self._conn().data(content, timeout=self._relay.timeout)
+        except BaseException as exc:
+            # A failed DATA leaves no transaction open upstream (RFC 5321 §4.1.1.4).
+            self._open = False
+            if not isinstance(exc, aiosmtplib.SMTPDataError):
+                self._broken = True
+            raise map_failure(exc) from exc
+        finally:
+            self._relay.observe(time.perf_counter() - started)
+        self._open = False
+        return response.message
+
+    async def reset(self) -> None:
+        if self._open and not self._broken:
+            try:
+                await self._command(b"RSET")
+            except RelayFailure:
+                self._broken = True
+        self._open = False
+
+    async def release(self) -> None:
+        await self.reset()
+        if self._client is None:
+            return
+        if self._broken:
+            await self._discard()
+        else:
+            self._relay.give_back(self._client)
+            self._client = None
+
+    async def _discard(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
+class SmtpRelay:
+    """An SMTP(S) relay reached with aiosmtplib, with a small pool of idle connections."""
+
+    def __init__(self, settings: RelaySettings, local_hostname: str) -> None:
+        scheme, _, rest = settings.url.partition("://")
+        self.host, self.port = parse_hostport(rest.rstrip("/"))
+        self.implicit_tls = scheme == "smtps"
+        self.settings = settings
+        self.timeout = settings.timeout
+        self.local_hostname = local_hostname
+        self.capabilities = Capabilities()
+        self._idle: deque[tuple[float, aiosmtplib.SMTP]] = deque()
+        self.observe: _Observer = _ignore
+
+    def _tls_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(
+            cafile=str(self.settings.tls_ca_file) if self.settings.tls_ca_file else None
+        )
+        if not self.settings.tls_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    async def connect(self) -> aiosmtplib.SMTP:
+        """A new, greeted, (STARTTLS-ed, authenticated) connection."""
+        client = aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            local_hostname=self.local_hostname,
+            timeout=self.timeout,
+            use_tls=self.implicit_tls,
+            start_tls=False,
+            tls_context=self._tls_context() if self.implicit_tls else None,
+        )
+        try:
+            await client.connect()
+            await client.ehlo()
+            starttls = self.settings.starttls
+            if not self.implicit_tls and starttls is not StartTls.OFF:
+                if client.supports_extension("starttls"):
+                    await client.starttls(tls_context=self._tls_context())
+                    await client.ehlo()
+                elif starttls is StartTls.REQUIRE:
+                    raise RelayFailure("tls", replies.RELAY_UNAVAILABLE, "relay lacks STARTTLS")
+            if self.settings.username and self.settings.password:
+                await client.login(
+                    self.settings.username, self.settings.password.get_secret_value()
+                )
+        except BaseException as exc:
+            client.close()
+            raise map_failure(exc) from exc
+        self.capabilities = _capabilities(client)
+        return client
+
+    async def begin(self) -> UpstreamTransaction:
+        now = time.monotonic()
+        while self._idle:
+            since, client = self._idle.pop()
+            if now - since < IDLE_LIMIT and client.is_connected:
+                return _SmtpTransaction(self, client, reused=True)
+            client.close()
+        return _SmtpTransaction(self, await self.connect(), reused=False)
+
+    def give_back(self, client: aiosmtplib.SMTP) -> None:
+        """Pool a clean connection, or close it when the pool is full."""
+        if client.is_connected and len(self._idle) < self.settings.pool_size:
+            self._idle.append((time.monotonic(), client))
+        else:
+            client.close()
+
+    async def probe(self) -> Capabilities:
+        try:
+            client = await self.connect()
+        except RelayFailure:
+            self.capabilities = Capabilities(
+                self.capabilities.size,
+                self.capabilities.eightbitmime,
+                self.capabilities.smtputf8,
+                reachable=False,
+            )
+            raise
+        self.give_back(client)
+        return self.capabilities
+
+    async def close(self) -> None:
+        while self._idle:
+            _, client = self._idle.pop()
+            try:
+                await asyncio.wait_for(client.quit(), timeout=2)
+            except Exception:
+                client.close()
+
+
+class _Observer(Protocol):
+    def __call__(self, seconds: float, /) -> None: ...
+
+
+def _ignore(seconds: float, /) -> None:
+    """Default latency observer."""
+
+
+def _capabilities(client: aiosmtplib.SMTP) -> Capabilities:
+    size = client.esmtp_extensions.get("size", "")
+    return Capabilities(
+        size=int(size) if size.isdigit() and int(size) > 0 else None,
+        eightbitmime=client.supports_extension("8bitmime"),
+        smtputf8=client.supports_extension("smtputf8"),
+        reachable=True,
+    )

@@ -1,0 +1,80 @@
+"""Secrets the gateway generates for itself: the identity pepper and the token keys.
+
+They live in one JSON file (mode 0600) beside the store, never in the database and never in a
+log. Losing the pepper means losing every suppression (identities could no longer be matched),
+so the gateway refuses to start when the store already holds data but the file is gone.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from suppression.tokens import generate_key
+
+PEPPER_BYTES = 32
+
+
+class SecretsError(Exception):
+    """The secrets file is missing where it must exist, or unreadable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    """The pepper for identities and the token key ring (newest id signs)."""
+
+    pepper: bytes
+    token_keys: dict[int, bytes]
+
+    def __repr__(self) -> str:  # never print key material
+        return f"Secrets(token_key_ids={sorted(self.token_keys)})"
+
+
+def default_path(store_url: str) -> Path:
+    """``<store file>.secrets.json`` for SQLite; ``var/secrets.json`` otherwise."""
+    if store_url.startswith("sqlite:///"):
+        return Path(store_url.removeprefix("sqlite:///") + ".secrets.json")
+    return Path("var/secrets.json")
+
+
+def load_or_create(path: Path, *, store_has_data: bool) -> Secrets:
+    """Read the secrets, or create them when this is a brand-new store."""
+    if not path.exists():
+        if store_has_data:
+            raise SecretsError(
+                f"store.secrets_file: {path} is missing but the store already holds data; "
+                "restore it from backup (without it no suppression can be matched)"
+            )
+        secrets = Secrets(os.urandom(PEPPER_BYTES), {1: generate_key()})
+        write(path, secrets)
+        return secrets
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Secrets(
+            base64.b64decode(data["pepper"]),
+            {int(k): base64.b64decode(v) for k, v in data["token_keys"].items()},
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SecretsError(
+            f"store.secrets_file: cannot read {path}: {type(exc).__name__}"
+        ) from None
+
+
+def write(path: Path, secrets: Secrets) -> None:
+    """Write atomically with mode 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "version": 1,
+        "pepper": base64.b64encode(secrets.pepper).decode(),
+        "token_keys": {str(k): base64.b64encode(v).decode() for k, v in secrets.token_keys.items()},
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(payload, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

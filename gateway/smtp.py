@@ -1,0 +1,340 @@
+"""The SMTP listener: aiosmtpd's protocol with the gaps a production gateway must close.
+
+aiosmtpd leaves much to the handler (see shared/reference/mail-safety.md). This subclass:
+
+* reads DATA in large chunks and ends it only on ``CRLF . CRLF`` (RFC 5321 §4.1.1.4), then
+  rejects bare CR or LF (SMTP smuggling, RFC 5321 §2.3.8) and NUL, and enforces the size and
+  line limits with enhanced status codes; the per-line reads of the stock reader are the
+  largest cost in a pass-through;
+* runs AUTH PLAIN/LOGIN through an async, thread-offloaded KDF and closes the session after
+  repeated failures (AUTH is only offered after STARTTLS: ``auth_require_tls``);
+* caps concurrent sessions and drains on shutdown (``421 4.3.2``);
+* never echoes an exception to the peer (the handler's ``handle_exception`` answers 451).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from gateway import replies
+from gateway.access import Clients
+from gateway.relay import UpstreamTransaction
+from gateway.settings import SmtpClient
+
+log = logging.getLogger(__name__)
+
+_TERMINATOR = b"\r\n.\r\n"
+_BARE_CR_OR_LF = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+_CHUNK = 64 * 1024
+
+
+class GatewaySession(Session):
+    """One connection: who the client is and how AUTH went."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.client: SmtpClient | None = None
+        self.auth_failures = 0
+        self.busy = False
+
+
+class GatewayEnvelope(Envelope):
+    """One transaction: checked recipients, the upstream transaction held in lock-step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recipients: list[Any] = []  # suppression.address.Mailbox, in RCPT order
+        self.unsubscribes: list[Any] = []  # token claims of mailto unsubscribe recipients
+        self.upstream: UpstreamTransaction | None = None
+        self.decided_at_rcpt: dict[str, Any] = {}  # address -> Outcome for RCPT-final clients
+
+
+class SessionRegistry:
+    """Live sessions: enforces the cap and drives the graceful drain."""
+
+    def __init__(self, max_sessions: int) -> None:
+        self.max_sessions = max_sessions
+        self.live: set[GatewaySMTP] = set()
+        self.draining = False
+        self.on_open: Callable[[], None] = _nothing
+        self.on_close: Callable[[], None] = _nothing
+
+    def add(self, protocol: GatewaySMTP) -> bool:
+        """Register a session; False when over the cap or draining."""
+        if self.draining or len(self.live) >= self.max_sessions:
+            return False
+        self.live.add(protocol)
+        self.on_open()
+        return True
+
+    def discard(self, protocol: GatewaySMTP) -> None:
+        """Forget a closed session."""
+        if protocol in self.live:
+            self.live.discard(protocol)
+            self.on_close()
+
+    async def drain(self, grace: float) -> None:
+        """Close idle sessions now, busy ones once their transaction ends or ``grace`` passes."""
+        self.draining = True
+        deadline = asyncio.get_running_loop().time() + grace
+        while True:
+            for protocol in list(self.live):
+                if not protocol.in_transaction:
+                    await protocol.say_goodbye()
+            if not self.live or asyncio.get_running_loop().time() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        for protocol in list(self.live):
+            await protocol.say_goodbye()
+
+
+async def release_upstream(envelope: Envelope | None) -> None:
+    """Abort and release an envelope's upstream transaction, if any."""
+    if isinstance(envelope, GatewayEnvelope) and envelope.upstream is not None:
+        upstream, envelope.upstream = envelope.upstream, None
+        try:
+            await upstream.release()
+        except Exception:  # the connection is dropped either way
+            log.debug("upstream release failed", exc_info=True)
+
+
+class GatewaySMTP(SMTP):
+    """aiosmtpd's SMTP protocol, hardened; one instance per connection."""
+
+    def __init__(
+        self,
+        handler: Any,
+        *,
+        registry: SessionRegistry,
+        clients: Clients,
+        max_line_length: int,
+        max_auth_failures: int,
+        on_reject: Callable[[str], None],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(handler, **kwargs)
+        self.registry = registry
+        self.clients = clients
+        self.max_line_length = max_line_length
+        self.max_auth_failures = max_auth_failures
+        self.on_reject = on_reject
+        self._too_long = re.compile(rb"[^\r\n]{%d}" % (max_line_length + 1))
+        self._pending_tasks: set[asyncio.Task[None]] = set()
+
+    # --- session lifecycle -------------------------------------------------------------
+    def _create_session(self) -> Session:
+        return GatewaySession(self.loop)
+
+    def _create_envelope(self) -> Envelope:
+        return GatewayEnvelope()
+
+    def _set_post_data_state(self) -> None:
+        self._release(self.envelope)
+        super()._set_post_data_state()  # type: ignore[no-untyped-call]
+
+    def _release(self, envelope: Envelope | None) -> None:
+        if isinstance(envelope, GatewayEnvelope) and envelope.upstream is not None:
+            task = self.loop.create_task(release_upstream(envelope))
+            self._pending_tasks.add(task)
+            task.add_done_callback(self._pending_tasks.discard)
+
+    @property
+    def in_transaction(self) -> bool:
+        """True between MAIL and the end of DATA, or while a command is being handled."""
+        session = self.session
+        busy = isinstance(session, GatewaySession) and session.busy
+        return busy or (self.envelope is not None and self.envelope.mail_from is not None)
+
+    async def _handle_client(self) -> None:
+        if not self.registry.add(self):
+            reply = replies.SHUTTING_DOWN if self.registry.draining else replies.TOO_MANY_SESSIONS
+            self.on_reject("sessions")
+            await self.push(str(reply))
+            if self.transport is not None:
+                self.transport.close()
+            return
+        if isinstance(self.session, GatewaySession):
+            self.session.client = self.clients.by_peer(_peer_host(self.session.peer))
+        await super()._handle_client()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._release(self.envelope)
+        self.registry.discard(self)
+        super().connection_lost(error)
+
+    async def say_goodbye(self) -> None:
+        """421 4.3.2 and close (shutdown)."""
+        self.registry.discard(self)
+        if self.transport is not None and not self.transport.is_closing():
+            try:
+                self._writer.write(f"{replies.SHUTTING_DOWN}\r\n".encode())
+            finally:
+                self.transport.close()
+
+    async def push(self, status: Any) -> None:
+        text = status.decode() if isinstance(status, bytes) else str(status)
+        missing = _NO_ENHANCED.match(text)
+        if missing:  # aiosmtpd's own replies often lack one (RFC 2034 asks for it on all)
+            code = int(missing.group(1))
+            text = f"{code} {_DEFAULT_ENHANCED.get(code, missing.group(1)[0] + '.0.0')} {text[4:]}"
+        await super().push(text)
+        if text.startswith("421") and self.transport is not None:
+            self.transport.close()
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        if self.registry.draining:
+            await self.push(str(replies.SHUTTING_DOWN))
+            return
+        await super().smtp_MAIL(arg)
+
+    # --- DATA -------------------------------------------------------------------------
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None and self.session is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 5.5.1 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        content, problem = await self._read_data()
+        if problem is not None:
+            self.on_reject(_REJECTION_KIND.get(problem, "content"))
+            self._set_post_data_state()
+            await self.push(str(problem))
+            return
+        self.envelope.content = self.envelope.original_content = content
+        assert isinstance(self.session, GatewaySession)
+        self.session.busy = True
+        try:
+            status = await self._call_handler_hook("DATA")
+        finally:
+            self.session.busy = False
+        self._set_post_data_state()
+        await self.push(status)
+        if self.registry.draining:
+            await self.say_goodbye()
+
+    async def _read_data(self) -> tuple[bytes, replies.Reply | None]:
+        """Read up to CRLF.CRLF; return the unstuffed content or the reply refusing it."""
+        limit = self.data_size_limit or 0
+        buffer = bytearray(b"\r\n")  # the CRLF ending the DATA line, so "." alone ends at once
+        too_big = False
+        while True:
+            chunk = await self._reader.read(_CHUNK)
+            if not chunk:
+                raise ConnectionResetError("client went away during DATA")
+            self._reset_timeout()
+            start = max(0, len(buffer) - 4)
+            buffer += chunk
+            end = buffer.find(_TERMINATOR, start)
+            if end >= 0:
+                break
+            if limit and len(buffer) > limit + 2:
+                too_big = True
+                del buffer[: len(buffer) - 4]  # keep only what a split terminator needs
+        leftover = bytes(buffer[end + len(_TERMINATOR) :])
+        if leftover:  # pipelined commands after the final dot (RFC 2920)
+            self._reader._buffer[:0] = leftover  # type: ignore[attr-defined]
+        if too_big:
+            return b"", replies.MESSAGE_TOO_BIG
+        raw = bytes(buffer[: end + 2])
+        if limit and len(raw) - 2 > limit:
+            return b"", replies.MESSAGE_TOO_BIG
+        if b"\x00" in raw:
+            return b"", replies.NUL_IN_CONTENT
+        if _BARE_CR_OR_LF.search(raw):
+            return b"", replies.BAD_LINE_ENDINGS
+        if self._too_long.search(raw):
+            return b"", replies.LINE_TOO_LONG
+        # RFC 5321 §4.5.2: remove the leading dot of every line that has one.
+        return raw.replace(b"\r\n.", b"\r\n")[2:], None
+
+    # --- AUTH (RFC 4954), with the KDF off the event loop -----------------------------
+    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
+        """AUTH PLAIN (RFC 4616)."""
+        blob = await self._auth_blob(args, "")
+        if blob is None:
+            return AuthResult(success=False, handled=True)
+        try:
+            _authz, login, password = blob.split(b"\x00")
+        except ValueError:
+            await self.push("501 5.5.2 Can't split auth value")
+            return AuthResult(success=False, handled=True)
+        return await self._check_credentials(login, password)
+
+    async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
+        """AUTH LOGIN (draft-murchison-sasl-login)."""
+        login = await self._auth_blob(args, "Username:")
+        if login is None:
+            return AuthResult(success=False, handled=True)
+        password = await self.challenge_auth("Password:")
+        if not isinstance(password, bytes):
+            return AuthResult(success=False, handled=True)
+        return await self._check_credentials(login, password)
+
+    async def _auth_blob(self, args: list[str], challenge: str) -> bytes | None:
+        if len(args) == 1:
+            blob = await self.challenge_auth(challenge)
+            return blob if isinstance(blob, bytes) else None
+        try:
+            return base64.b64decode(args[1].encode(), validate=True)
+        except (binascii.Error, ValueError):
+            await self.push("501 5.5.2 Can't decode base64")
+            return None
+
+    async def _check_credentials(self, login: bytes, password: bytes) -> AuthResult:
+        assert isinstance(self.session, GatewaySession)
+        client = await self.clients.authenticate(login, password)
+        if client is not None:
+            self.session.client = client
+            return AuthResult(success=True, auth_data=LoginPassword(login, b""))
+        self.session.auth_failures += 1
+        self.on_reject("auth")
+        if self.session.auth_failures >= self.max_auth_failures:
+            await self.push(str(replies.TOO_MANY_AUTH_FAILURES))
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=False, message=str(replies.AUTH_FAILED))
+
+
+_NO_ENHANCED = re.compile(r"^([45]\d\d)[ -](?![245]\.\d{1,3}\.\d{1,3}\b)")
+_DEFAULT_ENHANCED = {
+    421: "4.3.2",
+    451: "4.3.0",
+    500: "5.5.1",
+    501: "5.5.4",
+    502: "5.5.1",
+    503: "5.5.1",
+    504: "5.5.4",
+    530: "5.7.0",
+    552: "5.3.4",
+    553: "5.1.3",
+    555: "5.5.4",
+}
+
+_REJECTION_KIND = {
+    replies.MESSAGE_TOO_BIG: "size",
+    replies.LINE_TOO_LONG: "syntax",
+    replies.BAD_LINE_ENDINGS: "syntax",
+    replies.NUL_IN_CONTENT: "content",
+}
+
+
+def _nothing() -> None:
+    """Default session callback."""
+
+
+def _peer_host(peer: Any) -> str:
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return ""

@@ -1,0 +1,77 @@
+"""Recording an opt-out, whatever the channel (one-click POST, the page, mailto:, the API).
+
+Withdrawal must be as easy as giving consent and honoured at once (GDPR art. 7(3)): the opt-out
+is a durable store write before the caller answers, so the very next message is blocked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, Literal
+
+from gateway.metrics import Metrics, UnsubscribeChannel
+from suppression.model import ConsentStatus, Purpose, Scope, SuppressionReason
+from suppression.store import ConsentChange, NewSuppression, Store
+from suppression.tokens import TokenClaims
+
+
+class Unsubscriber:
+    """Turns a verified token into an opt-out in the store and its ledger."""
+
+    def __init__(
+        self,
+        store: Store,
+        catalogue: Mapping[str, Purpose],
+        scope: Literal["purpose", "marketing"],
+        metrics: Metrics,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.store = store
+        self.catalogue = catalogue
+        self.scope = scope
+        self.metrics = metrics
+        self.clock = clock
+
+    async def opt_out(
+        self,
+        claims: TokenClaims,
+        *,
+        channel: str,
+        evidence: Mapping[str, Any],
+        purpose: str | None = None,
+        everything: bool = False,
+    ) -> None:
+        """Opt the token's recipient out of ``purpose`` (default: the token's), or of all
+        marketing when ``everything`` or ``[unsubscribe] one_click_scope = "marketing"``."""
+        now = self.clock()
+        purpose_id = purpose or claims.purpose
+        known = self.catalogue.get(purpose_id) if purpose_id else None
+        source = f"{channel}:{claims.client}" if claims.client else channel
+        if everything or self.scope == "marketing" or known is None:
+            await self.store.add_suppression(
+                NewSuppression(
+                    scope=Scope.MARKETING,
+                    reason=SuppressionReason.UNSUBSCRIBE,
+                    source=source,
+                    actor="recipient",
+                    at=now,
+                    identity=claims.identity,
+                )
+            )
+            self.metrics.unsubscribe(UnsubscribeChannel(channel), None)
+            return
+        await self.store.record_consent(
+            ConsentChange(
+                identity=claims.identity,
+                email=None,
+                purpose=known.id,
+                status=ConsentStatus.OPTED_OUT,
+                basis=known.basis,
+                source=source,
+                actor="recipient",
+                at=now,
+                evidence=dict(evidence),
+            )
+        )
+        self.metrics.unsubscribe(UnsubscribeChannel(channel), known.id)
