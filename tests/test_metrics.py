@@ -286,6 +286,7 @@ def test_multiprocess_scrape_sums_two_real_workers(tmp_path: Path) -> None:
         key = (f"{NS}_messages_total", (("client", "shop"), ("outcome", "relayed")))
         assert samples[key] == 7.0
         assert samples[(f"{NS}_relay_duration_seconds_count", ())] == 2.0
+        assert samples[(f"{NS}_relay_errors_total", (("kind", "tls"),))] == 0.0  # pre-initialised
         assert samples[(f"{NS}_smtp_sessions", ())] == 2.0
         assert samples[(f"{NS}_build_info", (("version", "1.2.3"),))] == 1.0
         assert samples[(f"{NS}_suppressions", (("reason", "bounce"),))] == 5.0
