@@ -19,7 +19,8 @@ from typing import Any, Literal, TextIO
 MASK = "***"
 #: Keys whose values are never logged, at any depth of the event.
 SECRET_KEY = re.compile(
-    r"pass(word|wd|phrase)?|secret|token|authori[sz]ation|pepper|api[_-]?key|cookie|credential",
+    r"passw(or)?d|passphrase|^pass$|secret|token|authori[sz]ation|pepper|api[_-]?key|cookie|"
+    r"credential",
     re.IGNORECASE,
 )
 _RESERVED = ("ts", "level", "logger", "msg")

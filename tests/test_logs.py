@@ -76,8 +76,10 @@ def test_secrets_are_masked_at_any_depth(stream: io.StringIO) -> None:
 
 
 def test_redact_leaves_ordinary_values_alone() -> None:
-    """Keys that merely look alike (e.g. "reason") are not masked."""
-    assert redact({"reason": "opted-out", "n": [1, 2]}) == {"reason": "opted-out", "n": [1, 2]}
+    """Ordinary keys, even ones containing "pass", are not masked."""
+    event = {"reason": "opted-out", "n": [1, 2], "passed": True, "bypass": "no"}
+    assert redact(event) == event
+    assert redact({"PASS": "x", "relay_passwd": "y"}) == {"PASS": "***", "relay_passwd": "***"}
 
 
 def test_addresses_are_hashed_unless_configured_in_clear(stream: io.StringIO) -> None:
