@@ -124,11 +124,13 @@ async def running(
                 frozenset(policy.case_sensitive_domains), frozenset(policy.plus_tag_domains)
             ),
         )
+        catalogue = policy.catalogue()
         tokens = TokenCodec(
-            secrets.token_keys, ttl=timedelta(days=settings.unsubscribe.token_ttl_days)
+            secrets.token_keys,
+            ttl=timedelta(days=settings.unsubscribe.token_ttl_days),
+            names=[*catalogue, *(c.name for c in settings.smtp.clients)],
         )
         signer = Signer.from_settings(settings.dkim.keys)
-        catalogue = policy.catalogue()
         metrics = Metrics(
             registry or CollectorRegistry(auto_describe=True),
             clients=[c.name for c in settings.smtp.clients],

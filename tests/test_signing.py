@@ -341,3 +341,16 @@ def test_dknewkey_seed_format_is_read(tmp_path: Path) -> None:
     )
     again = load_private_key(base64.b64encode(seed) + b"\n", "ed25519-sha256")
     assert txt_value(again) == txt_value(key)
+
+
+@pytest.mark.parametrize(
+    ("domain", "selector", "option"),
+    [("shop.example", "a b", "selector"), ("-x.example", "s", "domain")],
+)
+def test_bad_names_name_the_option(
+    keys: dict[str, DkimKeySettings], domain: str, selector: str, option: str
+) -> None:
+    """A selector or domain that is not a DNS name stops the start naming the option."""
+    bad = keys["rsa-sha256"].model_copy(update={"domain": domain, "selector": selector})
+    with pytest.raises(ConfigError, match=rf"^dkim\.keys\[0\]\.{option}: not a DNS name"):
+        Signer.from_settings([bad])
