@@ -93,12 +93,6 @@ def build_relay(settings: Settings) -> Relay:
     return SmtpRelay(settings.relay, settings.smtp.hostname)
 
 
-def _store_had_data(url: str) -> bool:
-    if url.startswith("sqlite:///"):
-        return Path(url.removeprefix("sqlite:///")).exists()
-    return False
-
-
 @contextlib.asynccontextmanager
 async def running(
     settings: Settings,
@@ -110,7 +104,7 @@ async def running(
     """Start the gateway's listeners; on exit drain sessions and close everything."""
     async with contextlib.AsyncExitStack() as stack:
         secrets_path = settings.store.secrets_file or secrets_file.default_path(settings.store.url)
-        had_data = _store_had_data(settings.store.url)
+        had_data = secrets_file.store_had_data(settings.store.url)
         secrets = secrets_file.load_or_create(secrets_path, store_has_data=had_data)
         store = await open_store(
             settings.store.url,

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.logs import configure_logging
 
     configure_logging(settings.log.level, settings.log.format)
+    # aiosmtpd logs every envelope address in clear at INFO; our transaction log replaces it.
+    logging.getLogger("mail.log").setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.workers > 1:
         from gateway.workers import supervise
 

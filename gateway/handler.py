@@ -1,7 +1,8 @@
 """aiosmtpd handler hooks: who may send, which recipients pass, and what DATA becomes.
 
 Thin by design: address syntax is :mod:`suppression.address`, decisions are the
-:class:`~gateway.policy_gate.PolicyGate`, relaying after DATA is :class:`~gateway.delivery.Delivery`.
+:class:`~gateway.policy_gate.PolicyGate`, relaying after DATA is
+:class:`~gateway.delivery.Delivery`.
 RCPT is mirrored upstream in lock-step, so the relay's per-recipient verdict reaches the client.
 """
 

@@ -40,6 +40,13 @@ def default_path(store_url: str) -> Path:
     return Path("var/secrets.json")
 
 
+def store_had_data(store_url: str) -> bool:
+    """True when a SQLite store file already exists (a PostgreSQL store is assumed new)."""
+    if store_url.startswith("sqlite:///"):
+        return Path(store_url.removeprefix("sqlite:///")).exists()
+    return False
+
+
 def load_or_create(path: Path, *, store_has_data: bool) -> Secrets:
     """Read the secrets, or create them when this is a brand-new store."""
     if not path.exists():

@@ -61,6 +61,16 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+#: Label values the metrics reserve for their catch-alls; no client or purpose may use them.
+RESERVED_NAMES = frozenset({"other", "anonymous", "none"})
+
+
+def _not_reserved(value: str) -> str:
+    if value.lower() in RESERVED_NAMES:
+        raise ValueError(f"{value!r} is reserved (metrics use it as a catch-all label)")
+    return value
+
+
 class SmtpClient(_Section):
     """One platform allowed to relay: matched by network or by SMTP AUTH. ``name`` is its tenant
     id in policy, metrics and logs."""
@@ -76,6 +86,8 @@ class SmtpClient(_Section):
     classifying_headers: bool = True
     #: Overrides ``[policy] mode`` for this client (roll out with "monitor").
     policy_mode: PolicyMode | None = None
+
+    _name = field_validator("name")(classmethod(lambda cls, v: _not_reserved(v)))
 
     @model_validator(mode="after")
     def _credentials_pair(self) -> SmtpClient:
@@ -229,6 +241,8 @@ class PurposeSettings(_Section):
     description: str = ""
     basis: Literal[Basis.CONSENT, Basis.LEGITIMATE_INTEREST] = Basis.CONSENT
     soft_opt_in: bool = False
+
+    _id = field_validator("id")(classmethod(lambda cls, v: _not_reserved(v)))
 
     def to_purpose(self) -> Purpose:
         """The domain object."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from types import FrameType
 
 from gateway import secrets as secrets_file
+from gateway.secrets import store_had_data
 from gateway.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,7 @@ async def _prepare(config: str | None) -> None:
     settings = load_settings(Path(config) if config else None)
     path = settings.store.secrets_file or secrets_file.default_path(settings.store.url)
     url = settings.store.url
-    had_data = url.startswith("sqlite:///") and Path(url.removeprefix("sqlite:///")).exists()
-    secrets_file.load_or_create(path, store_has_data=had_data)
+    secrets_file.load_or_create(path, store_has_data=store_had_data(url))
     store = await open_store(url, StoreOptions(1, settings.store.query_timeout))
     await store.close()
 

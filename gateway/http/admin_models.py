@@ -1,0 +1,219 @@
+"""Pydantic payloads of the admin API (``/api/v1``): requests are strict, bounded and closed.
+
+Every string and list has an upper bound, so a request is bounded by its model as well as by
+the listener's ``client_max_size``. The OpenAPI document (:mod:`gateway.http.openapi`) is
+generated from these models, so what is validated is what is documented.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from suppression.model import Audience, Basis, ConsentStatus, Scope, SuppressionReason
+
+#: RFC 5321 §4.5.3.1.3 bounds an address at 254 octets; 320 leaves room for what we refuse.
+Email = Annotated[str, Field(min_length=1, max_length=320)]
+Domain = Annotated[str, Field(min_length=1, max_length=253)]
+Name = Annotated[str, Field(min_length=1, max_length=64)]
+Text = Annotated[str, Field(min_length=1, max_length=200)]
+#: Most recipients one ``/check`` decides (a message's RCPT limit is of the same order).
+MAX_CHECK_RECIPIENTS = 1000
+MAX_EVIDENCE_KEYS = 32
+#: Reasons an operator may give; ``erasure`` comes only from ``DELETE /contacts/{email}``.
+ManualReason = Literal["unsubscribe", "bounce", "complaint", "manual", "invalid"]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ConsentIn(_Request):
+    """``POST /consents``: record consent or its withdrawal for one address and purpose."""
+
+    email: Email
+    purpose: Name
+    status: ConsentStatus
+    source: Text
+    #: Proof of the person's act (form, IP, user agent, text shown): makes the call explicit.
+    evidence: dict[str, Annotated[str, Field(max_length=1000)]] = Field(
+        default_factory=dict, max_length=MAX_EVIDENCE_KEYS
+    )
+
+
+class ContactPatch(_Request):
+    """``PATCH /contacts/{email}``: the attributes the policy reads (absent: unchanged)."""
+
+    audience: Audience | None = None
+    customer: bool | None = None
+    customer_since: AwareDatetime | None = None
+
+
+class SuppressionIn(_Request):
+    """``POST /suppressions``: block an address or a whole domain."""
+
+    email: Email | None = None
+    domain: Domain | None = None
+    scope: Scope
+    purpose: Name | None = None
+    reason: ManualReason
+    source: Text = "admin-api"
+    expires_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> SuppressionIn:
+        if (self.email is None) == (self.domain is None):
+            raise ValueError("give exactly one of email and domain")
+        return self
+
+
+class CheckIn(_Request):
+    """``POST /check``: what the gateway would decide for these recipients, without sending."""
+
+    client: Name | None = None
+    category: Literal["transactional", "marketing"]
+    purpose: Name | None = None
+    recipients: list[Email] = Field(min_length=1, max_length=MAX_CHECK_RECIPIENTS)
+
+
+class ConsentOut(_Response):
+    """One consent as stored."""
+
+    purpose: str
+    status: ConsentStatus
+    basis: Basis
+    collected_at: datetime
+    source: str
+    evidence: dict[str, Any]
+    withdrawn_at: datetime | None
+
+
+class ConsentResultOut(_Response):
+    """What ``POST /consents`` did: ``applied`` false with ``reason`` ``unchanged``."""
+
+    applied: bool
+    reason: str | None
+    consent: ConsentOut | None
+
+
+class ContactOut(_Response):
+    """A contact's attributes; ``email`` is null once erased."""
+
+    identity: str
+    email: str | None
+    audience: Audience
+    customer: bool
+    customer_since: datetime | None
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+class SuppressionOut(_Response):
+    """A suppression; ``email`` is shown only while the contact still holds it."""
+
+    id: int
+    scope: Scope
+    reason: SuppressionReason
+    created_at: datetime
+    identity: str | None
+    email: str | None
+    domain: str | None
+    purpose: str | None
+    expires_at: datetime | None
+    source: str
+
+
+class SuppressionPage(_Response):
+    """One page of suppressions, by id; ``next`` is the link to the following page."""
+
+    items: list[SuppressionOut]
+    next: str | None
+
+
+class LedgerOut(_Response):
+    """One ledger event (evidence is gone once the contact is erased)."""
+
+    seq: int
+    at: datetime
+    kind: str
+    purpose: str | None
+    source: str
+    actor: str
+    evidence: dict[str, Any]
+    detail: dict[str, Any]
+
+
+class ContactRecordOut(_Response):
+    """Everything held about one address: the GDPR art. 15 access answer."""
+
+    email: str
+    identity: str
+    contact: ContactOut | None
+    consents: list[ConsentOut]
+    suppressions: list[SuppressionOut]
+    ledger: list[LedgerOut]
+
+
+class ErasureOut(_Response):
+    """``DELETE /contacts/{email}``: erased; only the keyed hash stays, suppressed."""
+
+    erased: bool
+    identity: str
+
+
+class CheckResult(_Response):
+    """One recipient's decision (``block`` in monitor mode is reported, not enforced)."""
+
+    email: str
+    decision: Literal["allow", "block"]
+    reason: str
+    rule: str
+
+
+class CheckOut(_Response):
+    """``POST /check``: the classification used and a decision per recipient."""
+
+    category: str
+    purpose: str | None
+    mode: str
+    results: list[CheckResult]
+
+
+class PurposeOut(_Response):
+    """One purpose of the catalogue."""
+
+    id: str
+    label: str
+    description: str
+    basis: Basis
+    soft_opt_in: bool
+
+
+class PurposeList(_Response):
+    """``GET /purposes``."""
+
+    items: list[PurposeOut]
+
+
+class FieldError(_Response):
+    """One bad field of a request."""
+
+    field: str
+    message: str
+
+
+class Problem(_Response):
+    """RFC 9457 problem details (``application/problem+json``)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+    reason: str | None = None
