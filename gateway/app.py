@@ -25,6 +25,7 @@ from gateway import secrets as secrets_file
 from gateway.access import Clients
 from gateway.delivery import Delivery
 from gateway.handler import GatewayHandler
+from gateway.http.admin import AdminContext, setup_admin
 from gateway.http.server import build_app
 from gateway.maildir import MaildirRelay
 from gateway.metrics import Metrics, RejectionCode
@@ -198,6 +199,7 @@ async def running(
             return None if relay.capabilities.reachable else "relay unreachable at last probe"
 
         app = build_app(metrics, {"store": store_ready, "relay": relay_ready})
+        setup_admin(app, AdminContext.build(settings, store, identities, metrics, clock))
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         http_host, http_port = parse_hostport(settings.http.listen)

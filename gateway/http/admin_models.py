@@ -95,7 +95,7 @@ class ConsentOut(_Response):
 
 
 class ConsentResultOut(_Response):
-    """What ``POST /consents`` did: ``applied`` false with ``reason`` ``unchanged``."""
+    """What ``POST /consents`` did (``applied`` false with ``reason`` ``unchanged`` on a repeat)."""
 
     applied: bool
     reason: str | None

@@ -1,0 +1,312 @@
+"""The admin API under ``/api/v1``: consents, contacts (GDPR access and erasure), suppressions,
+policy checks and the purpose catalogue, as JSON with RFC 9457 problem details.
+
+Authentication: ``Authorization: Bearer <token>`` against every ``[http] admin_tokens`` entry,
+compared in constant time. With no token configured the API is disabled: every path under
+``/api/v1`` answers ``404`` (nothing to discover, nothing to guess).
+
+Refused consent changes: ``POST /consents`` answers ``200`` when the change applied or
+repeated the current state (``applied: false, reason: "unchanged"``), and ``409`` with the
+stable ``reason`` (``opt-out-wins``, ``stale``) when the store kept a withdrawal or a newer
+record, so a client that ignores the body still sees that nothing changed.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel, ValidationError
+
+from gateway.http import admin_views as views
+from gateway.http.admin_models import (
+    CheckIn,
+    ConsentIn,
+    ContactPatch,
+    ContactRecordOut,
+    ErasureOut,
+    SuppressionIn,
+)
+from gateway.http.admin_views import Problem
+from gateway.http.openapi import document
+from gateway.metrics import Metrics, UnsubscribeChannel
+from gateway.policy_gate import PolicyError, PolicyGate
+from gateway.settings import Settings
+from suppression.address import AddressError, Identities, normalise_domain, parse_mailbox
+from suppression.model import ConsentStatus, Scope, SuppressionReason
+from suppression.store import ConsentChange, NewSuppression, NotFound, Store
+
+PREFIX = "/api/v1"
+ACTOR = "admin-api"
+#: Who is acting, for the ledger: ``admin-api#<token index>`` (never the token).
+ACTOR_KEY = web.RequestKey("actor", str)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class AdminContext:
+    """What the admin API works with (built by the composition root)."""
+
+    settings: Settings
+    store: Store
+    identities: Identities
+    #: A gate on the same policy as SMTP; its metrics are private so checks count nothing.
+    gate: PolicyGate
+    metrics: Metrics
+    clock: Callable[[], datetime]
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        store: Store,
+        identities: Identities,
+        metrics: Metrics,
+        clock: Callable[[], datetime],
+    ) -> AdminContext:
+        """The context, with a policy gate whose metrics go to a private registry."""
+        shadow = Metrics(
+            CollectorRegistry(),
+            clients=[c.name for c in settings.smtp.clients],
+            purposes=list(settings.policy.catalogue()),
+            version="admin-check",
+        )
+        gate = PolicyGate(settings.policy, store, identities, shadow, clock)
+        return cls(settings, store, identities, gate, metrics, clock)
+
+
+def _token_index(header: str | None, tokens: Sequence[bytes]) -> int | None:
+    """The matching token's index; every token is compared, in constant time each."""
+    scheme, _, given = (header or "").partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        return None
+    found = None
+    supplied = given.strip().encode("utf-8", "surrogateescape")
+    for index, token in enumerate(tokens):
+        if hmac.compare_digest(supplied, token) and found is None:
+            found = index
+    return found
+
+
+def _body(model: type[views.M], raw: Any) -> views.M:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise views.validation_problem(exc) from None
+
+
+async def _json(request: web.Request) -> Any:
+    if request.content_type != "application/json":
+        raise Problem(415 if request.can_read_body else 400, "Expected a JSON body.")
+    try:
+        return await request.json()
+    except ValueError:
+        raise Problem(400, "The body is not valid JSON.") from None
+
+
+def _ok(model: BaseModel, status: int = 200) -> web.Response:
+    return web.json_response(model.model_dump(mode="json"), status=status)
+
+
+class AdminApi:
+    """The route handlers; one instance per running gateway."""
+
+    def __init__(self, ctx: AdminContext) -> None:
+        self.ctx = ctx
+        self.catalogue = ctx.settings.policy.catalogue()
+
+    def _mailbox(self, raw: str, field: str = "email") -> str:
+        try:
+            return parse_mailbox(raw, smtputf8=True).address
+        except AddressError as exc:
+            raise Problem(422, "Invalid address.", [(field, exc.reason)]) from None
+
+    def _purpose(self, purpose: str, field: str = "purpose") -> str:
+        if purpose not in self.catalogue:
+            raise Problem(422, "Unknown purpose.", [(field, f"unknown purpose {purpose!r}")])
+        return purpose
+
+    async def consents(self, request: web.Request) -> web.Response:
+        """``POST /consents``."""
+        body = _body(ConsentIn, await _json(request))
+        email = self._mailbox(body.email)
+        purpose = self.catalogue[self._purpose(body.purpose)]
+        change = ConsentChange(
+            identity=self.ctx.identities.of(email), email=email, purpose=purpose.id,
+            status=body.status, basis=purpose.basis, source=body.source,
+            actor=request[ACTOR_KEY], at=self.ctx.clock(), evidence=body.evidence,
+            explicit=bool(body.evidence),
+        )  # fmt: skip
+        result = await self.ctx.store.record_consent(change)
+        if result.applied and body.status is ConsentStatus.OPTED_OUT:
+            self.ctx.metrics.unsubscribe(UnsubscribeChannel.API, purpose.id)
+        if not result.applied and result.reason != "unchanged":
+            raise Problem(409, "The change was not applied.", reason=result.reason)
+        return _ok(views.consent_result(result))
+
+    async def contact_get(self, request: web.Request) -> web.Response:
+        """``GET /contacts/{email}``: the access answer."""
+        email = self._mailbox(request.match_info["email"])
+        identity = self.ctx.identities.of(email)
+        record = await self.ctx.store.contact_record(identity)
+        if record.contact is None and not (record.consents or record.suppressions):
+            raise Problem(404, "Nothing is held about this address.")
+        shown = record.contact.email if record.contact else None
+        return _ok(
+            ContactRecordOut(
+                email=email,
+                identity=identity,
+                contact=views.contact(record.contact) if record.contact else None,
+                consents=[views.consent(c) for c in record.consents],
+                suppressions=[views.suppression(s, shown) for s in record.suppressions],
+                ledger=[views.ledger(e) for e in record.ledger],
+            )
+        )
+
+    async def contact_patch(self, request: web.Request) -> web.Response:
+        """``PATCH /contacts/{email}``: audience, customer, customer_since."""
+        email = self._mailbox(request.match_info["email"])
+        body = _body(ContactPatch, await _json(request))
+        contact = await self.ctx.store.upsert_contact(
+            self.ctx.identities.of(email), email, actor=request[ACTOR_KEY], at=self.ctx.clock(),
+            audience=body.audience, customer=body.customer, customer_since=body.customer_since,
+        )  # fmt: skip
+        return _ok(views.contact(contact))
+
+    async def contact_delete(self, request: web.Request) -> web.Response:
+        """``DELETE /contacts/{email}``: GDPR erasure (the keyed hash stays suppressed)."""
+        email = self._mailbox(request.match_info["email"])
+        identity = self.ctx.identities.of(email)
+        await self.ctx.store.erase(identity, actor=request[ACTOR_KEY], at=self.ctx.clock())
+        return _ok(ErasureOut(erased=True, identity=identity))
+
+    async def suppression_add(self, request: web.Request) -> web.Response:
+        """``POST /suppressions``."""
+        body = _body(SuppressionIn, await _json(request))
+        if (body.scope is Scope.PURPOSE) != (body.purpose is not None):
+            raise Problem(422, "Bad purpose.", [("purpose", "needed with scope 'purpose' only")])
+        purpose = self._purpose(body.purpose) if body.purpose else None
+        email = self._mailbox(body.email) if body.email is not None else None
+        domain = None
+        if body.domain is not None:
+            try:
+                domain = normalise_domain(body.domain)
+            except AddressError as exc:
+                raise Problem(422, "Invalid domain.", [("domain", exc.reason)]) from None
+        s = await self.ctx.store.add_suppression(
+            NewSuppression(
+                scope=body.scope, reason=SuppressionReason(body.reason), source=body.source,
+                actor=request[ACTOR_KEY], at=self.ctx.clock(),
+                identity=self.ctx.identities.of(email) if email else None, email=email,
+                domain=domain, purpose=purpose, expires_at=body.expires_at,
+            )
+        )  # fmt: skip
+        return _ok(views.suppression(s, email), status=201)
+
+    async def suppression_list(self, request: web.Request) -> web.Response:
+        """``GET /suppressions``: exact filters, pages by id with a ``next`` link."""
+        query = views.parse_query(request.query)
+        identity = self.ctx.identities.of(self._mailbox(query.email)) if query.email else None
+        domain = None
+        if query.domain is not None:
+            try:
+                domain = normalise_domain(query.domain)
+            except AddressError as exc:
+                raise Problem(422, "Invalid domain.", [("domain", exc.reason)]) from None
+        page = await views.suppression_page(
+            self.ctx.store, query, identity, domain, self.ctx.clock(), PREFIX
+        )
+        return _ok(page)
+
+    async def suppression_delete(self, request: web.Request) -> web.StreamResponse:
+        """``DELETE /suppressions/{id}`` (an erasure suppression is never removed)."""
+        raw = request.match_info["id"]
+        if not raw.isdigit() or len(raw) > 18:
+            raise Problem(404, "No such suppression.")
+        sid = int(raw)
+        await views.refuse_erasure_removal(self.ctx.store, sid)
+        try:
+            await self.ctx.store.remove_suppression(
+                sid, actor=request[ACTOR_KEY], at=self.ctx.clock()
+            )
+        except NotFound:
+            raise Problem(404, "No such suppression.") from None
+        return web.Response(status=204)
+
+    async def check(self, request: web.Request) -> web.Response:
+        """``POST /check``: the SMTP policy path, without sending."""
+        body = _body(CheckIn, await _json(request))
+        gate = self.ctx.gate
+        client = next((c for c in self.ctx.settings.smtp.clients if c.name == body.client), None)
+        if body.client is not None and client is None:
+            raise Problem(422, "Unknown client.", [("client", f"unknown client {body.client!r}")])
+        if body.purpose is not None:
+            self._purpose(body.purpose)
+        try:
+            classification = gate.classify(client, body.category, body.purpose)
+        except PolicyError as exc:
+            raise Problem(422, "Cannot classify.", [("purpose", exc.reply.text)]) from None
+        return _ok(await views.check(gate, client, classification, body.recipients))
+
+    async def purposes(self, request: web.Request) -> web.Response:
+        """``GET /purposes``."""
+        return _ok(views.purposes(self.catalogue.values()))
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        """``GET /openapi.json``."""
+        return web.json_response(document())
+
+
+def _middlewares(tokens: list[bytes]) -> list[Any]:
+    @web.middleware
+    async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Problem as exc:
+            return exc.response()
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return Problem(exc.status, exc.reason).response()
+
+    @web.middleware
+    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        index = _token_index(request.headers.get("Authorization"), tokens)
+        if index is None:
+            raise Problem(401, "A valid bearer token is needed.", bearer=True)
+        request[ACTOR_KEY] = f"{ACTOR}#{index}"
+        return await handler(request)
+
+    return [problems, auth]
+
+
+def setup_admin(app: web.Application, ctx: AdminContext) -> None:
+    """Mount the admin API on ``app`` (disabled, all 404, without ``[http] admin_tokens``)."""
+    tokens = [t.get_secret_value().encode("utf-8") for t in ctx.settings.http.admin_tokens]
+    admin = web.Application(middlewares=_middlewares(tokens) if tokens else [])
+    if not tokens:
+
+        async def disabled(request: web.Request) -> web.Response:
+            return Problem(404, "The admin API is disabled (no [http] admin_tokens).").response()
+
+        admin.router.add_route("*", "/{tail:.*}", disabled)
+        app.add_subapp(PREFIX, admin)
+        return
+    api = AdminApi(ctx)
+    r = admin.router
+    r.add_post("/consents", api.consents)
+    r.add_get("/contacts/{email}", api.contact_get, allow_head=False)
+    r.add_patch("/contacts/{email}", api.contact_patch)
+    r.add_delete("/contacts/{email}", api.contact_delete)
+    r.add_post("/suppressions", api.suppression_add)
+    r.add_get("/suppressions", api.suppression_list, allow_head=False)
+    r.add_delete("/suppressions/{id}", api.suppression_delete)
+    r.add_post("/check", api.check)
+    r.add_get("/purposes", api.purposes, allow_head=False)
+    r.add_get("/openapi.json", api.openapi, allow_head=False)
+    app.add_subapp(PREFIX, admin)

@@ -1,0 +1,229 @@
+"""The admin HTTP API on the real gateway: auth, consents, contacts, suppressions, checks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway.app import Gateway
+from tests.conftest import GatewayFactory
+
+TOKEN = "t0ken-for-tests-" + "x" * 24
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+class Api:
+    """A small client for ``/api/v1`` on a running gateway."""
+
+    def __init__(self, gw: Gateway, session: aiohttp.ClientSession) -> None:
+        host, port = gw.http_address or ("", 0)
+        self.base = f"http://{host}:{port}/api/v1"
+        self.session = session
+        self.gw = gw
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        **kw: Any,
+    ) -> tuple[int, Any, aiohttp.ClientResponse]:
+        """Send one request; return status, decoded JSON (or None) and the response."""
+        async with self.session.request(
+            method,
+            self.base + path,
+            json=body,
+            headers=AUTH if headers is None else headers,
+            **kw,
+        ) as response:
+            raw = await response.read()
+            data = await response.json(content_type=None) if raw else None
+            return response.status, data, response
+
+
+@pytest.fixture
+async def api(start_gateway: GatewayFactory) -> AsyncIterator[Api]:
+    async with start_gateway(http={"admin_tokens": ["other-token", TOKEN]}) as gw:
+        async with aiohttp.ClientSession() as session:
+            yield Api(gw, session)
+
+
+async def test_no_token_is_401_with_bearer_challenge(api: Api) -> None:
+    """Without or with a wrong token every route answers 401 problem+json and a challenge."""
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": f"Basic {TOKEN}"}):
+        status, body, response = await api.call("GET", "/purposes", headers=headers)
+        assert status == 401
+        assert response.content_type == "application/problem+json"
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert body["status"] == 401 and body["title"]
+
+
+async def test_api_disabled_without_tokens(gateway: Gateway) -> None:
+    """With no admin token configured, every admin path is 404, even with a bearer header."""
+    host, port = gateway.http_address or ("", 0)
+    async with aiohttp.ClientSession() as session:
+        for path in ("/api/v1/purposes", "/api/v1/openapi.json", "/api/v1/consents"):
+            async with session.get(f"http://{host}:{port}{path}", headers=AUTH) as response:
+                assert response.status == 404
+                assert response.content_type == "application/problem+json"
+
+
+async def test_purposes_lists_the_catalogue(api: Api) -> None:
+    """GET /purposes returns the configured catalogue with bases."""
+    status, body, _ = await api.call("GET", "/purposes")
+    assert status == 200
+    assert [p["id"] for p in body["items"]][:2] == ["newsletter", "partners"]
+
+
+async def test_consent_opt_in_then_check_allows(api: Api) -> None:
+    """An opt-in with evidence is applied and /check then allows that purpose's marketing."""
+    consent = {"email": "Alice@Example.com", "purpose": "newsletter", "status": "opted_in",
+               "source": "signup-form", "evidence": {"ip": "192.0.2.1"}}  # fmt: skip
+    status, body, _ = await api.call("POST", "/consents", consent)
+    assert status == 200 and body["applied"] is True
+    check = {
+        "category": "marketing",
+        "purpose": "newsletter",
+        "recipients": ["alice@example.com", "bob@example.com", "not an address"],
+    }
+    status, body, _ = await api.call("POST", "/check", check)
+    assert status == 200
+    assert [(r["decision"], r["reason"]) for r in body["results"]] == [
+        ("allow", "consent"), ("block", "no-consent"), ("block", "invalid-address")]  # fmt: skip
+
+
+async def test_opt_out_wins_is_409(api: Api) -> None:
+    """An opt-in without evidence after an opt-out is refused with 409 and reason opt-out-wins."""
+    base = {"email": "carol@example.com", "purpose": "newsletter", "source": "crm"}
+    status, body, _ = await api.call("POST", "/consents", {**base, "status": "opted_out"})
+    assert status == 200 and body["applied"]
+    status, body, response = await api.call("POST", "/consents", {**base, "status": "opted_in"})
+    assert status == 409 and body["reason"] == "opt-out-wins"
+    assert response.content_type == "application/problem+json"
+    status, body, _ = await api.call("POST", "/consents", {**base, "status": "opted_out"})
+    assert status == 200 and body == {**body, "applied": False, "reason": "unchanged"}
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"purpose": "nope"}, "purpose"),
+        ({"email": "a@b@c"}, "email"),
+        ({"status": "maybe"}, "status"),
+        ({"extra": 1}, "extra"),
+    ],
+)
+async def test_bad_consent_fields_are_named(api: Api, payload: dict[str, Any], field: str) -> None:
+    """A bad consent field answers 422 problem+json naming that field."""
+    good = {"email": "dan@example.com", "purpose": "newsletter", "status": "opted_in",
+            "source": "x"}  # fmt: skip
+    status, body, _ = await api.call("POST", "/consents", {**good, **payload})
+    assert status == 422
+    assert field in [e["field"] for e in body["errors"]]
+
+
+async def test_bad_json_is_400(api: Api) -> None:
+    """A body that is not JSON answers 400."""
+    status, body, _ = await api.call(
+        "POST", "/consents", None, headers={**AUTH, "Content-Type": "application/json"},
+        data=b"{nope",
+    )  # fmt: skip
+    assert status == 400 and body["status"] == 400
+
+
+async def test_oversized_body_is_refused(api: Api) -> None:
+    """A body over the listener's limit is refused with a problem, not read into memory."""
+    big = {"category": "marketing", "recipients": ["a@example.com"] * 20000}
+    status, body, _ = await api.call("POST", "/check", big)
+    assert status == 413 and body["status"] == 413
+
+
+async def test_contact_access_patch_and_exact_match(api: Api) -> None:
+    """GET returns everything held; PATCH sets attributes; `_` in an address matches exactly."""
+    await api.call("POST", "/consents", {"email": "a_b@example.com", "purpose": "newsletter",
+                                         "status": "opted_in", "source": "form"})  # fmt: skip
+    status, body, _ = await api.call("PATCH", "/contacts/a_b@example.com", {"audience": "b2b"})
+    assert status == 200 and body["audience"] == "b2b"
+    status, body, _ = await api.call("GET", "/contacts/a_b@example.com")
+    assert status == 200
+    assert body["contact"]["email"] == "a_b@example.com"
+    assert [c["purpose"] for c in body["consents"]] == ["newsletter"]
+    assert {e["kind"] for e in body["ledger"]} >= {"consent-given", "contact-updated"}
+    status, _, _ = await api.call("GET", "/contacts/axb@example.com")
+    assert status == 404
+    status, body, _ = await api.call("GET", "/contacts/a%25b@example.com")
+    assert status == 422
+
+
+async def test_erasure_leaves_no_address_bytes(api: Api, tmp_path: Path) -> None:
+    """After DELETE the address is in no database file, and the identity stays suppressed."""
+    email = "erase.me.please@example.org"
+    await api.call("POST", "/consents", {"email": email, "purpose": "newsletter",
+               "status": "opted_in", "source": "form", "evidence": {"note": email}})  # fmt: skip
+    await api.call("POST", "/suppressions", {"email": email, "scope": "marketing",
+                                             "reason": "manual"})  # fmt: skip
+    status, body, _ = await api.call("DELETE", f"/contacts/{email}")
+    assert status == 200 and body["erased"] is True
+    for path in tmp_path.glob("store.db*"):
+        assert email.encode() not in path.read_bytes(), path.name
+    status, body, _ = await api.call("GET", f"/contacts/{email}")
+    assert status == 200 and body["contact"]["email"] is None
+    assert "erasure" in [s["reason"] for s in body["suppressions"]]
+    erasure = next(s for s in body["suppressions"] if s["reason"] == "erasure")
+    status, body, _ = await api.call("DELETE", f"/suppressions/{erasure['id']}")
+    assert status == 409
+    check = {"category": "transactional", "recipients": [email]}
+    status, body, _ = await api.call("POST", "/check", check)
+    assert body["results"][0]["reason"] == "erased"
+
+
+async def test_suppressions_add_list_page_delete(api: Api) -> None:
+    """Suppressions are added, listed by exact filter in pages with next links, and removed."""
+    for i in range(5):
+        status, body, _ = await api.call("POST", "/suppressions", {
+            "email": f"user{i}@example.com", "scope": "all", "reason": "bounce"})  # fmt: skip
+        assert status == 201 and body["email"] == f"user{i}@example.com"
+    status, body, _ = await api.call("POST", "/suppressions", {
+        "domain": "Bad.Example", "scope": "marketing", "reason": "manual"})  # fmt: skip
+    assert status == 201 and body["domain"] == "bad.example" and body["email"] is None
+    status, page, _ = await api.call("GET", "/suppressions?reason=bounce&limit=2")
+    seen = [s["email"] for s in page["items"]]
+    while page["next"]:
+        status, page, _ = await api.call("GET", page["next"].removeprefix("/api/v1"))
+        seen += [s["email"] for s in page["items"]]
+    assert seen == [f"user{i}@example.com" for i in range(5)]
+    status, page, _ = await api.call("GET", "/suppressions?email=user1@example.com")
+    assert [s["email"] for s in page["items"]] == ["user1@example.com"]
+    status, page, _ = await api.call("GET", "/suppressions?domain=bad.example")
+    assert len(page["items"]) == 1
+    sid = page["items"][0]["id"]
+    status, _, _ = await api.call("DELETE", f"/suppressions/{sid}")
+    assert status == 204
+    status, body, _ = await api.call("DELETE", f"/suppressions/{sid}")
+    assert status == 404 and body["status"] == 404
+
+
+async def test_suppression_needs_one_target_and_known_purpose(api: Api) -> None:
+    """Both or neither target, or an unknown purpose, answer 422 naming the problem."""
+    status, body, _ = await api.call("POST", "/suppressions", {"scope": "all", "reason": "manual"})
+    assert status == 422
+    status, body, _ = await api.call(
+        "POST",
+        "/suppressions",
+        {"email": "x@example.com", "scope": "purpose", "purpose": "nope", "reason": "manual"},
+    )
+    assert status == 422 and body["errors"][0]["field"] == "purpose"
+
+
+async def test_check_unknown_purpose_and_client(api: Api) -> None:
+    """/check names an unknown purpose or client with 422."""
+    base = {"category": "marketing", "recipients": ["a@example.com"]}
+    status, body, _ = await api.call("POST", "/check", {**base, "purpose": "nope"})
+    assert status == 422 and body["errors"][0]["field"] == "purpose"
+    status, body, _ = await api.call("POST", "/check", {**base, "client": "nope"})
+    assert status == 422 and body["errors"][0]["field"] == "client"
