@@ -27,6 +27,7 @@ from gateway.delivery import Delivery
 from gateway.handler import GatewayHandler
 from gateway.http.admin import AdminContext, setup_admin
 from gateway.http.server import build_app
+from gateway.http.unsubscribe import setup_unsubscribe
 from gateway.maildir import MaildirRelay
 from gateway.metrics import Metrics, RejectionCode
 from gateway.policy_gate import PolicyGate
@@ -200,6 +201,14 @@ async def running(
 
         app = build_app(metrics, {"store": store_ready, "relay": relay_ready})
         setup_admin(app, AdminContext.build(settings, store, identities, metrics, clock))
+        setup_unsubscribe(
+            app,
+            tokens=tokens,
+            token_keys=secrets.token_keys,
+            unsubscriber=unsubscriber,
+            settings=settings.unsubscribe,
+            clock=clock,
+        )
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         http_host, http_port = parse_hostport(settings.http.listen)

@@ -1,0 +1,331 @@
+"""``/u/{token}``: the RFC 8058 one-click endpoint and the recipient's preference page.
+
+* ``POST`` with ``List-Unsubscribe=One-Click`` (urlencoded or multipart), with an empty body, or
+  with any body that is not the page's own form: opt out at once and answer 200, never a
+  redirect (RFC 8058 §3.2: redirected POSTs become GETs). No cookie, session or CSRF token.
+* ``GET`` never writes (link scanners prefetch): it renders the page.
+* ``POST`` with an ``action`` field comes from the page. Opt-outs need nothing but the token; an
+  opt-in re-grants consent, so it also needs the page's nonce (:class:`PageNonces`).
+
+Refusals change nothing: 400 for a malformed, forged or unknown-key token, 410 Gone for an
+expired one, 429 with ``Retry-After`` past the per-IP rate, 503 when the store cannot answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from gateway.http.nonces import PageNonces
+from gateway.http.pages import (
+    SECURITY_HEADERS,
+    WORDING_VERSION,
+    ErrorKind,
+    Lang,
+    PageView,
+    PurposeRow,
+    State,
+    choose_language,
+    render_done,
+    render_error,
+    render_page,
+    text,
+)
+from gateway.http.ratelimit import RateLimiter
+from gateway.settings import UnsubscribeSettings
+from gateway.unsubscribe import Unsubscriber
+from suppression.model import (
+    Basis,
+    Category,
+    ConsentStatus,
+    Purpose,
+    Reason,
+    RecipientFacts,
+    Scope,
+    SuppressionReason,
+)
+from suppression.policy import decide, is_active, is_opt_out
+from suppression.store import ConsentChange, ContactRecord, NotFound, StoreError, SuppressionFilter
+from suppression.tokens import TokenClaims, TokenCodec, TokenError
+
+_USER_AGENT_MAX = 256
+_BLANKET_SCOPES = (Scope.MARKETING, Scope.ALL)
+
+
+def _respond(html: str, status: int = 200, lang: Lang = "en", **extra: str) -> web.Response:
+    response = web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+    response.headers.update(SECURITY_HEADERS)
+    response.headers["Content-Language"] = lang
+    response.headers.update(extra)
+    return response
+
+
+def _error(lang: Lang, kind: ErrorKind, status: int, **extra: str) -> web.Response:
+    return _respond(render_error(lang, kind), status, lang, **extra)
+
+
+class UnsubscribeEndpoint:
+    """The handlers of ``/u/{token}``."""
+
+    def __init__(
+        self,
+        *,
+        tokens: TokenCodec,
+        nonces: PageNonces,
+        unsubscriber: Unsubscriber,
+        limiter: RateLimiter,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.tokens = tokens
+        self.nonces = nonces
+        self.unsubscriber = unsubscriber
+        self.store = unsubscriber.store
+        self.catalogue = unsubscriber.catalogue
+        self.limiter = limiter
+        self.clock = clock
+
+    async def get(self, request: web.Request) -> web.Response:
+        """Render the page; reads only."""
+        return await self._guarded(request, self._get)
+
+    async def post(self, request: web.Request) -> web.Response:
+        """One-click opt-out, or an action of the page's own form."""
+        return await self._guarded(request, self._post)
+
+    async def _guarded(self, request: web.Request, handler: _Handler) -> web.Response:
+        lang = choose_language(request.headers.get("Accept-Language"))
+        wait = self.limiter.take(request.remote or "")
+        if wait:
+            return _error(lang, "rate", 429, **{"Retry-After": str(wait)})
+        token = request.match_info["token"]
+        now = self.clock()
+        try:
+            claims = self.tokens.open(token, now)
+        except TokenError as exc:
+            if exc.code == "expired":
+                return _error(lang, "expired", 410)
+            return _error(lang, "invalid", 400)
+        try:
+            return await handler(request, _Context(lang, token, claims, now))
+        except StoreError:
+            return _error(lang, "unavailable", 503, **{"Retry-After": "60"})
+
+    async def _get(self, request: web.Request, ctx: _Context) -> web.Response:
+        return await self._page(ctx)
+
+    async def _page(
+        self, ctx: _Context, flash: str | None = None, *, error: bool = False, status: int = 200
+    ) -> web.Response:
+        record = await self.store.contact_record(ctx.claims.identity)
+        blanket = _blanket(record, ctx.now)
+        facts = RecipientFacts(
+            record.contact, {c.purpose: c for c in record.consents}, record.suppressions
+        )
+        rows = [
+            PurposeRow(p.id, p.label, p.description, _state(p, facts, ctx.now, blanket))
+            for p in self.catalogue.values()
+        ]
+        view = PageView(
+            lang=ctx.lang,
+            token=ctx.token,
+            sender=ctx.claims.client or text(ctx.lang, "unknown_sender"),
+            subject=self._subject(ctx.claims),
+            rows=rows,
+            blanket=blanket,
+            nonce=self.nonces.issue(ctx.token, ctx.now),
+            flash=flash,
+            flash_error=error,
+        )
+        return _respond(render_page(view), status, ctx.lang)
+
+    def _subject(self, claims: TokenClaims) -> str | None:
+        """The label of what one click stops; None for all marketing."""
+        known = self.catalogue.get(claims.purpose) if claims.purpose else None
+        if known is None or self.unsubscriber.scope == "marketing":
+            return None
+        return known.label
+
+    async def _post(self, request: web.Request, ctx: _Context) -> web.Response:
+        form = await _form(request)
+        if "action" not in form or "List-Unsubscribe" in form:
+            # RFC 8058 one-click, whatever the encoding, or no body at all.
+            from_page = self.nonces.check(ctx.token, form.get("nonce"), ctx.now) is not None
+            subject = self._subject(ctx.claims)
+            await self._opt_out(request, ctx, "page" if from_page else "one_click", None, False)
+            done = (
+                text(ctx.lang, "done_out", purpose=subject)
+                if subject is not None
+                else text(ctx.lang, "done_out_all")
+            )
+            if from_page:
+                return await self._page(ctx, done)
+            return _respond(render_done(ctx.lang, ctx.token, done), 200, ctx.lang)
+        action, purpose_id = form.get("action"), form.get("purpose")
+        purpose = self.catalogue.get(purpose_id) if purpose_id else None
+        if action == "out-all":
+            await self._opt_out(request, ctx, "page", None, True)
+            return await self._page(ctx, text(ctx.lang, "done_out_all"))
+        if action == "opt-out" and purpose is not None:
+            await self._opt_out(request, ctx, "page", purpose.id, False)
+            return await self._page(ctx, text(ctx.lang, "done_out", purpose=purpose.label))
+        if action not in ("opt-in", "in-all") or (action == "opt-in" and purpose is None):
+            return _error(ctx.lang, "bad-request", 400)
+        # Re-granting consent: only from a page rendered for this token within the hour, so a
+        # bare token POST (a replayed or forwarded link, a scanner) can never opt anyone in.
+        issued = self.nonces.check(ctx.token, form.get("nonce"), ctx.now)
+        if issued is None:
+            return await self._page(ctx, text(ctx.lang, "stale_page"), error=True, status=403)
+        evidence = {
+            **_evidence(request),
+            "wording": WORDING_VERSION,
+            "lang": ctx.lang,
+            "at": ctx.now.isoformat(),
+            "page_rendered_at": issued.isoformat(),
+        }
+        if action == "in-all":
+            await self._resume(ctx)
+            return await self._page(ctx, text(ctx.lang, "done_in_all"))
+        assert purpose is not None
+        record = await self.store.contact_record(ctx.claims.identity)
+        if _blanket(record, ctx.now):
+            return await self._page(ctx, text(ctx.lang, "resume_first"), error=True, status=409)
+        facts = RecipientFacts(
+            record.contact, {c.purpose: c for c in record.consents}, record.suppressions
+        )
+        state = _state(purpose, facts, ctx.now, False)
+        if state == "blocked":
+            return await self._page(ctx, text(ctx.lang, "not_possible"), error=True, status=409)
+        if state != "in":
+            await self.store.record_consent(
+                ConsentChange(
+                    identity=ctx.claims.identity,
+                    email=None,
+                    purpose=purpose.id,
+                    status=ConsentStatus.OPTED_IN,
+                    basis=Basis.CONSENT,
+                    source=_source("page", ctx.claims),
+                    actor="recipient",
+                    at=ctx.now,
+                    evidence=evidence,
+                    explicit=True,
+                )
+            )
+        return await self._page(ctx, text(ctx.lang, "done_in", purpose=purpose.label))
+
+    async def _opt_out(
+        self,
+        request: web.Request,
+        ctx: _Context,
+        channel: str,
+        purpose: str | None,
+        everything: bool,
+    ) -> None:
+        """Opt out unless already out, so a repeated POST adds no ledger event or count."""
+        record = await self.store.contact_record(ctx.claims.identity)
+        target = purpose or ctx.claims.purpose
+        wide = everything or self.unsubscriber.scope == "marketing" or target not in self.catalogue
+        if _blanket(record, ctx.now) or (
+            not wide and any(c.purpose == target and is_opt_out(c) for c in record.consents)
+        ):
+            return
+        await self.unsubscriber.opt_out(
+            ctx.claims,
+            channel=channel,
+            evidence=_evidence(request),
+            purpose=purpose,
+            everything=everything,
+        )
+
+    async def _resume(self, ctx: _Context) -> None:
+        """Lift the person's own all-marketing unsubscribes, never any other suppression."""
+        flt = SuppressionFilter(identity=ctx.claims.identity, reason=SuppressionReason.UNSUBSCRIBE)
+        while True:
+            page = await self.store.list_suppressions(flt)
+            for s in page:
+                if s.identity == ctx.claims.identity and s.scope in _BLANKET_SCOPES:
+                    with contextlib.suppress(NotFound):  # removed concurrently: goal reached
+                        await self.store.remove_suppression(s.id, actor="recipient", at=ctx.now)
+            if len(page) < flt.limit:
+                return
+            flt = SuppressionFilter(
+                identity=flt.identity, reason=flt.reason, after_id=page[-1].id, limit=flt.limit
+            )
+
+
+class _Context:
+    """One request's verified token and its language and time."""
+
+    __slots__ = ("claims", "lang", "now", "token")
+
+    def __init__(self, lang: Lang, token: str, claims: TokenClaims, now: datetime) -> None:
+        self.lang, self.token, self.claims, self.now = lang, token, claims, now
+
+
+_Handler = Callable[[web.Request, _Context], Awaitable[web.Response]]
+
+
+async def _form(request: web.Request) -> Mapping[str, str]:
+    """The text fields of a urlencoded or multipart body ({} for any other or a broken one)."""
+    try:
+        data = await request.post()
+    except ValueError:
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, str)}
+
+
+def _evidence(request: web.Request) -> dict[str, Any]:
+    agent = request.headers.get("User-Agent", "")[:_USER_AGENT_MAX]
+    return {"ip": request.remote or "", "user_agent": agent}
+
+
+def _source(channel: str, claims: TokenClaims) -> str:
+    # Same shape as Unsubscriber's ledger sources.
+    return f"{channel}:{claims.client}" if claims.client else channel
+
+
+def _blanket(record: ContactRecord, now: datetime) -> bool:
+    """True while an unsubscribe from all marketing stands on this identity."""
+    return any(
+        s.reason is SuppressionReason.UNSUBSCRIBE
+        and s.scope in _BLANKET_SCOPES
+        and s.identity is not None
+        and is_active(s, now)
+        for s in record.suppressions
+    )
+
+
+def _state(purpose: Purpose, facts: RecipientFacts, now: datetime, blanket: bool) -> State:
+    """What the person sees for one purpose, from the policy's own verdict."""
+    if blanket:
+        return "paused"
+    decision = decide(Category.MARKETING, purpose, facts, now)
+    if decision.allowed:
+        return "in"
+    if decision.reason in (Reason.OPTED_OUT, Reason.UNSUBSCRIBED):
+        return "out"
+    return "none" if decision.reason is Reason.NO_CONSENT else "blocked"
+
+
+def setup_unsubscribe(
+    app: web.Application,
+    *,
+    tokens: TokenCodec,
+    token_keys: Mapping[int, bytes],
+    unsubscriber: Unsubscriber,
+    settings: UnsubscribeSettings,
+    clock: Callable[[], datetime],
+) -> None:
+    """Mount ``GET`` and ``POST /u/{token}`` on the gateway's HTTP application."""
+    endpoint = UnsubscribeEndpoint(
+        tokens=tokens,
+        nonces=PageNonces(token_keys),
+        unsubscriber=unsubscriber,
+        limiter=RateLimiter(settings.rate_limit_per_minute),
+        clock=clock,
+    )
+    app.router.add_get("/u/{token}", endpoint.get)
+    app.router.add_post("/u/{token}", endpoint.post)
