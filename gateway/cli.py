@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     keygen.add_argument("--out-dir", default="var/dkim")
     keygen.set_defaults(func=cmd_dkim_keygen)
+
+    from gateway import admin_cli
+
+    admin_cli.register(commands)
     return parser
 
 

@@ -1,0 +1,242 @@
+"""The bodies of the consent-management commands (parsers: :mod:`gateway.admin_cli`)."""
+
+# A one-shot command owns its event loop and serves nobody else: reading the import file
+# synchronously between batches blocks no one (the store calls still run on their threads).
+# ruff: noqa: ASYNC230, ASYNC240
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+from prometheus_client import CollectorRegistry
+
+from gateway import exporting
+from gateway.admin_cli import ACTOR, Env, emit, iter_lines, now
+from gateway.http import admin_views as views
+from gateway.http.admin import AdminContext
+from gateway.importing import Importer
+from gateway.metrics import Metrics
+from gateway.policy_gate import PolicyError
+from gateway.settings import ConfigError
+from suppression import importers
+from suppression.address import AddressError, normalise_domain
+from suppression.model import ConsentStatus, Scope, SuppressionReason
+from suppression.store import ConsentChange, NewSuppression
+
+
+def _purpose(env: Env, purpose: str | None) -> str | None:
+    if purpose is not None and purpose not in env.settings.policy.catalogue():
+        raise ConfigError(f"unknown purpose {purpose!r}")
+    return purpose
+
+
+async def check(args: argparse.Namespace, env: Env) -> int:
+    """Decide recipients with the gateway's policy path."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, clients=[], purposes=[], version="cli")
+    ctx = AdminContext.build(env.settings, env.store, env.identities, metrics, now)
+    client = next((c for c in env.settings.smtp.clients if c.name == args.client), None)
+    if args.client is not None and client is None:
+        raise ConfigError(f"unknown client {args.client!r}")
+    try:
+        cls = ctx.gate.classify(client, args.category, _purpose(env, args.purpose))
+    except PolicyError as exc:
+        raise ConfigError(exc.reply.text) from None
+    out = await views.check(ctx.gate, client, cls, args.recipients)
+    lines = [f"{r.email}\t{r.decision}\t{r.reason}\t{r.rule}" for r in out.results]
+    emit(args, out, "\n".join(lines))
+    return 0
+
+
+async def consent(args: argparse.Namespace, env: Env) -> int:
+    """Record an opt-in or a withdrawal."""
+    email = env.email(args.email)
+    purpose = env.settings.policy.catalogue().get(args.purpose)
+    if purpose is None:
+        raise ConfigError(f"unknown purpose {args.purpose!r}")
+    evidence = {}
+    for item in args.evidence:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"evidence must be KEY=VALUE, not {item!r}")
+        evidence[key] = value
+    result = await env.store.record_consent(
+        ConsentChange(
+            identity=env.identities.of(email), email=email, purpose=purpose.id,
+            status=ConsentStatus(args.status), basis=purpose.basis, source=args.source,
+            actor=ACTOR, at=now(), evidence=evidence, explicit=bool(evidence),
+        )
+    )  # fmt: skip
+    out = views.consent_result(result)
+    emit(args, out, "applied" if result.applied else f"not applied: {result.reason}")
+    return 0 if result.applied or result.reason == "unchanged" else 1
+
+
+async def suppress_add(args: argparse.Namespace, env: Env) -> int:
+    """Add a suppression on an address or a domain."""
+    if (args.scope == "purpose") != (args.purpose is not None):
+        raise ConfigError("--purpose goes with --scope purpose, and only with it")
+    email = env.email(args.email) if args.email else None
+    try:
+        domain = normalise_domain(args.domain) if args.domain else None
+    except AddressError as exc:
+        raise ConfigError(f"invalid domain: {exc.reason}") from None
+    expires = importers.parse_time(args.expires_at) if args.expires_at else None
+    s = await env.store.add_suppression(
+        NewSuppression(
+            scope=Scope(args.scope), reason=SuppressionReason(args.reason), source=args.source,
+            actor=ACTOR, at=now(), identity=env.identities.of(email) if email else None,
+            email=email, domain=domain, purpose=_purpose(env, args.purpose), expires_at=expires,
+        )
+    )  # fmt: skip
+    emit(args, views.suppression(s, email), f"suppression {s.id}")
+    return 0
+
+
+async def suppress_remove(args: argparse.Namespace, env: Env) -> int:
+    """Remove a suppression by id (never an erasure one)."""
+    try:
+        await views.refuse_erasure_removal(env.store, args.id)
+    except views.Problem as exc:
+        raise ConfigError(exc.detail) from None
+    await env.store.remove_suppression(args.id, actor=ACTOR, at=now())
+    emit(args, {"removed": args.id}, f"removed {args.id}")
+    return 0
+
+
+async def suppress_list(args: argparse.Namespace, env: Env) -> int:
+    """List suppressions by exact filters."""
+    query = views.SuppressionQuery(
+        email=args.email, domain=args.domain, reason=args.reason, scope=args.scope,
+        after_id=args.after_id, limit=args.limit,
+    )  # fmt: skip
+    identity = env.identities.of(env.email(args.email)) if args.email else None
+    domain = normalise_domain(args.domain) if args.domain else None
+    page = await views.suppression_page(env.store, query, identity, domain, now(), "")
+    lines = [f"{s.id}\t{s.email or s.domain or s.identity}\t{s.scope}\t{s.reason}"
+             for s in page.items]  # fmt: skip
+    emit(args, page, "\n".join(lines))
+    return 0
+
+
+async def contact_show(args: argparse.Namespace, env: Env) -> int:
+    """Everything held about an address."""
+    email = env.email(args.email)
+    identity = env.identities.of(email)
+    record = await env.store.contact_record(identity)
+    shown = record.contact.email if record.contact else None
+    data = {
+        "email": email, "identity": identity,
+        "contact": views.contact(record.contact).model_dump(mode="json")
+        if record.contact else None,
+        "consents": [views.consent(c).model_dump(mode="json") for c in record.consents],
+        "suppressions": [views.suppression(s, shown).model_dump(mode="json")
+                         for s in record.suppressions],
+        "ledger": [views.ledger(e).model_dump(mode="json") for e in record.ledger],
+    }  # fmt: skip
+    emit(args, data)
+    return 0 if record.contact or record.suppressions else 1
+
+
+async def contact_erase(args: argparse.Namespace, env: Env) -> int:
+    """GDPR erasure of an address."""
+    identity = env.identities.of(env.email(args.email))
+    await env.store.erase(identity, actor=ACTOR, at=now())
+    emit(args, {"erased": True, "identity": identity}, f"erased {identity}")
+    return 0
+
+
+def _data_format(args: argparse.Namespace, name: str) -> importers.DataFormat:
+    if args.data_format:
+        return args.data_format  # type: ignore[no-any-return]
+    return "jsonl" if name.endswith((".jsonl", ".ndjson", ".json")) else "csv"
+
+
+async def import_file(args: argparse.Namespace, env: Env) -> int:
+    """Import a file; ``--strict`` validates everything first and changes nothing on error."""
+    try:
+        fmt = importers.Format(args.format)
+    except ValueError:
+        raise ConfigError(f"unknown format {args.format!r}") from None
+    path = Path(args.file)
+    data = _data_format(args, path.name)
+    purposes = set(env.settings.policy.catalogue())
+    source = args.source or f"import:{fmt.value}"
+    show = sys.stderr.isatty() and not args.json
+    importer = Importer(
+        env.store, env.identities, lambda p: None, actor=ACTOR, now=now(),
+        batch_size=max(1, args.batch_size),
+    )  # fmt: skip
+    if args.strict:
+        with path.open("rb") as handle:
+            lines, _ = iter_lines(handle, 0, False)
+            for row in importers.parse(lines, fmt, data, source=source, purposes=purposes):
+                if isinstance(row, importers.RowError):
+                    importer.summary.error(row)
+        if importer.summary.failed:
+            _report(args, importer, strict_abort=True)
+            return 1
+    with path.open("rb") as handle:
+        lines, progress = iter_lines(handle, path.stat().st_size, show)
+        rows = importers.parse(lines, fmt, data, source=source, purposes=purposes)
+        await importer.run(rows, progress)
+        if show:
+            progress()
+            print(file=sys.stderr)
+    _report(args, importer)
+    return 1 if importer.summary.failed else 0
+
+
+def _report(args: argparse.Namespace, importer: Importer, *, strict_abort: bool = False) -> None:
+    s = importer.summary
+    data = s.as_dict() | {"aborted": strict_abort}
+    if strict_abort:
+        text = f"--strict: {s.failed} bad rows, nothing imported"
+    else:
+        text = (f"{s.rows} rows: {s.added} added, {s.unchanged} unchanged, {s.kept} kept "
+                f"(an opt-out or newer record stands), {s.failed} failed")  # fmt: skip
+        if s.rows and not s.added and not s.failed:
+            text += " (nothing changed)"
+    for e in s.errors[:20] if not args.json else []:
+        print(f"line {e.line}: {e.message}", file=sys.stderr)
+    emit(args, data, text)
+
+
+@contextlib.contextmanager
+def _output(name: str | None) -> Iterator[TextIO]:
+    if name is None or name == "-":
+        yield sys.stdout
+        return
+    with open(name, "w", encoding="utf-8", newline="") as handle:
+        yield handle
+
+
+async def export(args: argparse.Namespace, env: Env) -> int:
+    """Export in our format (CSV or JSON Lines)."""
+    if args.kind == "ledger" and not args.email:
+        raise ConfigError("export ledger needs --email")
+    with _output(args.output) as out:
+        ledger = args.kind == "ledger"
+        writer: exporting.RowWriter
+        if args.data_format == "jsonl":
+            writer = exporting.JsonlWriter(out)
+        else:
+            writer = exporting.CsvWriter(out, exporting.LEDGER_COLUMNS if ledger else
+                                         importers.NATIVE_COLUMNS)  # fmt: skip
+        if ledger:
+            count = await exporting.export_ledger(
+                env.store, env.identities.of(env.email(args.email)), writer
+            )
+        elif args.kind == "suppressions":
+            count = await exporting.export_suppressions(env.store, writer, now())
+        elif args.kind == "consents":
+            count = await exporting.export_consents(env.settings.store.url, writer)
+        else:
+            count = await exporting.export_contacts(env.settings.store.url, writer)
+    print(f"exported {count} {args.kind} rows", file=sys.stderr)
+    return 0

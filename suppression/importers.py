@@ -1,0 +1,318 @@
+"""Import formats: pure parsing and mapping of other providers' exports and of our own.
+
+No I/O: every function takes the lines it is given and yields rows (or per-row errors with
+the line number), one at a time, so a file of any size streams through in flat memory.
+
+Mappings (column names matched case-insensitively, ignoring spaces, ``_`` and ``-``):
+
+=========================  ============================================  =====================
+Format                     Columns read                                  Gives
+=========================  ============================================  =====================
+``sendgrid-bounces``       ``email``, ``created`` (Unix s or ISO)        bounce / all
+``sendgrid-spam-reports``  ``email``, ``created``                        complaint / all
+``sendgrid-unsubscribes``  ``email``, ``created``                        unsubscribe / marketing
+``mailchimp-unsubscribed`` ``Email Address``, ``UNSUB_TIME``             unsubscribe / marketing
+``mailchimp-cleaned``      ``Email Address``, ``CLEAN_TIME``             bounce / all
+``ses``                    ``EmailAddress``, ``Reason``, ``LastUpdate``  BOUNCE -> bounce / all,
+                           ``Time`` (``list-suppressed-destinations``)   COMPLAINT -> complaint
+``native``                 our export (:data:`NATIVE_COLUMNS`)           as written
+=========================  ============================================  =====================
+
+These are the columns of SendGrid's suppression CSV/JSON exports, Mailchimp's audience export
+(one CSV per status) and SES's ``SuppressedDestinationSummaries``; extra columns are ignored.
+Naive timestamps are taken as UTC (Mailchimp writes UTC without an offset).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from suppression.address import AddressError, normalise_domain, parse_mailbox
+from suppression.model import Audience, Basis, ConsentStatus, Scope, SuppressionReason
+
+DataFormat = Literal["csv", "jsonl"]
+#: Our export's columns, in order; ``record`` says which kind of row it is.
+NATIVE_COLUMNS = (
+    "record", "email", "identity", "domain", "scope", "purpose", "reason", "status", "basis",
+    "source", "created_at", "expires_at", "collected_at", "withdrawn_at", "audience",
+    "customer", "customer_since", "evidence",
+)  # fmt: skip
+#: A cell starting with one of these runs as a formula in a spreadsheet (CWE-1236); ``'``
+#: is included so that the quote we add can be told from one that was there.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
+MAX_FIELD = 64 * 1024
+_IDENTITY = re.compile(r"[0-9a-f]{64}")
+
+
+class Format(StrEnum):
+    """The import formats."""
+
+    NATIVE = "native"
+    SENDGRID_BOUNCES = "sendgrid-bounces"
+    SENDGRID_SPAM = "sendgrid-spam-reports"
+    SENDGRID_UNSUBSCRIBES = "sendgrid-unsubscribes"
+    MAILCHIMP_UNSUBSCRIBED = "mailchimp-unsubscribed"
+    MAILCHIMP_CLEANED = "mailchimp-cleaned"
+    SES = "ses"
+
+
+@dataclass(frozen=True, slots=True)
+class _Mapping:
+    email: tuple[str, ...]
+    time: tuple[str, ...]
+    reason: SuppressionReason | None
+    scope: Scope
+
+
+_SG = ("email",), ("created",)
+_MC = ("emailaddress", "email")
+MAPPINGS: dict[Format, _Mapping] = {
+    Format.SENDGRID_BOUNCES: _Mapping(*_SG, SuppressionReason.BOUNCE, Scope.ALL),
+    Format.SENDGRID_SPAM: _Mapping(*_SG, SuppressionReason.COMPLAINT, Scope.ALL),
+    Format.SENDGRID_UNSUBSCRIBES: _Mapping(*_SG, SuppressionReason.UNSUBSCRIBE, Scope.MARKETING),
+    Format.MAILCHIMP_UNSUBSCRIBED: _Mapping(
+        _MC, ("unsubtime",), SuppressionReason.UNSUBSCRIBE, Scope.MARKETING
+    ),
+    Format.MAILCHIMP_CLEANED: _Mapping(_MC, ("cleantime",), SuppressionReason.BOUNCE, Scope.ALL),
+    Format.SES: _Mapping(("emailaddress",), ("lastupdatetime",), None, Scope.ALL),
+}
+_SES_REASONS = {"BOUNCE": SuppressionReason.BOUNCE, "COMPLAINT": SuppressionReason.COMPLAINT}
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressionRow:
+    """A suppression to import: on ``email`` (or a known ``identity``) or on ``domain``."""
+
+    line: int
+    scope: Scope
+    reason: SuppressionReason
+    source: str
+    at: datetime | None
+    email: str | None = None
+    identity: str | None = None
+    domain: str | None = None
+    purpose: str | None = None
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRow:
+    """A consent state to import (``explicit`` only for an opt-in carrying evidence)."""
+
+    line: int
+    purpose: str
+    status: ConsentStatus
+    basis: Basis
+    source: str
+    at: datetime | None
+    email: str | None = None
+    identity: str | None = None
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRow:
+    """Contact attributes to import."""
+
+    line: int
+    email: str | None
+    identity: str | None
+    audience: Audience | None
+    customer: bool | None
+    customer_since: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """A row that cannot be imported; the rest of the file still is."""
+
+    line: int
+    message: str
+
+
+Row = SuppressionRow | ConsentRow | ContactRow | RowError
+
+
+def neutralise(cell: str) -> str:
+    """Prefix ``'`` to a cell a spreadsheet would run as a formula (and to one with ``'``)."""
+    return "'" + cell if cell.startswith(FORMULA_START) else cell
+
+
+def _unneutralise(cell: str) -> str:
+    return cell[1:] if cell.startswith("'") else cell
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[\s_\-\ufeff]", "", name).lower()
+
+
+def records(
+    lines: Iterable[str], data: DataFormat
+) -> Iterator[tuple[int, dict[str, Any]] | RowError]:
+    """Raw records with their line numbers: a CSV with a header row, or JSON Lines."""
+    if data == "jsonl":
+        for number, text in enumerate(lines, 1):
+            if not text.strip():
+                continue
+            try:
+                value = json.loads(text)
+            except (ValueError, RecursionError) as exc:
+                yield RowError(number, f"not JSON: {str(exc)[:100]}")
+                continue
+            if not isinstance(value, dict):
+                yield RowError(number, "not a JSON object")
+                continue
+            yield number, {_key(k): v for k, v in value.items()}
+        return
+    csv.field_size_limit(MAX_FIELD)
+    reader = csv.reader(lines)
+    try:
+        header = [_key(h) for h in next(reader)]
+    except StopIteration:
+        return
+    except csv.Error as exc:
+        yield RowError(1, f"bad CSV header: {exc}")
+        return
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield RowError(reader.line_num, f"bad CSV: {exc}")
+            continue
+        if not any(cells):
+            continue
+        yield reader.line_num, dict(zip(header, cells, strict=False))
+
+
+def parse_time(value: Any) -> datetime | None:
+    """Unix seconds (or milliseconds), or ISO 8601; naive means UTC; empty means None."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float) or (isinstance(value, str) and value.isdigit()):
+        seconds = float(value)
+        if seconds > 1e11:  # milliseconds, as some JSON exports write them
+            seconds /= 1000
+        return datetime.fromtimestamp(seconds, UTC)
+    if not isinstance(value, str):
+        raise ValueError("not a timestamp")
+    parsed = datetime.fromisoformat(value.strip())
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _first(record: Mapping[str, Any], names: Iterable[str]) -> Any:
+    for name in names:
+        value = record.get(name)
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def _email(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise ValueError("no email address")
+    try:
+        return parse_mailbox(raw.strip(), smtputf8=True).address
+    except AddressError as exc:
+        raise ValueError(f"invalid address {raw[:80]!r}: {exc.reason}") from None
+
+
+def _provider(line: int, record: Mapping[str, Any], fmt: Format, source: str) -> Row:
+    mapping = MAPPINGS[fmt]
+    reason = mapping.reason
+    if reason is None:
+        code = str(record.get("reason") or "").strip().upper()
+        if code not in _SES_REASONS:
+            raise ValueError(f"reason must be BOUNCE or COMPLAINT, not {code[:20]!r}")
+        reason = _SES_REASONS[code]
+    return SuppressionRow(
+        line=line, scope=mapping.scope, reason=reason, source=source,
+        at=parse_time(_first(record, mapping.time)), email=_email(_first(record, mapping.email)),
+    )  # fmt: skip
+
+
+def _native(line: int, r: Mapping[str, Any], source: str, purposes: Collection[str]) -> Row:
+    def text(name: str) -> str | None:
+        value = r.get(name)
+        if value is None or value == "":
+            return None
+        return _unneutralise(value) if isinstance(value, str) else str(value)
+
+    kind = text("record")
+    email = _email(text("email")) if text("email") else None
+    identity = text("identity")
+    if identity is not None and not _IDENTITY.fullmatch(identity):
+        raise ValueError("identity must be 64 lower-case hex digits")
+    purpose = text("purpose")
+    if purpose is not None and purpose not in purposes:
+        raise ValueError(f"unknown purpose {purpose[:64]!r}")
+    if kind == "suppression":
+        domain = text("domain")
+        if ((email or identity) and domain) or not (email or identity or domain):
+            raise ValueError("a suppression needs an email (or identity) or a domain")
+        return SuppressionRow(
+            line=line, scope=Scope(text("scope") or ""),
+            reason=SuppressionReason(text("reason") or ""),
+            source=text("source") or source, at=parse_time(text("created_at")), email=email,
+            identity=None if email else identity,
+            domain=normalise_domain(domain) if domain else None, purpose=purpose,
+            expires_at=parse_time(text("expires_at")),
+        )  # fmt: skip
+    if not (email or identity):
+        raise ValueError("an email (or identity) is needed")
+    if kind == "consent":
+        if purpose is None:
+            raise ValueError("a consent needs a purpose")
+        status = ConsentStatus(text("status") or "")
+        evidence = r.get("evidence") or {}
+        if isinstance(evidence, str):
+            evidence = json.loads(_unneutralise(evidence))
+        if not isinstance(evidence, dict):
+            raise ValueError("evidence must be a JSON object")
+        at = text("withdrawn_at") if status is ConsentStatus.OPTED_OUT else None
+        return ConsentRow(
+            line=line, purpose=purpose, status=status, basis=Basis(text("basis") or "consent"),
+            source=text("source") or source, at=parse_time(at or text("collected_at")),
+            email=email, identity=None if email else identity, evidence=evidence,
+        )  # fmt: skip
+    if kind == "contact":
+        customer = text("customer")
+        audience = text("audience")
+        return ContactRow(
+            line=line, email=email, identity=None if email else identity,
+            audience=Audience(audience) if audience else None,
+            customer=None if customer is None else customer.lower() in ("true", "1", "yes"),
+            customer_since=parse_time(text("customer_since")),
+        )  # fmt: skip
+    raise ValueError(f"record must be suppression, consent or contact, not {str(kind)[:20]!r}")
+
+
+def parse(
+    lines: Iterable[str],
+    fmt: Format,
+    data: DataFormat,
+    *,
+    source: str,
+    purposes: Collection[str] = (),
+) -> Iterator[Row]:
+    """Rows of an import file, one at a time; a bad row becomes a :class:`RowError`."""
+    for item in records(lines, data):
+        if isinstance(item, RowError):
+            yield item
+            continue
+        line, record = item
+        try:
+            if fmt is Format.NATIVE:
+                yield _native(line, record, source, purposes)
+            else:
+                yield _provider(line, record, fmt, source)
+        except (ValueError, TypeError, AddressError) as exc:
+            yield RowError(line, str(exc)[:300])
