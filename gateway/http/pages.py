@@ -18,7 +18,7 @@ from importlib.resources import files
 from typing import Literal
 
 Lang = Literal["en", "fr"]
-State = Literal["in", "out", "none", "paused", "blocked"]
+State = Literal["in", "sent", "out", "none", "paused", "blocked"]
 ErrorKind = Literal["invalid", "expired", "rate", "unavailable", "bad-request"]
 
 #: Recorded with every consent given on the page: which wording the person saw.
@@ -92,6 +92,8 @@ class PageView:
     rows: Sequence[PurposeRow]
     #: True while an all-marketing unsubscribe stands.
     blanket: bool
+    #: True when what one click stops is already stopped (the button is then not shown).
+    subject_done: bool
     nonce: str
     flash: str | None = None
     flash_error: bool = False
@@ -129,7 +131,7 @@ def _row(view: PageView, index: int, row: PurposeRow) -> str:
     lang = view.lang
     ident = f"p{index}"
     action = ""
-    if row.state == "in":
+    if row.state in ("in", "sent"):
         fields = {"action": "opt-out", "purpose": row.id, "nonce": view.nonce}
         action = _form(view, fields, text(lang, "opt_out"), "", ident)
     elif row.state in ("out", "none"):
@@ -159,6 +161,13 @@ def render_page(view: PageView) -> str:
         "primary",
         "stop",
     )
+    if view.subject_done:
+        one_click = ""
+        subject = (
+            text(lang, "done_out", purpose=view.subject)
+            if view.subject is not None
+            else text(lang, "done_out_all")
+        )
     rows = "".join(_row(view, i, row) for i, row in enumerate(view.rows))
     if view.blanket:
         fields = {"action": "in-all", "nonce": view.nonce}

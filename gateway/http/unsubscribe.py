@@ -129,13 +129,16 @@ class UnsubscribeEndpoint:
             PurposeRow(p.id, p.label, p.description, _state(p, facts, ctx.now, blanket))
             for p in self.catalogue.values()
         ]
+        subject = self._subject(ctx.claims)
+        done = [r.state for r in rows if r.id == ctx.claims.purpose] == ["out"]
         view = PageView(
             lang=ctx.lang,
             token=ctx.token,
             sender=ctx.claims.client or text(ctx.lang, "unknown_sender"),
-            subject=self._subject(ctx.claims),
+            subject=subject,
             rows=rows,
             blanket=blanket,
+            subject_done=blanket or (subject is not None and done),
             nonce=self.nonces.issue(ctx.token, ctx.now),
             flash=flash,
             flash_error=error,
@@ -304,7 +307,7 @@ def _state(purpose: Purpose, facts: RecipientFacts, now: datetime, blanket: bool
         return "paused"
     decision = decide(Category.MARKETING, purpose, facts, now)
     if decision.allowed:
-        return "in"
+        return "in" if decision.reason is Reason.CONSENT else "sent"
     if decision.reason in (Reason.OPTED_OUT, Reason.UNSUBSCRIBED):
         return "out"
     return "none" if decision.reason is Reason.NO_CONSENT else "blocked"
