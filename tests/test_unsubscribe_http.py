@@ -140,6 +140,37 @@ async def test_one_click_blocks_the_next_message_of_that_purpose_only(
     assert unsubscribes(gateway, "one_click", "newsletter") == 1
 
 
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("text/plain", b"List-Unsubscribe=One-Click"),
+        ("application/json", b'{"List-Unsubscribe": "One-Click"}'),
+        ("multipart/form-data", b"no boundary"),
+        ("multipart/form-data; boundary=x", b"--x\r\nbroken"),
+        ("application/x-www-form-urlencoded", b"%%%&&=="),
+    ],
+)
+async def test_odd_one_click_bodies_still_unsubscribe(
+    gateway: Gateway, clock: Clock, content_type: str, body: bytes
+) -> None:
+    """A POST with any body that is not the page's form is a one-click opt-out, never a 5xx."""
+    async with aiohttp.ClientSession() as http:
+        headers = {"Content-Type": content_type}
+        assert (await http.post(minted(gateway, clock), data=body, headers=headers)).status == 200
+    (newsletter,) = (await record(gateway)).consents
+    assert newsletter.status is ConsentStatus.OPTED_OUT
+
+
+async def test_store_failure_answers_503(gateway: Gateway, clock: Clock) -> None:
+    """When the store cannot answer, the page and the POST get 503 with Retry-After."""
+    url = minted(gateway, clock)
+    await gateway.store.close()
+    async with aiohttp.ClientSession() as http:
+        for method in ("GET", "POST"):
+            async with http.request(method, url) as answer:
+                assert (answer.status, answer.headers["Retry-After"]) == (503, "60")
+
+
 async def test_repeated_one_click_is_idempotent(gateway: Gateway, clock: Clock) -> None:
     """A second one-click POST answers 200 again and adds no ledger event and no count."""
     url = minted(gateway, clock)

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.http.nonces import PageNonces
 from gateway.http.pages import (
@@ -275,8 +276,8 @@ async def _form(request: web.Request) -> Mapping[str, str]:
     """The text fields of a urlencoded or multipart body ({} for any other or a broken one)."""
     try:
         data = await request.post()
-    except ValueError:
-        return {}
+    except (ValueError, HttpProcessingError):
+        return {}  # a broken body is still a one-click POST: some clients send odd ones
     return {k: v for k, v in data.items() if isinstance(v, str)}
 
 
