@@ -241,7 +241,7 @@ def _provider(line: int, record: Mapping[str, Any], fmt: Format, source: str) ->
 
 def _native(line: int, r: Mapping[str, Any], source: str, purposes: Collection[str]) -> Row:
     def text(name: str) -> str | None:
-        value = r.get(name)
+        value = r.get(_key(name))
         if value is None or value == "":
             return None
         return _unneutralise(value) if isinstance(value, str) else str(value)
@@ -272,7 +272,7 @@ def _native(line: int, r: Mapping[str, Any], source: str, purposes: Collection[s
         if purpose is None:
             raise ValueError("a consent needs a purpose")
         status = ConsentStatus(text("status") or "")
-        evidence = r.get("evidence") or {}
+        evidence = r.get(_key("evidence")) or {}
         if isinstance(evidence, str):
             evidence = json.loads(_unneutralise(evidence))
         if not isinstance(evidence, dict):
