@@ -184,6 +184,23 @@ async def test_repeated_one_click_is_idempotent(gateway: Gateway, clock: Clock) 
     assert unsubscribes(gateway, "one_click", "newsletter") == 1
 
 
+async def test_one_click_under_a_marketing_unsubscribe_is_kept_for_resume(
+    gateway: Gateway, clock: Clock
+) -> None:
+    """A purpose one-click made while unsubscribed from all marketing survives a resume."""
+    url = minted(gateway, clock)
+    await consent(gateway, clock, "newsletter")
+    async with aiohttp.ClientSession() as http:
+        page = await (await http.post(url, data={"action": "out-all"})).text()
+        clock.now += timedelta(seconds=1)
+        assert (await http.post(url)).status == 200
+        clock.now += timedelta(seconds=1)
+        resume = {"action": "in-all", "nonce": nonce_of(page)}
+        assert (await http.post(url, data=resume)).status == 200
+    assert (await record(gateway)).suppressions == []
+    assert await send(gateway, "newsletter") == 550
+
+
 async def test_get_renders_the_page_and_changes_nothing(gateway: Gateway, clock: Clock) -> None:
     """GET and HEAD (what link scanners do) leave the store untouched and send security headers."""
     await consent(gateway, clock, "newsletter")

@@ -231,10 +231,13 @@ class UnsubscribeEndpoint:
         """Opt out unless already out, so a repeated POST adds no ledger event or count."""
         record = await self.store.contact_record(ctx.claims.identity)
         target = purpose or ctx.claims.purpose
+        # Mirrors Unsubscriber: all marketing when asked, configured, or the purpose is unknown.
         wide = everything or self.unsubscriber.scope == "marketing" or target not in self.catalogue
-        if _blanket(record, ctx.now) or (
-            not wide and any(c.purpose == target and is_opt_out(c) for c in record.consents)
-        ):
+        if wide and _blanket(record, ctx.now):
+            return
+        # A purpose opt-out is recorded even under an all-marketing unsubscribe, so that it
+        # still stands if the person later resumes marketing.
+        if not wide and any(c.purpose == target and is_opt_out(c) for c in record.consents):
             return
         await self.unsubscriber.opt_out(
             ctx.claims,
