@@ -1,0 +1,137 @@
+"""The consent-management command line, run as the real console command against a temp store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway import secrets as secrets_file
+from suppression.address import Identities, NormalisationRules
+from suppression.tokens import TokenCodec
+
+
+class Cli:
+    """Runs ``python -m gateway.cli -c CONFIG ...``."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.dir = tmp_path
+        self.config = tmp_path / "gw.toml"
+        self.config.write_text(
+            f'[store]\nurl = "sqlite:///{tmp_path}/store.db"\n'
+            '[[policy.purposes]]\nid = "newsletter"\nlabel = "News"\n'
+            '[[smtp.clients]]\nname = "platform"\nnetworks = ["127.0.0.0/8"]\n'
+        )
+
+    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run one command; never raises on a non-zero exit."""
+        return subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "-c", str(self.config), *args],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    def json(self, *args: str) -> Any:
+        """Run with ``--json`` and decode standard output."""
+        done = self(*args, "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path)
+
+
+def test_every_command_has_help(cli: Cli) -> None:
+    """Each new subcommand answers --help with exit 0."""
+    for args in (["check"], ["consent", "add"], ["consent", "withdraw"], ["suppress", "add"],
+                 ["suppress", "remove"], ["suppress", "list"], ["contact", "show"],
+                 ["contact", "erase"], ["import"], ["export"], ["token", "inspect"]):  # fmt: skip
+        done = cli(*args, "--help")
+        assert done.returncode == 0 and "usage:" in done.stdout, args
+
+
+def test_consent_check_suppress_show_erase(cli: Cli) -> None:
+    """Consent, check, suppression and erasure work end to end with JSON output."""
+    result = cli.json("consent", "add", "Alice@Example.com", "--purpose", "newsletter",
+                      "--evidence", "ip=192.0.2.1")  # fmt: skip
+    assert result["applied"] is True
+    out = cli.json("check", "--category", "marketing", "--purpose", "newsletter",
+                   "alice@example.com", "bob@example.com")  # fmt: skip
+    assert [r["decision"] for r in out["results"]] == ["allow", "block"]
+    added = cli.json("suppress", "add", "--email", "bob@example.com", "--scope", "all",
+                     "--reason", "bounce")  # fmt: skip
+    listed = cli.json("suppress", "list", "--reason", "bounce")
+    assert [s["email"] for s in listed["items"]] == ["bob@example.com"]
+    shown = cli.json("contact", "show", "alice@example.com")
+    assert shown["consents"][0]["evidence"] == {"ip": "192.0.2.1"}
+    assert cli.json("contact", "erase", "alice@example.com")["erased"] is True
+    assert cli.json("contact", "show", "alice@example.com")["contact"]["email"] is None
+    assert cli.json("suppress", "remove", str(added["id"]))["removed"] == added["id"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["consent", "add", "not-an-address", "--purpose", "newsletter"],
+        ["consent", "add", "a@example.com", "--purpose", "nope"],
+        ["suppress", "add", "--email", "a@example.com", "--scope", "purpose"],
+        ["suppress", "remove", "999"],
+        ["check", "--category", "marketing", "--purpose", "nope", "a@example.com"],
+        ["import", "missing.csv", "--format", "ses"],
+        ["import", "missing.csv", "--format", "nope"],
+    ],
+)
+def test_bad_input_is_one_line_and_non_zero(cli: Cli, args: list[str]) -> None:
+    """Bad input exits non-zero with a single line on standard error."""
+    done = cli(*args)
+    assert done.returncode != 0
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_import_strict_then_lenient_then_idempotent(cli: Cli) -> None:
+    """--strict changes nothing on a bad row; a normal import takes the rest; twice is a no-op."""
+    data = cli.dir / "bounces.csv"
+    data.write_text("email,created,reason,status\na@x.org,1700000000,550,5.1.1\nbad,1,x,y\n")
+    strict = cli("import", str(data), "--format", "sendgrid-bounces", "--strict", "--json")
+    assert strict.returncode == 1 and json.loads(strict.stdout)["aborted"] is True
+    assert cli.json("suppress", "list")["items"] == []
+    lenient = cli("import", str(data), "--format", "sendgrid-bounces")
+    assert lenient.returncode == 1
+    assert "line 3:" in lenient.stderr and "1 added" in lenient.stdout
+    data.write_text("email,created,reason,status\na@x.org,1700000000,550,5.1.1\n")
+    again = cli("import", str(data), "--format", "sendgrid-bounces")
+    assert again.returncode == 0 and "nothing changed" in again.stdout
+
+
+def test_export_csv_neutralises_formulas(cli: Cli) -> None:
+    """An exported CSV never starts a cell with a formula character."""
+    cli.json("suppress", "add", "--email", "a@example.com", "--scope", "all", "--source",
+             "=cmd|' /C calc'!A0")  # fmt: skip
+    out = cli.dir / "out.csv"
+    assert cli("export", "suppressions", "-o", str(out)).returncode == 0
+    assert ",'=cmd|' /C calc'!A0," in out.read_text()
+
+
+def test_token_inspect_shows_claims_not_keys(cli: Cli) -> None:
+    """token inspect decodes a token with the secrets file and prints no key material."""
+    cli.json("suppress", "list")  # creates the store and its secrets file
+    secrets = secrets_file.load_or_create(
+        secrets_file.default_path(f"sqlite:///{cli.dir}/store.db"), store_has_data=True
+    )
+    identity = Identities(secrets.pepper, NormalisationRules()).of("a@example.com")
+    codec = TokenCodec(secrets.token_keys, ttl=timedelta(days=400), names=["newsletter"])
+    token = codec.mint(identity, "newsletter", "platform", datetime.now(UTC))
+    claims = cli.json("token", "inspect", token)
+    assert claims["identity"] == identity and claims["purpose"] == "newsletter"
+    assert claims["expired"] is False
+    done = cli("token", "inspect", token)
+    for key in secrets.token_keys.values():
+        assert key.hex() not in done.stdout
+    bad = cli("token", "inspect", token[:-2] + "AA")
+    assert bad.returncode == 2 and "bad-signature" in bad.stderr
