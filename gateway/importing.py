@@ -10,10 +10,9 @@ withdrawal with no newer, evidenced opt-in; refused rows are counted as ``kept``
 again in the ledger, and suppressions are only ever added.
 
 Batch writes: the Store protocol writes one durable transaction per call, which is far too
-slow for a million rows on SQLite. Until the protocol has a batch method, :func:`_write_batch`
-runs the store's own operations (``suppression._store_ops``) for a whole batch inside one
-transaction of the SQLite or PostgreSQL backend (same rules, same ledger events), and falls
-back to one call per row for any other store.
+slow for a million rows on SQLite. Until the protocol has a batch method,
+:func:`gateway.import_batch.apply_batch` runs the store's own operations for a whole batch
+inside one transaction (same rules, same ledger events), and falls back to one call per row.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from suppression import _store_ops as ops
+from gateway.import_batch import apply_batch
 from suppression import consent_rules
 from suppression.address import Identities
 from suppression.importers import ConsentRow, ContactRow, Row, RowError, SuppressionRow
@@ -199,11 +198,7 @@ class Importer:
         return _Write("k", (identity, row.email, wanted))
 
     async def _write_batch(self, writes: Sequence[_Write]) -> None:
-        write = getattr(self.store, "_write", None)
-        if callable(write):  # see the module docstring: one transaction per batch
-            results = await write(_apply_all, writes, self.actor, self.now)
-        else:
-            results = [await _apply_one(self.store, w, self.actor, self.now) for w in writes]
+        results = await apply_batch(self.store, writes, self.actor, self.now)
         for w, applied in zip(writes, results, strict=True):
             if applied:
                 self.summary.added += 1
@@ -213,29 +208,3 @@ class Importer:
                 self.summary.kept += 1
             else:
                 self.summary.unchanged += 1
-
-
-async def _apply_all(db: ops.Db, writes: Sequence[_Write], actor: str, now: datetime) -> list[bool]:
-    out = []
-    for w in writes:
-        if w.kind == "s":
-            out.append((await ops.add_suppression(db, w.payload)).created_at == w.payload.at)
-        elif w.kind == "c":
-            out.append((await ops.record_consent(db, w.payload)).applied)
-        else:
-            identity, email, wanted = w.payload
-            await ops.upsert_contact(db, identity, email, actor=actor, at=now, **wanted)
-            out.append(True)
-    return out
-
-
-async def _apply_one(store: Store, w: _Write, actor: str, now: datetime) -> bool:
-    if w.kind == "s":
-        added: bool = (await store.add_suppression(w.payload)).created_at == w.payload.at
-        return added
-    if w.kind == "c":
-        applied: bool = (await store.record_consent(w.payload)).applied
-        return applied
-    identity, email, wanted = w.payload
-    await store.upsert_contact(identity, email, actor=actor, at=now, **wanted)
-    return True

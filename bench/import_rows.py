@@ -1,0 +1,73 @@
+"""Import benchmark: N rows of a SendGrid bounce export into a fresh SQLite store.
+
+Usage: ``.venv/bin/python bench/import_rows.py [--rows 1000000] [--batch-size 2000]``
+
+Writes the CSV to a temporary directory (streamed, never held in memory), imports it through
+the same path as ``suppression-gateway import`` (parse -> batch facts() -> one transaction per
+batch), and prints rows/s and the process's peak resident memory. A second import of the same
+file measures the idempotent no-op path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gateway.importing import Importer
+from suppression import importers
+from suppression.address import Identities, NormalisationRules
+from suppression.store import open_store
+
+
+def write_csv(path: Path, rows: int) -> None:
+    """A SendGrid bounces export with ``rows`` distinct addresses."""
+    with path.open("w", encoding="utf-8") as out:
+        out.write("email,created,reason,status\n")
+        for i in range(rows):
+            out.write(f"user{i}@bench{i % 97}.example,1700000000,550 5.1.1 unknown user,5.1.1\n")
+
+
+async def import_once(db: Path, csv_path: Path, batch: int) -> tuple[float, Importer]:
+    """Import the file once; return the seconds taken and the importer (its summary)."""
+    store = await open_store(f"sqlite:///{db}")
+    ids = Identities(b"b" * 32, NormalisationRules())
+    importer = Importer(
+        store, ids, lambda p: None, actor="bench", now=datetime.now(UTC), batch_size=batch
+    )
+    started = time.perf_counter()
+    with csv_path.open(encoding="utf-8") as handle:
+        rows = importers.parse(handle, importers.Format.SENDGRID_BOUNCES, "csv", source="bench")
+        await importer.run(rows)
+    elapsed = time.perf_counter() - started
+    await store.close()
+    return elapsed, importer
+
+
+def main() -> None:
+    """Run the benchmark and print the figures."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--batch-size", type=int, default=2000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        csv_path, db = Path(tmp) / "bounces.csv", Path(tmp) / "bench.db"
+        write_csv(csv_path, args.rows)
+        size = csv_path.stat().st_size
+        for label in ("first import", "second import (no-op)"):
+            elapsed, importer = asyncio.run(import_once(db, csv_path, args.batch_size))
+            s = importer.summary
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(
+                f"{label}: {s.rows} rows ({size / 1e6:.0f} MB) in {elapsed:.1f} s = "
+                f"{s.rows / elapsed:,.0f} rows/s; added {s.added}, unchanged {s.unchanged}, "
+                f"failed {s.failed}; peak RSS {peak:.0f} MB"
+            )
+
+
+if __name__ == "__main__":
+    main()
