@@ -1,0 +1,311 @@
+"""The PostgreSQL backend of :class:`suppression.store.Store`, on an asyncpg pool.
+
+URL: ``postgresql://user@host:5432/db?schema=NAME``. The optional ``schema`` parameter (ours,
+removed before asyncpg sees the DSN) puts every table in that schema, created if missing,
+through the connections' ``search_path``; without it the server's default applies.
+
+Migrations run at open under a session advisory lock, so replicas starting together apply
+each one once. Writes that append to the ledger take a transaction advisory lock first: the
+hash chain needs one writer at a time, and taking it first avoids lock-order deadlocks.
+``statement_timeout`` and the client ``command_timeout`` come from ``query_timeout``.
+Erasure here is logical: dead tuples and WAL segments keep old bytes until VACUUM and WAL
+recycling, which the operator's maintenance must cover (unlike SQLite, which this module
+cannot reach down to).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import re
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime
+from typing import Any, Concatenate, ParamSpec, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from suppression import _store_ops as ops
+from suppression import migrations
+from suppression._store_rows import Row, aware, facts_sql
+from suppression.model import Audience, Contact, RecipientFacts, RecipientKey, Suppression
+from suppression.store import (
+    ConsentChange,
+    ConsentResult,
+    ContactRecord,
+    NewSuppression,
+    StoreError,
+    StoreOptions,
+    SuppressionFilter,
+)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+#: A pooled connection the server or the network dropped: the pool reconnects on next use.
+_LOST = (
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.InterfaceError,
+    ConnectionError,
+)
+_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+@functools.lru_cache(maxsize=512)
+def _numbered(sql: str) -> str:
+    """Renumber the shared ``?`` placeholders as PostgreSQL's ``$1, $2, ...``."""
+    count = iter(range(1, sql.count("?") + 1))
+    return re.sub(r"\?", lambda _: f"${next(count)}", sql)
+
+
+def _any_of(column: str) -> str:
+    return f"{column} = ANY(?::text[])"
+
+
+class _PgDb:
+    """:class:`suppression._store_ops.Db` over one asyncpg connection."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def ts(self, value: datetime) -> datetime:
+        return aware(value)
+
+    def dt(self, value: Any) -> datetime:
+        return value  # type: ignore[no-any-return]  # asyncpg returns aware UTC datetimes
+
+    def any_of(self, column: str) -> str:
+        return _any_of(column)
+
+    def list_param(self, values: Sequence[str]) -> list[str]:
+        return list(values)
+
+    async def fetch(self, sql: str, *params: Any) -> Sequence[Row]:
+        return await self.conn.fetch(_numbered(sql), *params)  # type: ignore[no-any-return]
+
+    async def execute(self, sql: str, *params: Any) -> None:
+        await self.conn.execute(_numbered(sql), *params)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self.conn.executemany(_numbered(sql), rows)
+
+
+@contextmanager
+def _db_errors() -> Iterator[None]:
+    """Turn driver, server, network and timeout failures into :class:`StoreError`."""
+    try:
+        yield
+    except _DB_ERRORS as exc:
+        raise StoreError(f"postgres: {type(exc).__name__}: {exc}") from exc
+
+
+def _lock_key(schema: str, what: str) -> int:
+    digest = hashlib.sha256(f"suppression-gateway:{schema}:{what}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class PostgresStore:
+    """PostgreSQL implementation of :class:`suppression.store.Store` (see it for each method)."""
+
+    def __init__(self, dsn: str, options: StoreOptions | None = None, schema: str | None = None):
+        if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
+            raise ValueError(f"invalid schema name: {schema!r}")
+        self._dsn = dsn
+        self._options = options or StoreOptions()
+        self.schema = schema
+        self._facts_sql = facts_sql(_any_of)
+        self._ledger_key = _lock_key(schema or "", "ledger")
+        self._pool: Any = None
+
+    @classmethod
+    def from_url(cls, url: str, options: StoreOptions | None = None) -> PostgresStore:
+        """``postgresql://...[?schema=NAME]``; other query parameters go to asyncpg."""
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        schemas = [value for name, value in query if name == "schema"]
+        rest = urlencode([(name, value) for name, value in query if name != "schema"])
+        return cls(
+            urlunsplit(parts._replace(query=rest)), options, schemas[-1] if schemas else None
+        )
+
+    def _settings(self, *, timeout: bool = True) -> dict[str, str]:
+        settings = {"synchronous_commit": "on", "application_name": "suppression-gateway"}
+        if self.schema is not None:
+            settings["search_path"] = self.schema
+            settings["application_name"] = f"suppression-gateway:{self.schema}"[:63]
+        ms = round(self._options.query_timeout * 1000) if timeout else 0
+        settings["statement_timeout"] = str(ms)
+        return settings
+
+    async def open(self) -> None:
+        """Migrate under an advisory lock, start the pool, check commits are durable."""
+        if self._pool is not None:
+            return
+        with _db_errors():
+            await self._migrate()
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=1,
+                max_size=self._options.pool_size,
+                command_timeout=self._options.query_timeout,
+                server_settings=self._settings(),
+            )
+            try:
+                async with self._pool.acquire() as conn:
+                    for name, bad in (("synchronous_commit", "off"), ("fsync", "off")):
+                        if (got := await conn.fetchval(f"SHOW {name}")) == bad:
+                            raise StoreError(f"postgres: {name} is {got}: commits not durable")
+            except BaseException:
+                await self.close()
+                raise
+
+    async def _migrate(self) -> None:
+        # Migrations may take long: no statement timeout on this one connection.
+        conn = await asyncpg.connect(self._dsn, server_settings=self._settings(timeout=False))
+        key = _lock_key(self.schema or "", "migrate")
+        try:
+            await conn.execute("SELECT pg_advisory_lock($1)", key)
+            if self.schema is not None:
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY,"
+                " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            known = migrations.load("postgres")
+            for m in known:
+                async with conn.transaction():
+                    sql = "SELECT 1 FROM schema_version WHERE version = $1"
+                    if await conn.fetchval(sql, m.version):
+                        continue
+                    await conn.execute(m.sql)
+                    await conn.execute(
+                        "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
+                        m.version,
+                        m.name,
+                    )
+            newest = await conn.fetchval("SELECT max(version) FROM schema_version")
+            if newest > len(known):
+                raise StoreError(f"postgres: schema version {newest} is newer than this code")
+        finally:
+            await conn.close()  # also releases the session advisory lock
+
+    async def close(self) -> None:
+        """Close the pool; safe to call twice."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    def _pool_or_raise(self) -> Any:
+        if self._pool is None:
+            raise StoreError("store is not open")
+        return self._pool
+
+    @asynccontextmanager
+    async def _transaction(
+        self, *, lock: bool = True, readonly: bool = False
+    ) -> AsyncIterator[_PgDb]:
+        pool = self._pool_or_raise()
+        with _db_errors():
+            async with pool.acquire(timeout=self._options.query_timeout) as conn:
+                isolation = "repeatable_read" if readonly else "read_committed"
+                async with conn.transaction(isolation=isolation, readonly=readonly):
+                    if lock:
+                        await conn.execute("SELECT pg_advisory_xact_lock($1)", self._ledger_key)
+                    yield _PgDb(conn)
+
+    async def _write(
+        self, op: Callable[Concatenate[_PgDb, P], Awaitable[T]], *a: P.args, **kw: P.kwargs
+    ) -> T:
+        async with self._transaction() as db:
+            return await op(db, *a, **kw)
+
+    async def _read(
+        self, op: Callable[Concatenate[_PgDb, P], Awaitable[T]], *a: P.args, **kw: P.kwargs
+    ) -> T:
+        """One read within ``query_timeout``, retried once on a connection lost under it."""
+        pool = self._pool_or_raise()
+        with _db_errors():
+            async with asyncio.timeout(self._options.query_timeout):
+                for attempt in (1, 2):
+                    try:
+                        async with pool.acquire() as conn:
+                            return await op(_PgDb(conn), *a, **kw)
+                    except _LOST:
+                        if attempt == 2:
+                            raise
+        raise AssertionError("unreachable")
+
+    async def ping(self) -> None:
+        """Raise :class:`StoreError` unless the server answers now."""
+        await self._read(_PgDb.fetch, "SELECT 1")
+
+    async def facts(
+        self, keys: Sequence[RecipientKey], now: datetime
+    ) -> Mapping[str, RecipientFacts]:
+        """Facts for all recipients of a message: one query, one round trip."""
+        return await self._read(ops.facts, self._facts_sql, keys, now)
+
+    async def record_consent(self, change: ConsentChange) -> ConsentResult:
+        """Record consent or its withdrawal (rules: :mod:`suppression.consent_rules`)."""
+        return await self._write(ops.record_consent, change)
+
+    async def upsert_contact(
+        self,
+        identity: str,
+        email: str | None,
+        *,
+        actor: str,
+        at: datetime,
+        audience: Audience | None = None,
+        customer: bool | None = None,
+        customer_since: datetime | None = None,
+    ) -> Contact:
+        """Create the contact or update the given attributes."""
+        return await self._write(
+            ops.upsert_contact, identity, email, actor=actor, at=at, audience=audience,
+            customer=customer, customer_since=customer_since,
+        )  # fmt: skip
+
+    async def add_suppression(self, new: NewSuppression) -> Suppression:
+        """Add a suppression, idempotently."""
+        return await self._write(ops.add_suppression, new)
+
+    async def remove_suppression(self, suppression_id: int, *, actor: str, at: datetime) -> None:
+        """Remove one suppression or raise :class:`NotFound`."""
+        await self._write(ops.remove_suppression, suppression_id, actor=actor, at=at)
+
+    async def list_suppressions(self, flt: SuppressionFilter) -> Sequence[Suppression]:
+        """Suppressions matching the filter exactly, by id."""
+        return await self._read(ops.list_suppressions, flt)
+
+    async def contact_record(self, identity: str) -> ContactRecord:
+        """Everything held about an identity, from one repeatable-read transaction."""
+        async with self._transaction(lock=False, readonly=True) as db:
+            return await ops.contact_record(db, identity)
+
+    async def erase(self, identity: str, *, actor: str, at: datetime) -> None:
+        """Erase the address and personal evidence; keep an ``erasure`` suppression."""
+        await self._write(ops.erase, identity, actor=actor, at=at)
+
+    async def delivered(self, message_key: str, identities: Sequence[str]) -> set[str]:
+        """Identities that already received this message."""
+        return await self._read(ops.delivered, message_key, identities, datetime.now(UTC))
+
+    async def remember_delivered(
+        self, message_key: str, identities: Sequence[str], until: datetime
+    ) -> None:
+        """Remember deliveries until ``until`` (no ledger, so no ledger lock)."""
+        async with self._transaction(lock=False) as db:
+            await ops.remember_delivered(db, message_key, identities, until, datetime.now(UTC))

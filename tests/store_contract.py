@@ -1,0 +1,332 @@
+"""The store contract: one suite every backend runs (subclass :class:`StoreContract`).
+
+A backend's test module provides a ``backend`` fixture yielding an open :class:`Backend`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from suppression._store_rows import GENESIS, chain_hash, from_micros
+from suppression.model import (
+    Audience,
+    Basis,
+    ConsentStatus,
+    RecipientKey,
+    Scope,
+    SuppressionReason,
+)
+from suppression.store import (
+    ConsentChange,
+    NewSuppression,
+    NotFound,
+    Store,
+    StoreError,
+    SuppressionFilter,
+)
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def at(minutes: int) -> datetime:
+    """A fixed test time, ``minutes`` after :data:`T0`."""
+    return T0 + timedelta(minutes=minutes)
+
+
+@dataclass
+class Backend:
+    """An open store plus raw SQL access to its database, for checks the API cannot make."""
+
+    store: Store
+    raw_fetch: Callable[[str], Awaitable[Sequence[Sequence[Any]]]]
+    raw_execute: Callable[[str], Awaitable[None]]
+    #: What :attr:`raw_execute` raises when a trigger refuses a statement.
+    refused: type[BaseException]
+
+
+def change(
+    status: ConsentStatus = ConsentStatus.OPTED_IN,
+    *,
+    identity: str = "id-alice",
+    purpose: str = "newsletter",
+    minute: int = 0,
+    explicit: bool = True,
+    evidence: dict[str, Any] | None = None,
+    email: str | None = "alice@example.org",
+) -> ConsentChange:
+    """A consent change with sensible defaults (explicit, with evidence)."""
+    return ConsentChange(
+        identity=identity,
+        email=email,
+        purpose=purpose,
+        status=status,
+        basis=Basis.CONSENT,
+        source="form" if explicit else "import",
+        actor="test",
+        at=at(minute),
+        evidence={"ip": "192.0.2.1"} if evidence is None else evidence,
+        explicit=explicit,
+    )
+
+
+def suppression(minute: int = 0, **kw: Any) -> NewSuppression:
+    """An identity suppression (unsubscribe, scope all) unless ``kw`` says otherwise."""
+    fields: dict[str, Any] = {
+        "scope": Scope.ALL,
+        "reason": SuppressionReason.UNSUBSCRIBE,
+        "source": "test",
+        "actor": "test",
+        "at": at(minute),
+    }
+    fields.update(kw)
+    if "domain" not in fields:
+        fields.setdefault("identity", "id-alice")
+    return NewSuppression(**fields)
+
+
+OUT = ConsentStatus.OPTED_OUT
+IN = ConsentStatus.OPTED_IN
+ALICE = RecipientKey("id-alice", "example.org")
+BOB = RecipientKey("id-bob", "example.net")
+
+
+class StoreContract:
+    """Behaviour every :class:`~suppression.store.Store` backend must have."""
+
+    async def test_unknown_identity_has_empty_facts(self, backend: Backend) -> None:
+        """An identity the store never heard of maps to empty facts, not a missing key."""
+        facts = await backend.store.facts([BOB], at(0))
+        assert set(facts) == {"id-bob"}
+        assert facts["id-bob"].contact is None
+        assert not facts["id-bob"].consents and not facts["id-bob"].suppressions
+
+    async def test_no_keys_no_facts(self, backend: Backend) -> None:
+        """Asking for no recipients answers an empty mapping."""
+        assert await backend.store.facts([], at(0)) == {}
+
+    async def test_facts_hold_contact_consents_and_suppressions(self, backend: Backend) -> None:
+        """Facts of a known identity carry its contact, consents by purpose and suppressions."""
+        store = backend.store
+        await store.record_consent(change())
+        await store.record_consent(change(purpose="partners", minute=1))
+        await store.add_suppression(suppression(2, reason=SuppressionReason.BOUNCE))
+        facts = (await store.facts([ALICE, BOB], at(3)))["id-alice"]
+        assert facts.contact is not None and facts.contact.email == "alice@example.org"
+        assert set(facts.consents) == {"newsletter", "partners"}
+        assert facts.consents["newsletter"].evidence == {"ip": "192.0.2.1"}
+        assert facts.consents["newsletter"].collected_at == at(0)
+        assert [s.reason for s in facts.suppressions] == [SuppressionReason.BOUNCE]
+
+    async def test_domain_suppression_covers_every_recipient_there(self, backend: Backend) -> None:
+        """A domain suppression appears in the facts of each recipient at that domain only."""
+        carol = RecipientKey("id-carol", "example.org")
+        await backend.store.add_suppression(suppression(domain="example.org"))
+        facts = await backend.store.facts([ALICE, carol, BOB], at(1))
+        assert [s.domain for s in facts["id-alice"].suppressions] == ["example.org"]
+        assert [s.domain for s in facts["id-carol"].suppressions] == ["example.org"]
+        assert not facts["id-bob"].suppressions
+
+    async def test_expired_suppressions_are_not_facts(self, backend: Backend) -> None:
+        """A suppression past its expiry no longer shows up; before it, it does."""
+        await backend.store.add_suppression(suppression(expires_at=at(10)))
+        assert (await backend.store.facts([ALICE], at(9)))["id-alice"].suppressions
+        assert not (await backend.store.facts([ALICE], at(10)))["id-alice"].suppressions
+
+    async def test_consent_and_withdrawal_append_ledger_events(self, backend: Backend) -> None:
+        """Recording consent then its withdrawal updates the state and appends two events."""
+        store = backend.store
+        given = await store.record_consent(change())
+        withdrawn = await store.record_consent(change(OUT, minute=5))
+        assert given.applied and withdrawn.applied
+        assert withdrawn.consent is not None and withdrawn.consent.withdrawn_at == at(5)
+        record = await store.contact_record("id-alice")
+        kinds = [e.kind for e in record.ledger]
+        assert kinds == ["consent-given", "consent-withdrawn"]
+        assert record.ledger[0].seq < record.ledger[1].seq
+        assert record.ledger[0].evidence == {"ip": "192.0.2.1"}
+        assert record.consents[0].status is OUT
+
+    async def test_import_never_lifts_an_opt_out(self, backend: Backend) -> None:
+        """A newer non-explicit opt-in (an import) leaves the opt-out in place: opt-out wins."""
+        await backend.store.record_consent(change(OUT, minute=0))
+        result = await backend.store.record_consent(change(minute=60, explicit=False))
+        assert not result.applied and result.reason == "opt-out-wins"
+        facts = (await backend.store.facts([ALICE], at(61)))["id-alice"]
+        assert facts.consents["newsletter"].status is OUT
+        kinds = [e.kind for e in (await backend.store.contact_record("id-alice")).ledger]
+        assert kinds == ["consent-withdrawn", "consent-refused"]
+
+    async def test_older_explicit_opt_in_does_not_lift(self, backend: Backend) -> None:
+        """An explicit opt-in older than the opt-out does not lift it."""
+        await backend.store.record_consent(change(OUT, minute=10))
+        result = await backend.store.record_consent(change(minute=5))
+        assert not result.applied and result.reason == "opt-out-wins"
+
+    async def test_newer_explicit_opt_in_lifts_purpose_unsubscribe(self, backend: Backend) -> None:
+        """A newer explicit opt-in with evidence lifts the opt-out and that purpose's
+        unsubscribe, but not a marketing-wide unsubscribe nor a bounce."""
+        store = backend.store
+        await store.record_consent(change(OUT, minute=0))
+        purpose = suppression(0, scope=Scope.PURPOSE, purpose="newsletter")
+        lifted = await store.add_suppression(purpose)
+        await store.add_suppression(suppression(0, scope=Scope.PURPOSE, purpose="partners"))
+        await store.add_suppression(suppression(0, scope=Scope.MARKETING))
+        await store.add_suppression(suppression(0, reason=SuppressionReason.BOUNCE))
+        result = await store.record_consent(change(minute=30))
+        assert result.applied and result.consent is not None and result.consent.status is IN
+        left = (await store.facts([ALICE], at(31)))["id-alice"].suppressions
+        assert lifted.id not in {s.id for s in left}
+        assert {(s.scope, s.reason, s.purpose) for s in left} == {
+            (Scope.PURPOSE, SuppressionReason.UNSUBSCRIBE, "partners"),
+            (Scope.MARKETING, SuppressionReason.UNSUBSCRIBE, None),
+            (Scope.ALL, SuppressionReason.BOUNCE, None),
+        }
+        kinds = [e.kind for e in (await store.contact_record("id-alice")).ledger]
+        assert kinds[-2:] == ["consent-given", "suppression-lifted"]
+
+    async def test_add_suppression_is_idempotent(self, backend: Backend) -> None:
+        """Adding the same suppression twice returns the same row and logs it once."""
+        first = await backend.store.add_suppression(suppression(0))
+        second = await backend.store.add_suppression(suppression(5))
+        assert second == first
+        flt = SuppressionFilter(identity="id-alice")
+        assert len(await backend.store.list_suppressions(flt)) == 1
+        kinds = [e.kind for e in (await backend.store.contact_record("id-alice")).ledger]
+        assert kinds == ["suppression-added"]
+
+    async def test_re_adding_extends_but_never_shortens(self, backend: Backend) -> None:
+        """Re-adding a temporary suppression extends its expiry (or makes it permanent)."""
+        first = await backend.store.add_suppression(suppression(expires_at=at(10)))
+        shorter = await backend.store.add_suppression(suppression(expires_at=at(5)))
+        assert shorter.expires_at == at(10)
+        forever = await backend.store.add_suppression(suppression(expires_at=None))
+        assert forever.id == first.id and forever.expires_at is None
+
+    async def test_add_suppression_needs_exactly_one_target(self, backend: Backend) -> None:
+        """A suppression on both or neither of identity and domain is refused."""
+        with pytest.raises(ValueError, match="exactly one"):
+            await backend.store.add_suppression(suppression(domain="example.org", identity="x"))
+        with pytest.raises(ValueError, match="purpose"):
+            await backend.store.add_suppression(suppression(scope=Scope.PURPOSE))
+
+    async def test_remove_suppression(self, backend: Backend) -> None:
+        """Removing a suppression deletes it and logs it; an unknown id raises NotFound."""
+        s = await backend.store.add_suppression(suppression())
+        await backend.store.remove_suppression(s.id, actor="admin", at=at(1))
+        assert not (await backend.store.facts([ALICE], at(2)))["id-alice"].suppressions
+        record = await backend.store.contact_record("id-alice")
+        assert [e.kind for e in record.ledger] == ["suppression-added", "suppression-removed"]
+        with pytest.raises(NotFound):
+            await backend.store.remove_suppression(s.id, actor="admin", at=at(3))
+
+    async def test_list_suppressions_pages_with_exact_filters(self, backend: Backend) -> None:
+        """Listing pages by id and filters by exact value (a '%' is no wildcard)."""
+        store = backend.store
+        for n in range(5):
+            await store.add_suppression(suppression(domain=f"d{n}.example"))
+        await store.add_suppression(suppression(reason=SuppressionReason.BOUNCE))
+        page1 = await store.list_suppressions(SuppressionFilter(limit=2))
+        page2 = await store.list_suppressions(SuppressionFilter(limit=2, after_id=page1[-1].id))
+        assert [s.domain for s in [*page1, *page2]] == [f"d{n}.example" for n in range(4)]
+        assert not await store.list_suppressions(SuppressionFilter(domain="%.example"))
+        only = await store.list_suppressions(SuppressionFilter(reason=SuppressionReason.BOUNCE))
+        assert [s.identity for s in only] == ["id-alice"]
+        scoped = SuppressionFilter(domain="d3.example", scope=Scope.ALL)
+        assert [s.domain for s in await store.list_suppressions(scoped)] == ["d3.example"]
+
+    async def test_upsert_contact_changes_only_given_fields(self, backend: Backend) -> None:
+        """upsert_contact creates the contact, then updates only the attributes passed."""
+        store = backend.store
+        created = await store.upsert_contact("id-alice", "alice@example.org", actor="a", at=at(0))
+        assert created.audience is Audience.B2C and not created.customer
+        updated = await store.upsert_contact(
+            "id-alice", None, actor="a", at=at(1), customer=True, customer_since=at(1)
+        )
+        assert updated.email == "alice@example.org" and updated.customer
+        assert updated.customer_since == at(1) and updated.created_at == at(0)
+
+    async def test_contact_record_of_unknown_identity_is_empty(self, backend: Backend) -> None:
+        """The access answer for an unknown identity is an empty record."""
+        record = await backend.store.contact_record("id-nobody")
+        assert record.contact is None
+        assert not record.consents and not record.suppressions and not record.ledger
+
+    async def test_erase_keeps_only_the_pseudonymous_block(self, backend: Backend) -> None:
+        """Erasure drops the address and evidence, keeps an erasure suppression on the
+        identity, logs an anonymised event, and later writes do not bring the address back."""
+        store = backend.store
+        await store.record_consent(change(evidence={"ip": "192.0.2.7", "ua": "Firefox"}))
+        await store.erase("id-alice", actor="dpo", at=at(1))
+        record = await store.contact_record("id-alice")
+        assert record.contact is not None and record.contact.email is None
+        assert all(not c.evidence for c in record.consents)
+        assert all(not e.evidence for e in record.ledger)
+        assert record.ledger[-1].kind == "erasure"
+        await store.add_suppression(suppression(2, email="alice@example.org"))
+        facts = (await store.facts([ALICE], at(3)))["id-alice"]
+        assert facts.contact is not None and facts.contact.email is None
+        reasons = {(s.scope, s.reason) for s in facts.suppressions}
+        assert (Scope.ALL, SuppressionReason.ERASURE) in reasons
+
+    async def test_ledger_is_append_only(self, backend: Backend) -> None:
+        """UPDATE and DELETE on ledger rows are refused by the database itself."""
+        await backend.store.record_consent(change())
+        with pytest.raises(backend.refused):
+            await backend.raw_execute("UPDATE ledger SET kind = 'forged'")
+        with pytest.raises(backend.refused):
+            await backend.raw_execute("DELETE FROM ledger")
+        rows = await backend.raw_fetch("SELECT kind FROM ledger")
+        assert [r[0] for r in rows] == ["consent-given"]
+
+    async def test_ledger_hash_chain_links_every_event(self, backend: Backend) -> None:
+        """Each ledger row's hash covers its pseudonymous fields and the previous hash."""
+        store = backend.store
+        await store.record_consent(change())
+        await store.add_suppression(suppression(1, domain="example.net"))
+        await store.erase("id-alice", actor="dpo", at=at(2))
+        rows = await backend.raw_fetch(
+            "SELECT seq, at, kind, identity, purpose, source, actor, detail, prev_hash, hash"
+            " FROM ledger ORDER BY seq"
+        )
+        prev = GENESIS
+        for seq, when, kind, identity, purpose, source, actor, detail, prev_hash, digest in rows:
+            when = from_micros(when) if isinstance(when, int) else when
+            fields = (when, kind, identity, purpose, source, actor, json.loads(detail))
+            assert prev_hash == prev
+            assert digest == chain_hash(prev, seq, *fields)
+            prev = digest
+        assert [r[0] for r in rows] == [1, 2, 3]
+
+    async def test_delivered_is_remembered_until_expiry(self, backend: Backend) -> None:
+        """remember_delivered marks identities delivered for a message until ``until``."""
+        store = backend.store
+        now = datetime.now(UTC)
+        await store.remember_delivered("msg-1", ["id-a", "id-b"], now + timedelta(hours=1))
+        await store.remember_delivered("msg-2", ["id-c"], now - timedelta(seconds=1))
+        assert await store.delivered("msg-1", ["id-a", "id-c", "id-z"]) == {"id-a"}
+        assert await store.delivered("msg-2", ["id-c"]) == set()
+        assert await store.delivered("msg-1", []) == set()
+        await store.remember_delivered("msg-3", ["id-d"], now + timedelta(hours=1))
+        assert not await backend.raw_fetch("SELECT 1 FROM deliveries WHERE message_key = 'msg-2'")
+
+    async def test_naive_datetimes_are_refused(self, backend: Backend) -> None:
+        """A naive datetime is a bug in the caller, refused rather than guessed."""
+        with pytest.raises(ValueError, match="naive"):
+            await backend.store.facts([ALICE], datetime(2024, 1, 1))
+
+    async def test_closed_store_raises_store_error(self, backend: Backend) -> None:
+        """After close, calls raise StoreError (callers fail closed); close twice is fine."""
+        await backend.store.close()
+        await backend.store.close()
+        with pytest.raises(StoreError):
+            await backend.store.facts([ALICE], at(0))
+        with pytest.raises(StoreError):
+            await backend.store.record_consent(change())
+        with pytest.raises(StoreError):
+            await backend.store.ping()

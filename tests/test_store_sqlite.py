@@ -1,0 +1,131 @@
+"""The SQLite store: the shared contract, plus durability and erasure down to the file bytes."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from suppression.model import RecipientKey
+from suppression.sqlite import SQLiteStore
+from suppression.store import StoreError, StoreOptions, open_store
+from tests.store_contract import Backend, StoreContract, at, change
+
+
+@pytest.fixture
+async def backend(tmp_path: Path) -> AsyncIterator[Backend]:
+    """An open SQLite store in a fresh file, with a raw connection beside it."""
+    store = SQLiteStore(tmp_path / "store.db")
+    await store.open()
+
+    async def raw_fetch(sql: str) -> Sequence[Sequence[Any]]:
+        with sqlite3.connect(store.path) as conn:
+            return conn.execute(sql).fetchall()
+
+    async def raw_execute(sql: str) -> None:
+        with sqlite3.connect(store.path) as conn:
+            conn.execute(sql)
+
+    yield Backend(store, raw_fetch, raw_execute, sqlite3.IntegrityError)
+    await store.close()
+
+
+class TestSQLiteContract(StoreContract):
+    """The store contract on SQLite."""
+
+
+async def test_pragmas_are_in_effect_on_both_connections(tmp_path: Path) -> None:
+    """WAL, synchronous=FULL, foreign keys, busy timeout and secure_delete hold per connection."""
+    store = SQLiteStore(tmp_path / "p.db", StoreOptions(query_timeout=2.5))
+    await store.open()
+    try:
+        for db in (store._db(), store._db(reader=True)):  # the two private connections
+            got = {}
+            for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout"):
+                got[name] = (await db.fetch(f"PRAGMA {name}"))[0][0]
+            got["secure_delete"] = (await db.fetch("PRAGMA secure_delete"))[0][0]
+            assert got == {
+                "journal_mode": "wal",
+                "synchronous": 2,
+                "foreign_keys": 1,
+                "busy_timeout": 2500,
+                "secure_delete": 1,
+            }
+    finally:
+        await store.close()
+
+
+async def test_url_forms_and_parent_directory(tmp_path: Path, monkeypatch: Any) -> None:
+    """sqlite:///rel is relative to the working directory, sqlite:////abs absolute; the
+    parent directory is created and reopening applies no migration twice."""
+    monkeypatch.chdir(tmp_path)
+    rel = await open_store("sqlite:///var/rel/store.db")
+    await rel.close()
+    assert (tmp_path / "var/rel/store.db").exists()
+    absolute = await open_store(f"sqlite:///{tmp_path}/abs/store.db")
+    await absolute.record_consent(change())
+    await absolute.close()
+    again = await open_store(f"sqlite:///{tmp_path}/abs/store.db")
+    assert (await again.contact_record("id-alice")).consents
+    await again.close()
+    with sqlite3.connect(tmp_path / "abs/store.db") as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    with pytest.raises(ValueError):
+        SQLiteStore.from_url("sqlite://relative.db")
+
+
+async def test_erasure_leaves_no_copy_of_the_address_in_the_files(tmp_path: Path) -> None:
+    """After erase, the address and evidence bytes appear in none of .db, -wal and -shm."""
+    address = "zebra-quokka-7731@erasure-check.example"
+    store = SQLiteStore(tmp_path / "erase.db")
+    await store.open()
+    try:
+        evidence = {"form_email": address, "ip": "198.51.100.77"}
+        await store.record_consent(change(identity="id-z", email=address, evidence=evidence))
+        await store.upsert_contact("id-z", address, actor="crm", at=at(1))
+        for n in range(50):  # neighbours on the same pages must not keep stale copies either
+            await store.record_consent(change(identity=f"id-{n}", email=f"n{n}@example.org"))
+        files = [tmp_path / name for name in ("erase.db", "erase.db-wal", "erase.db-shm")]
+        assert any(address.encode() in f.read_bytes() for f in files if f.exists())
+        await store.erase("id-z", actor="dpo", at=at(2))
+        for f in files:
+            if f.exists():
+                data = f.read_bytes()
+                assert address.encode() not in data, f.name
+                assert b"198.51.100.77" not in data, f.name
+        facts = await store.facts([RecipientKey("id-z", "erasure-check.example")], at(3))
+        assert facts["id-z"].suppressions
+    finally:
+        await store.close()
+
+
+async def test_query_timeout_raises_store_error(tmp_path: Path) -> None:
+    """A lookup slower than query_timeout fails with StoreError instead of hanging SMTP."""
+    store = SQLiteStore(tmp_path / "t.db")
+    await store.open()
+    store._options = StoreOptions(query_timeout=1e-9)  # shrink the deadline once open
+    try:
+        with pytest.raises(StoreError, match="timed out"):
+            await store.facts([RecipientKey("id-a", "example.org")], at(0))
+    finally:
+        await store.close()
+
+
+async def test_locked_database_raises_store_error(tmp_path: Path) -> None:
+    """A write that cannot get the lock within busy_timeout raises StoreError, and the
+    store works again once the lock is released."""
+    store = SQLiteStore(tmp_path / "l.db", StoreOptions(query_timeout=0.05))
+    await store.open()
+    other = sqlite3.connect(tmp_path / "l.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreError, match="locked"):
+            await store.record_consent(change())
+        other.execute("ROLLBACK")
+        assert (await store.record_consent(change())).applied
+    finally:
+        other.close()
+        await store.close()
