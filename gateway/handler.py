@@ -9,6 +9,7 @@ RCPT is mirrored upstream in lock-step, so the relay's per-recipient verdict rea
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,8 @@ UNSUBSCRIBE_OWN_TRANSACTION = replies.TOO_MANY_RECIPIENTS.with_text(
 )
 UNKNOWN_UNSUBSCRIBE = replies.Reply(550, "5.1.1", "Unknown or expired unsubscribe address")
 BAD_SENDER = replies.Reply(553, "5.1.7", "Invalid sender address syntax")
+NULL_SENDER = "<>"
+_TOKEN_ALPHABET = re.compile(r"[A-Za-z0-9_-]{1,200}")
 
 
 class GatewayHandler:
@@ -88,7 +91,9 @@ class GatewayHandler:
         options: list[str],
     ) -> str:
         """Check the sender's syntax; relay permission is checked per recipient."""
-        if address:
+        if address == NULL_SENDER:
+            pass  # bounces (RFC 5321 §4.5.5); "<>" kept: aiosmtpd tests mail_from truthiness
+        elif address:
             try:
                 address = parse_mailbox(address, smtputf8=envelope.smtp_utf8).address
             except AddressError:
@@ -108,13 +113,14 @@ class GatewayHandler:
         """Syntax, limits, relay permission, RCPT-time policy, then the relay's own verdict."""
         if len(envelope.rcpt_tos) >= self.max_recipients:
             return self._reject(RejectionCode.RECIPIENTS, replies.TOO_MANY_RECIPIENTS)
+        token = self._unsubscribe_token(address)
+        if token is not None:
+            return self._unsubscribe_rcpt(envelope, address, token)
         try:
             mailbox = parse_mailbox(address, smtputf8=envelope.smtp_utf8)
         except AddressError as exc:
             reply = replies.BAD_ADDRESS.with_text(replies.sanitise(exc.reason))
             return self._reject(RejectionCode.SYNTAX, reply)
-        if self._is_unsubscribe_address(mailbox.local, mailbox.ascii_domain):
-            return self._unsubscribe_rcpt(envelope, mailbox)
         if envelope.unsubscribes:
             return str(UNSUBSCRIBE_OWN_TRANSACTION)
         client = session.client
@@ -130,7 +136,7 @@ class GatewayHandler:
             if envelope.upstream is None:
                 envelope.upstream = await self.relay.begin()
                 await envelope.upstream.mail(
-                    envelope.mail_from or "", self._upstream_options(envelope)
+                    _reverse_path(envelope), self._upstream_options(envelope)
                 )
             await envelope.upstream.rcpt(mailbox.address)
         except RelayFailure as failure:
@@ -170,23 +176,30 @@ class GatewayHandler:
         envelope.decided_at_rcpt[mailbox.address] = outcome
         return None
 
-    def _is_unsubscribe_address(self, local: str, domain: str) -> bool:
-        return (
-            bool(self.mailto_domain)
-            and domain == self.mailto_domain
-            and (local.lower().startswith(UNSUBSCRIBE_PREFIX))
-        )
+    def _unsubscribe_token(self, address: str) -> str | None:
+        """The token of ``unsubscribe+TOKEN@mailto_domain``, else None.
 
-    def _unsubscribe_rcpt(self, envelope: GatewayEnvelope, mailbox: Any) -> str:
+        Checked before the generic syntax check: a token makes the local part longer than
+        RFC 5321's 64 octets, and §4.5.3.1 asks receivers not to impose that limit; the token
+        alphabet (URL-safe base64) needs no further syntax check and is authenticated below.
+        """
+        local, _, domain = address.rpartition("@")
+        if not self.mailto_domain or domain.lower() != self.mailto_domain:
+            return None
+        if not local.lower().startswith(UNSUBSCRIBE_PREFIX):
+            return None
+        token = local[len(UNSUBSCRIBE_PREFIX) :]
+        return token if _TOKEN_ALPHABET.fullmatch(token) else ""
+
+    def _unsubscribe_rcpt(self, envelope: GatewayEnvelope, address: str, token: str) -> str:
         if envelope.recipients:
             return str(UNSUBSCRIBE_OWN_TRANSACTION)
-        token = mailbox.local[len(UNSUBSCRIBE_PREFIX) :]
         try:
             claims = self.tokens.open(token, self.clock())
         except TokenError:
             return self._reject(RejectionCode.SYNTAX, UNKNOWN_UNSUBSCRIBE)
         envelope.unsubscribes.append(claims)
-        envelope.rcpt_tos.append(mailbox.address)
+        envelope.rcpt_tos.append(address)
         return str(replies.RCPT_OK)
 
     async def handle_DATA(
@@ -199,7 +212,7 @@ class GatewayHandler:
         assert isinstance(content, bytes)
         tx = Transaction(
             client=session.client,
-            sender=envelope.mail_from or "",
+            sender=_reverse_path(envelope),
             mail_options=self._upstream_options(envelope),
             mailboxes=envelope.recipients,
             content=content,
@@ -228,6 +241,12 @@ class GatewayHandler:
         log.error("SMTP session error", exc_info=error)
         self.metrics.rejection(RejectionCode.INTERNAL)
         return str(replies.LOCAL_ERROR)
+
+
+def _reverse_path(envelope: GatewayEnvelope) -> str:
+    """The sender to write upstream: "" for the null reverse-path."""
+    sender = envelope.mail_from or ""
+    return "" if sender == NULL_SENDER else sender
 
 
 def _peer(session: GatewaySession) -> str:

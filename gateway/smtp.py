@@ -165,6 +165,12 @@ class GatewaySMTP(SMTP):
             self.session.client = self.clients.by_peer(_peer_host(self.session.peer))
         await super()._handle_client()
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        # aiosmtpd starts a fresh Session after STARTTLS (RFC 3207 §4.2): match the peer again.
+        if self._original_transport is not None and isinstance(self.session, GatewaySession):
+            self.session.client = self.clients.by_peer(_peer_host(self.session.peer))
+
     def connection_lost(self, error: Exception | None) -> None:
         self._release(self.envelope)
         self.registry.discard(self)
@@ -304,7 +310,7 @@ class GatewaySMTP(SMTP):
         if self.session.auth_failures >= self.max_auth_failures:
             await self.push(str(replies.TOO_MANY_AUTH_FAILURES))
             return AuthResult(success=False, handled=True)
-        return AuthResult(success=False, message=str(replies.AUTH_FAILED))
+        return AuthResult(success=False, handled=False, message=str(replies.AUTH_FAILED))
 
 
 _NO_ENHANCED = re.compile(r"^([45]\d\d)[ -](?![245]\.\d{1,3}\.\d{1,3}\b)")

@@ -15,6 +15,11 @@ from suppression.model import ConsentStatus, Purpose, Scope, SuppressionReason
 from suppression.store import ConsentChange, NewSuppression, Store
 from suppression.tokens import TokenClaims
 
+#: Ledger sources by channel (RFC 8058 one-click is recorded as "one-click").
+LEDGER_SOURCES = {"one_click": "one-click", "mailto": "mailto", "page": "preference-page"}
+#: Channels acting on a link without a choice of scope: they follow ``one_click_scope``.
+LINK_CHANNELS = frozenset({"one_click", "mailto"})
+
 
 class Unsubscriber:
     """Turns a verified token into an opt-out in the store and its ledger."""
@@ -43,12 +48,16 @@ class Unsubscriber:
         everything: bool = False,
     ) -> None:
         """Opt the token's recipient out of ``purpose`` (default: the token's), or of all
-        marketing when ``everything`` or ``[unsubscribe] one_click_scope = "marketing"``."""
+        marketing when ``everything``, or for a link (one-click, mailto) when
+        ``[unsubscribe] one_click_scope = "marketing"``."""
         now = self.clock()
         purpose_id = purpose or claims.purpose
         known = self.catalogue.get(purpose_id) if purpose_id else None
-        source = f"{channel}:{claims.client}" if claims.client else channel
-        if everything or self.scope == "marketing" or known is None:
+        source = LEDGER_SOURCES.get(channel, channel)
+        evidence = {**evidence, "client": claims.client} if claims.client else dict(evidence)
+        # The configured scope is what a link does without asking; the preference page asks.
+        link_wide = channel in LINK_CHANNELS and self.scope == "marketing"
+        if everything or link_wide or known is None:
             await self.store.add_suppression(
                 NewSuppression(
                     scope=Scope.MARKETING,
@@ -71,7 +80,7 @@ class Unsubscriber:
                 source=source,
                 actor="recipient",
                 at=now,
-                evidence=dict(evidence),
+                evidence=evidence,
             )
         )
         self.metrics.unsubscribe(UnsubscribeChannel(channel), known.id)

@@ -79,9 +79,9 @@ async def test_opt_out_and_in_by_clicking(
 
     states = {c.purpose: (c.status, c.source) for c in (await record(gateway)).consents}
     assert states == {
-        "partners": (ConsentStatus.OPTED_OUT, "page:platform"),
-        "product-news": (ConsentStatus.OPTED_IN, "page:platform"),
-        "newsletter": (ConsentStatus.OPTED_OUT, "page:platform"),
+        "partners": (ConsentStatus.OPTED_OUT, "preference-page"),
+        "product-news": (ConsentStatus.OPTED_IN, "preference-page"),
+        "newsletter": (ConsentStatus.OPTED_OUT, "preference-page"),
     }
     assert unsubscribes(gateway, "page", "partners") == 1
     assert await send(gateway, "partners") == 550

@@ -136,7 +136,8 @@ async def test_one_click_blocks_the_next_message_of_that_purpose_only(
     (newsletter,) = [c for c in (await record(gateway)).consents if c.purpose == "newsletter"]
     assert newsletter.status is ConsentStatus.OPTED_OUT
     assert newsletter.evidence["ip"] == "127.0.0.1" and "user_agent" in newsletter.evidence
-    assert newsletter.source.startswith("one_click")
+    assert newsletter.source == "one-click"
+    assert newsletter.evidence["client"] == "platform"
     assert unsubscribes(gateway, "one_click", "newsletter") == 1
 
 
@@ -309,7 +310,7 @@ async def test_opt_in_needs_a_fresh_nonce_from_the_page(
             assert answer.status == 200
             assert "You are subscribed to “Newsletter”" in await answer.text()
     (newsletter,) = (await record(gateway)).consents
-    assert (newsletter.status, newsletter.source) == (ConsentStatus.OPTED_IN, "page:platform")
+    assert (newsletter.status, newsletter.source) == (ConsentStatus.OPTED_IN, "preference-page")
     assert newsletter.evidence["ip"] == "127.0.0.1"
     assert newsletter.evidence["user_agent"] == "Test/1"
     assert {"wording", "at", "page_rendered_at", "lang"} <= set(newsletter.evidence)

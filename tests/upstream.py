@@ -26,6 +26,7 @@ class Script:
     mail_reply: str | None = None  # e.g. "451 4.3.0 busy"
     rcpt_replies: dict[str, str] = field(default_factory=dict)  # address -> reply
     data_reply: str | None = None
+    data_replies: dict[str, str] = field(default_factory=dict)  # recipient -> DATA reply
     data_delay: float = 0.0
     rcpt_delay: float = 0.0
     die_in_data: bool = False
@@ -76,6 +77,9 @@ class RecordingHandler:
             await asyncio.sleep(self.script.data_delay)
         if self.script.data_reply:
             return self.script.data_reply
+        for rcpt in envelope.rcpt_tos:
+            if rcpt in self.script.data_replies:
+                return self.script.data_replies[rcpt]
         self.received.append(
             Received(
                 envelope.mail_from,

@@ -38,7 +38,7 @@ from gateway.http.pages import (
 )
 from gateway.http.ratelimit import RateLimiter
 from gateway.settings import UnsubscribeSettings
-from gateway.unsubscribe import Unsubscriber
+from gateway.unsubscribe import LEDGER_SOURCES, Unsubscriber
 from suppression.model import (
     Basis,
     Category,
@@ -211,10 +211,10 @@ class UnsubscribeEndpoint:
                     purpose=purpose.id,
                     status=ConsentStatus.OPTED_IN,
                     basis=Basis.CONSENT,
-                    source=_source("page", ctx.claims),
+                    source=LEDGER_SOURCES["page"],
                     actor="recipient",
                     at=ctx.now,
-                    evidence=evidence,
+                    evidence={**evidence, "client": ctx.claims.client},
                     explicit=True,
                 )
             )
@@ -287,11 +287,6 @@ async def _form(request: web.Request) -> Mapping[str, str]:
 def _evidence(request: web.Request) -> dict[str, Any]:
     agent = request.headers.get("User-Agent", "")[:_USER_AGENT_MAX]
     return {"ip": request.remote or "", "user_agent": agent}
-
-
-def _source(channel: str, claims: TokenClaims) -> str:
-    # Same shape as Unsubscriber's ledger sources.
-    return f"{channel}:{claims.client}" if claims.client else channel
 
 
 def _blanket(record: ContactRecord, now: datetime) -> bool:
