@@ -1,0 +1,210 @@
+"""Latency of ``Store.facts()`` for 50-recipient messages against a large store.
+
+Builds (once, cached) a SQLite database with 1,000,000 contacts and 2,000,000 consents, plus
+identity and domain suppressions, then times ``facts()`` for messages mixing known and unknown
+recipients, and ``facts()`` followed by ``policy.decide()`` for every recipient.
+
+    .venv/bin/python bench/store_lookup.py [--contacts N] [--iterations N]
+        [--postgres postgresql://postgres@127.0.0.1:5432/test] [--data DIR]
+
+The PostgreSQL run fills the schema ``sgw_bench`` (kept between runs, rebuilt if the size
+differs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import random
+import sqlite3
+import statistics
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from suppression._store_rows import to_micros
+from suppression.model import Category, Purpose, RecipientKey
+from suppression.store import Store, StoreOptions, open_store
+
+PURPOSES = ("newsletter", "partners")
+DOMAINS = 5_000
+RECIPIENTS = 50
+NOW = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def identity(n: int) -> str:
+    """A 64-hex-digit identity, like the HMAC the gateway computes."""
+    return hashlib.sha256(b"bench-%d" % n).hexdigest()
+
+
+def domain(n: int) -> str:
+    return f"d{n % DOMAINS}.example"
+
+
+def rows(contacts: int) -> Iterator[tuple[int, str]]:
+    for n in range(contacts):
+        yield n, identity(n)
+
+
+def build_sqlite(path: Path, contacts: int) -> None:
+    """Schema through the store (migrations), then bulk rows through plain sqlite3."""
+    asyncio.run(_open_close(f"sqlite:///{path}"))
+    ts = to_micros(NOW - timedelta(days=30))
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous = OFF")  # a throw-away bench build, not consent data
+    conn.execute("BEGIN")
+    ids = sorted(rows(contacts), key=lambda r: r[1])  # key order: fast WITHOUT ROWID inserts
+    conn.executemany(
+        "INSERT INTO contacts VALUES (?, ?, 'b2c', ?, NULL, ?, ?)",
+        ((i, f"user{n}@{domain(n)}", n % 3 == 0, ts, ts) for n, i in ids),
+    )
+    conn.executemany(
+        "INSERT INTO consents VALUES (?, ?, ?, 'consent', ?, 'bench', '{\"ip\":\"192.0.2.1\"}',"
+        " NULL)",
+        ((i, p, "opted_out" if n % 10 == 0 else "opted_in", ts) for n, i in ids for p in PURPOSES),
+    )
+    conn.executemany(
+        "INSERT INTO suppressions (identity, scope, reason, source, created_at)"
+        " VALUES (?, 'all', 'bounce', 'bench', ?)",
+        ((i, ts) for n, i in ids if n % 50 == 0),
+    )
+    conn.executemany(
+        "INSERT INTO suppressions (domain, scope, reason, source, created_at)"
+        " VALUES (?, 'all', 'manual', 'bench', ?)",
+        ((domain(n), ts) for n in range(0, DOMAINS, 100)),
+    )
+    conn.execute("COMMIT")
+    conn.execute("ANALYZE")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+
+
+async def build_postgres(url: str, contacts: int) -> None:
+    """Bulk rows through COPY into the bench schema (created by the store's migrations)."""
+    import asyncpg
+
+    dsn, _, _ = url.partition("?")
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": "sgw_bench"})
+    try:
+        exists = await conn.fetchval("SELECT to_regclass('contacts') IS NOT NULL")
+        if exists and await conn.fetchval("SELECT count(*) FROM contacts") == contacts:
+            return
+        await conn.execute("DROP SCHEMA IF EXISTS sgw_bench CASCADE")
+        await _open_close(url)
+        at = NOW - timedelta(days=30)
+        ids = list(rows(contacts))
+        await conn.copy_records_to_table(
+            "contacts",
+            records=[(i, f"user{n}@{domain(n)}", "b2c", n % 3 == 0, None, at, at) for n, i in ids],
+        )
+        await conn.copy_records_to_table(
+            "consents",
+            records=[
+                (i, p, "opted_out" if n % 10 == 0 else "opted_in", "consent", at, "bench",
+                 '{"ip":"192.0.2.1"}', None)
+                for n, i in ids for p in PURPOSES
+            ],
+        )  # fmt: skip
+        await conn.executemany(
+            "INSERT INTO suppressions (identity, scope, reason, source, created_at)"
+            " VALUES ($1, 'all', 'bounce', 'bench', $2)",
+            [(i, at) for n, i in ids if n % 50 == 0],
+        )
+        await conn.executemany(
+            "INSERT INTO suppressions (domain, scope, reason, source, created_at)"
+            " VALUES ($1, 'all', 'manual', 'bench', $2)",
+            [(domain(n), at) for n in range(0, DOMAINS, 100)],
+        )
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+
+
+async def _open_close(url: str) -> None:
+    store = await open_store(url)
+    await store.close()
+
+
+def messages(contacts: int, count: int, seed: int = 7) -> list[list[RecipientKey]]:
+    """Recipient lists: 80 % known contacts, 20 % unknown addresses."""
+    rnd = random.Random(seed)
+    out = []
+    for _ in range(count):
+        keys = []
+        for _ in range(RECIPIENTS):
+            n = rnd.randrange(contacts) if rnd.random() < 0.8 else contacts + rnd.randrange(10**9)
+            keys.append(RecipientKey(identity(n), domain(n)))
+        out.append(keys)
+    return out
+
+
+def percentiles(samples: Sequence[float]) -> str:
+    q = statistics.quantiles(samples, n=100)
+    return f"p50 {q[49] * 1e3:.2f} ms  p99 {q[98] * 1e3:.2f} ms  max {max(samples) * 1e3:.2f} ms"
+
+
+async def measure(store: Store, batches: list[list[RecipientKey]]) -> None:
+    try:
+        from suppression.policy import decide
+    except ImportError:  # the policy is someone else's module; the lookup stands alone
+        decide = None  # type: ignore[assignment]
+    for keys in batches[:50]:  # warm the page cache and the statement caches
+        await store.facts(keys, NOW)
+    lookup, combined = [], []
+    purpose = Purpose("newsletter", "Newsletter")
+    for keys in batches:
+        t0 = time.perf_counter()
+        facts = await store.facts(keys, NOW)
+        t1 = time.perf_counter()
+        if decide is not None:
+            for key in keys:
+                decide(Category.MARKETING, purpose, facts[key.identity], NOW)
+        t2 = time.perf_counter()
+        lookup.append(t1 - t0)
+        combined.append(t2 - t0)
+    print(f"  facts() for {RECIPIENTS} recipients, {len(batches)} messages: {percentiles(lookup)}")
+    if decide is not None:
+        print(f"  facts() + decide() x {RECIPIENTS}:                 {percentiles(combined)}")
+
+
+async def run(url: str, batches: list[list[RecipientKey]]) -> None:
+    store = await open_store(url, StoreOptions(query_timeout=10))
+    try:
+        await measure(store, batches)
+    finally:
+        await store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--contacts", type=int, default=1_000_000)
+    parser.add_argument("--iterations", type=int, default=2000)
+    parser.add_argument("--data", type=Path, default=Path("/tmp/sgw-bench"))
+    parser.add_argument("--postgres", metavar="DSN", help="also measure PostgreSQL at this DSN")
+    args = parser.parse_args()
+    print("command:", " ".join(sys.argv))
+    batches = messages(args.contacts, args.iterations)
+
+    path = args.data / f"store-{args.contacts}.db"
+    if not path.exists():
+        args.data.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        build_sqlite(path.with_suffix(".tmp"), args.contacts)
+        path.with_suffix(".tmp").rename(path)
+        print(f"built {path} in {time.perf_counter() - t0:.0f} s")
+    print(f"SQLite {path} ({args.contacts:,} contacts, {2 * args.contacts:,} consents)")
+    asyncio.run(run(f"sqlite:///{path}", batches))
+
+    if args.postgres:
+        url = f"{args.postgres}{'&' if '?' in args.postgres else '?'}schema=sgw_bench"
+        t0 = time.perf_counter()
+        asyncio.run(build_postgres(url, args.contacts))
+        print(f"PostgreSQL schema sgw_bench ready in {time.perf_counter() - t0:.0f} s")
+        asyncio.run(run(url, batches))
+
+
+if __name__ == "__main__":
+    main()
