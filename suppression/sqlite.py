@@ -219,7 +219,10 @@ class SQLiteStore:
                 async with asyncio.timeout(self._options.query_timeout):
                     return await op(db, *a, **kw)
             except TimeoutError:
-                await db.conn.interrupt()  # stop the query still running on the thread
+                # Stop the statement still running on the reader's thread, or every later lookup
+                # queues behind it. Whatever statement runs there now is interrupted, which
+                # fails that caller closed too (StoreError): acceptable under a stuck reader.
+                await db.conn.interrupt()
                 raise StoreError("sqlite: query timed out") from None
 
     # -- the Store contract ------------------------------------------------------------
