@@ -194,3 +194,23 @@ async def test_store_failure_tempfails_marketing(start_gateway, upstream: Upstre
         f"{failed.value.code} {failed.value.message[:5]}"
     )
     assert upstream.received == []
+
+
+async def test_transaction_log_hashes_addresses(
+    gateway: Gateway, upstream: Upstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One log record per transaction, naming each decision by keyed hash, never the address."""
+    caplog.set_level("INFO", logger="gateway.transaction")
+    async with smtp_client(gateway) as client:
+        with pytest.raises(aiosmtplib.SMTPDataError):
+            await client.sendmail(
+                "news@shop.example",
+                ["secret.person@example.com", "other@example.com"],
+                message(category="marketing", purpose="newsletter"),
+            )
+    (record,) = [r for r in caplog.records if r.name == "gateway.transaction"]
+    event = record.event  # type: ignore[attr-defined]
+    assert event["outcome"] == "rejected" and event["category"] == "marketing"
+    assert [d["reason"] for d in event["decisions"]] == ["no-consent", "no-consent"]
+    assert event["decisions"][0]["rcpt"] == gateway.identities.of("secret.person@example.com")
+    assert "secret.person" not in repr(event)
