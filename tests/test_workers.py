@@ -1,0 +1,118 @@
+"""serve --workers N: processes share the listening ports, and a scrape of any of them returns
+the sum over all workers; SIGTERM stops them all."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+import aiosmtplib
+
+from tests.conftest import message
+from tests.prom import free_port
+from tests.upstream import Upstream
+
+
+def _config(tmp_path: Path, smtp_port: int, http_port: int, relay: str) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        f"""
+[smtp]
+listen = ["127.0.0.1:{smtp_port}"]
+hostname = "gateway.test"
+[[smtp.clients]]
+name = "platform"
+networks = ["127.0.0.0/8"]
+[relay]
+url = "{relay}"
+starttls = "off"
+[http]
+listen = "127.0.0.1:{http_port}"
+[store]
+url = "sqlite:///{tmp_path}/store.db"
+[log]
+level = "warning"
+format = "json"
+"""
+    )
+    return path
+
+
+def _relayed(path: Path) -> float:
+    """One worker's own relayed-message count, read from its multiprocess file."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    return sum(
+        value
+        for key, value, *_ in MmapedDict.read_all_values_from_file(str(path))
+        if "messages_total" in key and '"relayed"' in key
+    )
+
+
+async def _wait_ready(url: str, timeout: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(url)
+            await asyncio.sleep(0.2)
+
+
+async def test_two_workers_share_ports_and_sum_metrics(tmp_path: Path, upstream: Upstream) -> None:
+    """Messages through either worker are all relayed, and one scrape counts all of them."""
+    smtp_port, http_port = free_port(), free_port()
+    config = _config(tmp_path, smtp_port, http_port, upstream.url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SGW_", "PROMETHEUS_"))}
+    metrics_dir = tmp_path / "metrics"
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "serve",
+        "--workers",
+        "2",
+        "--config",
+        str(config),
+        env=env,
+    )
+    try:
+        await _wait_ready(f"http://127.0.0.1:{http_port}/readyz")
+        sent = 12
+        for i in range(sent):  # a new connection each: SO_REUSEPORT spreads them over workers
+            async with aiosmtplib.SMTP(hostname="127.0.0.1", port=smtp_port, timeout=10) as client:
+                await client.sendmail("shop@shop.example", [f"u{i}@example.com"], message())
+        assert len(upstream.received) == sent
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        assert len(children) == 2
+        per_worker = {pid: _relayed(metrics_dir / f"counter_{pid}.db") for pid in children}
+        assert sum(per_worker.values()) == sent
+        assert all(count > 0 for count in per_worker.values()), per_worker  # both served mail
+        totals = set()
+        async with aiohttp.ClientSession() as session:
+            for _ in range(6):  # several scrapes, likely answered by different workers
+                async with session.get(f"http://127.0.0.1:{http_port}/metrics") as response:
+                    body = await response.text()
+                line = next(
+                    ln
+                    for ln in body.splitlines()
+                    if ln.startswith(
+                        'suppression_gateway_messages_total{client="platform",outcome="relayed"}'
+                    )
+                )
+                totals.add(float(line.rsplit(" ", 1)[1]))
+        assert totals == {float(sent)}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(process.wait(), 40)
+    assert code == 0
