@@ -42,6 +42,23 @@ format = "json"
     return path
 
 
+def _listening(pid: int, port: int) -> bool:
+    """True when process ``pid`` holds a listening socket on ``port`` (from /proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port and fields[9] in inodes:
+            return True
+    return False
+
+
 def _relayed(path: Path) -> float:
     """One worker's own relayed-message count, read from its multiprocess file."""
     from prometheus_client.mmap_dict import MmapedDict
@@ -88,6 +105,11 @@ async def test_two_workers_share_ports_and_sum_metrics(tmp_path: Path, upstream:
     )
     try:
         await _wait_ready(f"http://127.0.0.1:{http_port}/readyz")
+        for _ in range(100):  # /readyz answered by one worker; wait for the other to listen
+            children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+            if len(children) == 2 and all(_listening(int(pid), smtp_port) for pid in children):
+                break
+            await asyncio.sleep(0.1)
         sent = 12
         for i in range(sent):  # a new connection each: SO_REUSEPORT spreads them over workers
             async with aiosmtplib.SMTP(hostname="127.0.0.1", port=smtp_port, timeout=10) as client:
