@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from gateway import replies
-from gateway.metrics import Metrics, RejectionCode, decision_label
+from gateway.metrics import Metrics, RecipientDecision, RejectionCode
 from gateway.replies import Reply
 from gateway.settings import PolicySettings, SmtpClient
+from suppression import policy
 from suppression.address import Identities, Mailbox
 from suppression.model import (
     NO_FACTS,
@@ -26,7 +27,6 @@ from suppression.model import (
     RecipientFacts,
     RecipientKey,
 )
-from suppression.policy import decide
 from suppression.store import Store, StoreError
 
 
@@ -40,22 +40,26 @@ class Classification:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """One recipient's decision and whether it is enforced (monitor mode enforces nothing)."""
+    """One recipient's decision as applied under the client's policy mode."""
 
     mailbox: Mailbox
     identity: str
-    decision: Decision
-    mode: PolicyMode
+    applied: policy.Outcome
+
+    @property
+    def decision(self) -> Decision:
+        """The policy's verdict, reason and rule."""
+        return self.applied.decision
 
     @property
     def blocked(self) -> bool:
-        """True when the recipient must not be relayed."""
-        return not self.decision.allowed and self.mode is PolicyMode.ENFORCE
+        """True when the recipient must not be relayed (monitor mode enforces nothing)."""
+        return self.applied.enforced
 
     @property
     def label(self) -> str:
         """``allow``, ``block`` or ``would_block``."""
-        return decision_label(self.decision, self.mode).value
+        return self.applied.label
 
 
 class PolicyError(Exception):
@@ -138,18 +142,18 @@ class PolicyGate:
         purpose_id = classification.purpose.id if classification.purpose else None
         outcomes = []
         for mailbox, key in zip(mailboxes, keys, strict=True):
-            decision = decide(
+            decision = policy.decide(
                 classification.category,
                 classification.purpose,
                 facts.get(key.identity, NO_FACTS),
                 now,
             )
-            outcome = Outcome(mailbox, key.identity, decision, mode)
+            outcome = Outcome(mailbox, key.identity, policy.apply_mode(decision, mode))
             self.metrics.record_recipient(
                 name,
                 classification.category,
                 purpose_id,
-                decision_label(decision, mode),
+                RecipientDecision(outcome.label),
                 decision.reason,
             )
             outcomes.append(outcome)
