@@ -10,10 +10,10 @@ and error mapping; these functions own what a write means, including its ledger 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from suppression import consent_rules
 from suppression._store_rows import (
@@ -43,12 +43,18 @@ from suppression.model import (
 )
 from suppression.store import (
     ConsentChange,
+    ConsentEntry,
     ConsentResult,
     ContactRecord,
+    ContactUpdate,
     NewSuppression,
     NotFound,
     SuppressionFilter,
+    Write,
+    WriteResult,
 )
+
+T = TypeVar("T")
 
 MAX_PAGE = 1000
 #: Expired delivery rows purged per ``remember_delivered`` call (keeps the SMTP path short).
@@ -80,46 +86,69 @@ class Db(Protocol):
         """Run a statement once per parameter row."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    kind: str
-    identity: str | None
-    purpose: str | None
-    source: str
-    actor: str
-    at: datetime
-    detail: Mapping[str, Any] = field(default_factory=dict)
-    evidence: Mapping[str, Any] = field(default_factory=dict)
+class _Chain:
+    """The ledger events of one transaction: hashed in order as they are added, inserted
+    together by :meth:`flush` before the transaction commits (callers hold the writer lock).
+
+    Nothing inside a write transaction reads the ledger but its head, so deferring the inserts
+    to the end of the transaction stores exactly what inserting each event at once would.
+    """
+
+    __slots__ = ("evidence", "prev", "rows", "seq")
+
+    def __init__(self, seq: int, prev: str) -> None:
+        self.seq = seq
+        self.prev = prev
+        self.rows: list[tuple[Any, ...]] = []
+        self.evidence: list[tuple[int, str]] = []
+
+    @classmethod
+    async def start(cls, db: Db) -> _Chain:
+        """A chain continuing from the last stored event."""
+        head = await db.fetch("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
+        return cls(head[0][0], head[0][1]) if head else cls(0, GENESIS)
+
+    def add(
+        self,
+        db: Db,
+        kind: str,
+        identity: str | None,
+        purpose: str | None,
+        source: str,
+        actor: str,
+        at: datetime,
+        detail: Mapping[str, Any],
+        evidence: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Append one event (chained to the previous one); return its sequence number."""
+        seq, prev = self.seq + 1, self.prev
+        digest = chain_hash(prev, seq, at, kind, identity, purpose, source, actor, detail)
+        self.rows.append(
+            (seq, db.ts(at), kind, identity, purpose, source, actor, dumps(detail), prev, digest)
+        )
+        if evidence:
+            self.evidence.append((seq, dumps(evidence)))
+        self.seq, self.prev = seq, digest
+        return seq
+
+    async def flush(self, db: Db) -> None:
+        """Insert the events added since the last flush."""
+        if self.rows:
+            await db.executemany(
+                "INSERT INTO ledger (seq, at, kind, identity, purpose, source, actor, detail,"
+                " prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                self.rows,
+            )
+            self.rows = []
+        if self.evidence:
+            await db.executemany(
+                "INSERT INTO ledger_evidence (seq, evidence) VALUES (?, ?)", self.evidence
+            )
+            self.evidence = []
 
 
 def _opt_ts(db: Db, value: datetime | None) -> Any:
     return None if value is None else db.ts(value)
-
-
-async def _append(db: Db, e: _Entry) -> int:
-    """Append one ledger event, chained to the last one (callers hold the writer lock)."""
-    head = await db.fetch("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
-    seq, prev = (head[0][0] + 1, head[0][1]) if head else (1, GENESIS)
-    digest = chain_hash(prev, seq, e.at, e.kind, e.identity, e.purpose, e.source, e.actor, e.detail)
-    await db.execute(
-        "INSERT INTO ledger (seq, at, kind, identity, purpose, source, actor, detail, prev_hash,"
-        " hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        seq,
-        db.ts(e.at),
-        e.kind,
-        e.identity,
-        e.purpose,
-        e.source,
-        e.actor,
-        dumps(e.detail),
-        prev,
-        digest,
-    )
-    if e.evidence:
-        await db.execute(
-            "INSERT INTO ledger_evidence (seq, evidence) VALUES (?, ?)", seq, dumps(e.evidence)
-        )
-    return seq
 
 
 async def _ensure_contact(db: Db, identity: str, email: str | None, at: datetime) -> None:
@@ -150,8 +179,32 @@ async def facts(
     return build_facts(rows, keys, db.dt)
 
 
+async def _in_chain(db: Db, op: Callable[[_Chain], Awaitable[T]]) -> T:
+    chain = await _Chain.start(db)
+    result = await op(chain)
+    await chain.flush(db)
+    return result
+
+
 async def record_consent(db: Db, change: ConsentChange) -> ConsentResult:
     """See :meth:`Store.record_consent`; the rules are :func:`consent_rules.evaluate`."""
+    return await _in_chain(db, lambda chain: _record_consent(db, chain, change))
+
+
+_UPSERT_CONSENT = (
+    "INSERT INTO consents (identity, purpose, status, basis, collected_at, source, evidence,"
+    " withdrawn_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (identity, purpose) DO UPDATE"
+    " SET status = excluded.status, basis = excluded.basis,"
+    " collected_at = excluded.collected_at, source = excluded.source,"
+    " evidence = excluded.evidence, withdrawn_at = excluded.withdrawn_at"
+)
+
+
+async def _record_consent(db: Db, chain: _Chain, change: ConsentChange) -> ConsentResult:
+    if change.collected_at is not None and (
+        change.status is not ConsentStatus.OPTED_OUT or change.collected_at > change.at
+    ):
+        raise ValueError("collected_at is only for a withdrawal, and not after it")
     await _ensure_contact(db, change.identity, change.email, change.at)
     rows = await db.fetch(
         f"SELECT {CONSENT_COLS} FROM consents WHERE identity = ? AND purpose = ?",
@@ -160,22 +213,22 @@ async def record_consent(db: Db, change: ConsentChange) -> ConsentResult:
     )
     current = consent_from(rows[0], db.dt) if rows else None
     outcome = consent_rules.evaluate(current, change)
-    detail = {"status": change.status.value, "basis": change.basis.value}
+    detail: dict[str, Any] = {"status": change.status.value, "basis": change.basis.value}
     detail["explicit"] = "yes" if change.explicit else "no"
-    entry = _Entry("consent-refused", change.identity, change.purpose, change.source,
-                   change.actor, change.at, detail, change.evidence)  # fmt: skip
     if not outcome.applied:
         if outcome.reason == consent_rules.OPT_OUT_WINS:
-            await _append(db, replace(entry, detail={**detail, "reason": outcome.reason}))
+            chain.add(db, "consent-refused", change.identity, change.purpose, change.source,
+                      change.actor, change.at, {**detail, "reason": outcome.reason},
+                      change.evidence)  # fmt: skip
         return ConsentResult(False, outcome.consent, outcome.reason)
     new = outcome.consent
     assert new is not None
+    if current is None and change.collected_at is not None:
+        # A withdrawal imported with the date its consent was collected (see ConsentChange).
+        new = replace(new, collected_at=change.collected_at)
+        detail["collected_at"] = change.collected_at.isoformat()
     await db.execute(
-        "INSERT INTO consents (identity, purpose, status, basis, collected_at, source, evidence,"
-        " withdrawn_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (identity, purpose) DO UPDATE"
-        " SET status = excluded.status, basis = excluded.basis,"
-        " collected_at = excluded.collected_at, source = excluded.source,"
-        " evidence = excluded.evidence, withdrawn_at = excluded.withdrawn_at",
+        _UPSERT_CONSENT,
         change.identity,
         new.purpose,
         new.status.value,
@@ -186,7 +239,9 @@ async def record_consent(db: Db, change: ConsentChange) -> ConsentResult:
         _opt_ts(db, new.withdrawn_at),
     )
     given = change.status is ConsentStatus.OPTED_IN
-    await _append(db, replace(entry, kind="consent-given" if given else "consent-withdrawn"))
+    chain.add(db, "consent-given" if given else "consent-withdrawn", change.identity,
+              change.purpose, change.source, change.actor, change.at, detail,
+              change.evidence)  # fmt: skip
     if outcome.lift_unsubscribe:
         rows = await db.fetch(
             f"SELECT {SUPPRESSION_COLS} FROM suppressions WHERE identity = ? AND reason = ?"
@@ -199,8 +254,8 @@ async def record_consent(db: Db, change: ConsentChange) -> ConsentResult:
         for s in (suppression_from(r, db.dt) for r in rows):
             if consent_rules.lifts(change, s):
                 await db.execute("DELETE FROM suppressions WHERE id = ?", s.id)
-                lifted = replace(entry, kind="suppression-lifted", evidence={})
-                await _append(db, replace(lifted, detail=_supp_detail(s)))
+                chain.add(db, "suppression-lifted", change.identity, change.purpose,
+                          change.source, change.actor, change.at, _supp_detail(s))  # fmt: skip
     return ConsentResult(True, new)
 
 
@@ -220,8 +275,13 @@ async def upsert_contact(
     customer_since: datetime | None,
 ) -> Contact:
     """See :meth:`Store.upsert_contact`."""
-    aud = audience.value if audience is not None else None
-    since = _opt_ts(db, customer_since)
+    update = ContactUpdate(identity, email, actor, at, audience, customer, customer_since)
+    return await _in_chain(db, lambda chain: _upsert_contact(db, chain, update))
+
+
+async def _upsert_contact(db: Db, chain: _Chain, u: ContactUpdate) -> Contact:
+    aud = u.audience.value if u.audience is not None else None
+    since = _opt_ts(db, u.customer_since)
     rows = await db.fetch(
         "INSERT INTO contacts (identity, email, audience, customer, customer_since, created_at,"
         " updated_at) VALUES (?, ?, coalesce(?, 'b2c'), coalesce(?, FALSE), ?, ?, ?)"
@@ -229,12 +289,12 @@ async def upsert_contact(
         " audience = coalesce(?, contacts.audience), customer = coalesce(?, contacts.customer),"
         " customer_since = coalesce(?, contacts.customer_since), updated_at = excluded.updated_at"
         f" RETURNING {CONTACT_COLS}",
-        identity, email, aud, customer, since, db.ts(at), db.ts(at),
-        email, aud, customer, since,
+        u.identity, u.email, aud, u.customer, since, db.ts(u.at), db.ts(u.at),
+        u.email, aud, u.customer, since,
     )  # fmt: skip
-    given = {"email": email, "audience": aud, "customer": customer, "customer_since": since}
+    given = {"email": u.email, "audience": aud, "customer": u.customer, "customer_since": since}
     detail = {"fields": sorted(k for k, v in given.items() if v is not None)}
-    await _append(db, _Entry("contact-updated", identity, None, "", actor, at, detail))
+    chain.add(db, "contact-updated", u.identity, None, "", u.actor, u.at, detail)
     return contact_from(rows[0], db.dt)
 
 
@@ -242,53 +302,57 @@ _KEY = (
     "coalesce(identity, '') = ? AND coalesce(domain, '') = ? AND scope = ?"
     " AND coalesce(purpose, '') = ? AND reason = ?"
 )
+_INSERT_SUPPRESSION = (
+    "INSERT INTO suppressions (identity, domain, scope, purpose, reason, source, created_at,"
+    " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+    f" RETURNING {SUPPRESSION_COLS}"
+)
 
 
-async def add_suppression(db: Db, new: NewSuppression, *, ledger: bool = True) -> Suppression:
+async def add_suppression(db: Db, new: NewSuppression) -> Suppression:
     """See :meth:`Store.add_suppression`; an existing row is extended, never shortened."""
+    return (await _in_chain(db, lambda chain: _add_suppression(db, chain, new)))[0]
+
+
+async def _add_suppression(
+    db: Db, chain: _Chain | None, new: NewSuppression
+) -> tuple[Suppression, bool]:
+    """Add or extend; True when the store changed. ``chain=None`` logs nothing (erasure)."""
     if (new.identity is None) == (new.domain is None):
         raise ValueError("a suppression targets exactly one of identity and domain")
     if (new.scope is Scope.PURPOSE) != (new.purpose is not None):
         raise ValueError("scope 'purpose' needs a purpose, and only it may have one")
     if new.identity is not None and new.email is not None:
         await _ensure_contact(db, new.identity, new.email, new.at)
-    key = (
-        new.identity or "",
-        new.domain or "",
-        new.scope.value,
-        new.purpose or "",
-        new.reason.value,
-    )
-    rows = await db.fetch(f"SELECT {SUPPRESSION_COLS} FROM suppressions WHERE {_KEY}", *key)
+    rows = await db.fetch(
+        _INSERT_SUPPRESSION,
+        new.identity, new.domain, new.scope.value, new.purpose, new.reason.value,
+        new.source, db.ts(new.at), _opt_ts(db, new.expires_at),
+    )  # fmt: skip
     kind = "suppression-added"
-    if rows:
-        old = suppression_from(rows[0], db.dt)
+    if not rows:  # the row exists: extend it, never shorten it
+        key = (new.identity or "", new.domain or "", new.scope.value, new.purpose or "",
+               new.reason.value)  # fmt: skip
+        old = suppression_from(
+            (await db.fetch(f"SELECT {SUPPRESSION_COLS} FROM suppressions WHERE {_KEY}", *key))[0],
+            db.dt,
+        )
         extends = old.expires_at is not None and (
             new.expires_at is None or new.expires_at > old.expires_at
         )
         if not extends:
-            return old
+            return old, False
         kind = "suppression-extended"
-        await db.execute(
-            "UPDATE suppressions SET expires_at = ? WHERE id = ?",
+        rows = await db.fetch(
+            f"UPDATE suppressions SET expires_at = ? WHERE id = ? RETURNING {SUPPRESSION_COLS}",
             _opt_ts(db, new.expires_at),
             old.id,
         )
-    else:
-        await db.execute(
-            "INSERT INTO suppressions (identity, domain, scope, purpose, reason, source,"
-            " created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            new.identity, new.domain, new.scope.value, new.purpose, new.reason.value,
-            new.source, db.ts(new.at), _opt_ts(db, new.expires_at),
-        )  # fmt: skip
-    rows = await db.fetch(f"SELECT {SUPPRESSION_COLS} FROM suppressions WHERE {_KEY}", *key)
     s = suppression_from(rows[0], db.dt)
-    if ledger:
-        detail = _supp_detail(s)
-        await _append(
-            db, _Entry(kind, s.identity, s.purpose, new.source, new.actor, new.at, detail)
-        )
-    return s
+    if chain is not None:
+        chain.add(db, kind, s.identity, s.purpose, new.source, new.actor, new.at,
+                  _supp_detail(s))  # fmt: skip
+    return s, True
 
 
 async def remove_suppression(db: Db, suppression_id: int, *, actor: str, at: datetime) -> None:
@@ -300,8 +364,66 @@ async def remove_suppression(db: Db, suppression_id: int, *, actor: str, at: dat
         raise NotFound(f"suppression {suppression_id}")
     s = suppression_from(rows[0], db.dt)
     await db.execute("DELETE FROM suppressions WHERE id = ?", suppression_id)
-    detail = _supp_detail(s)
-    await _append(db, _Entry("suppression-removed", s.identity, s.purpose, "", actor, at, detail))
+    chain = await _Chain.start(db)
+    chain.add(db, "suppression-removed", s.identity, s.purpose, "", actor, at, _supp_detail(s))
+    await chain.flush(db)
+
+
+async def apply_batch(db: Db, writes: Sequence[Write]) -> list[WriteResult]:
+    """See :meth:`Store.apply_batch`: the per-row operations, in order, on one ledger chain."""
+    chain = await _Chain.start(db)
+    out: list[WriteResult] = []
+    for w in writes:
+        if isinstance(w, NewSuppression):
+            s, changed = await _add_suppression(db, chain, w)
+            out.append(WriteResult(changed, s))
+        elif isinstance(w, ConsentChange):
+            result = await _record_consent(db, chain, w)
+            out.append(WriteResult(result.applied, result))
+        elif isinstance(w, ContactUpdate):
+            out.append(WriteResult(True, await _upsert_contact(db, chain, w)))
+        else:
+            raise TypeError(f"not a store write: {type(w).__name__}")
+    await chain.flush(db)
+    return out
+
+
+async def count_suppressions(db: Db, now: datetime) -> dict[str, int]:
+    """See :meth:`Store.count_suppressions`."""
+    rows = await db.fetch(
+        "SELECT reason, count(*) FROM suppressions WHERE expires_at IS NULL OR expires_at > ?"
+        " GROUP BY reason",
+        db.ts(now),
+    )
+    counts = dict.fromkeys((r.value for r in SuppressionReason), 0)
+    counts.update((r[0], int(r[1])) for r in rows)
+    return counts
+
+
+async def list_consents(db: Db, after: tuple[str, str] | None, limit: int) -> list[ConsentEntry]:
+    """See :meth:`Store.list_consents`: keyset pages on the consents' primary key."""
+    where, params = ("", []) if after is None else ("WHERE (k.identity, k.purpose) > (?, ?)",
+                                                    list(after))  # fmt: skip
+    cols = ", ".join(f"k.{c.strip()}" for c in CONSENT_COLS.split(","))
+    rows = await db.fetch(
+        f"SELECT k.identity, c.email, {cols} FROM consents k"
+        f" LEFT JOIN contacts c ON c.identity = k.identity {where}"
+        " ORDER BY k.identity, k.purpose LIMIT ?",
+        *params,
+        max(1, min(limit, MAX_PAGE)),
+    )
+    return [ConsentEntry(r[0], r[1], consent_from(r[2:], db.dt)) for r in rows]
+
+
+async def list_contacts(db: Db, after: str | None, limit: int) -> list[Contact]:
+    """See :meth:`Store.list_contacts`: keyset pages on the contacts' primary key."""
+    where, params = ("", []) if after is None else ("WHERE identity > ?", [after])
+    rows = await db.fetch(
+        f"SELECT {CONTACT_COLS} FROM contacts {where} ORDER BY identity LIMIT ?",
+        *params,
+        max(1, min(limit, MAX_PAGE)),
+    )
+    return [contact_from(r, db.dt) for r in rows]
 
 
 async def list_suppressions(db: Db, flt: SuppressionFilter) -> list[Suppression]:
@@ -358,8 +480,10 @@ async def erase(db: Db, identity: str, *, actor: str, at: datetime) -> None:
     )
     await db.execute("DELETE FROM deliveries WHERE identity = ?", identity)
     new = NewSuppression(Scope.ALL, SuppressionReason.ERASURE, "erasure", actor, at, identity)
-    s = await add_suppression(db, new, ledger=False)
-    await _append(db, _Entry("erasure", identity, None, "erasure", actor, at, {"id": s.id}))
+    s, _ = await _add_suppression(db, None, new)
+    chain = await _Chain.start(db)
+    chain.add(db, "erasure", identity, None, "erasure", actor, at, {"id": s.id})
+    await chain.flush(db)
 
 
 async def delivered(db: Db, message_key: str, identities: Sequence[str], now: datetime) -> set[str]:

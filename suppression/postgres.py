@@ -41,12 +41,15 @@ from suppression._store_rows import Row, aware, facts_sql
 from suppression.model import Audience, Contact, RecipientFacts, RecipientKey, Suppression
 from suppression.store import (
     ConsentChange,
+    ConsentEntry,
     ConsentResult,
     ContactRecord,
     NewSuppression,
     StoreError,
     StoreOptions,
     SuppressionFilter,
+    Write,
+    WriteResult,
 )
 
 P = ParamSpec("P")
@@ -60,7 +63,15 @@ _LOST = (
     asyncpg.InterfaceError,
     ConnectionError,
 )
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+#: InternalClientError: asyncpg's protocol state after the server killed a connection mid-use
+#: ("cannot switch to state ...; another operation is in progress"): fail closed like the rest.
+_DB_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 
 
 @functools.lru_cache(maxsize=512)
@@ -309,3 +320,26 @@ class PostgresStore:
         """Remember deliveries until ``until`` (no ledger, so no ledger lock)."""
         async with self._transaction(lock=False) as db:
             await ops.remember_delivered(db, message_key, identities, until, datetime.now(UTC))
+
+    async def apply_batch(self, writes: Sequence[Write]) -> Sequence[WriteResult]:
+        """Many writes in one transaction under the ledger lock; the ledger events of the
+        batch go in with one ``executemany``."""
+        if not writes:
+            return []
+        return await self._write(ops.apply_batch, writes)
+
+    async def list_consents(
+        self, after: tuple[str, str] | None = None, limit: int = ops.MAX_PAGE
+    ) -> Sequence[ConsentEntry]:
+        """A page of consents by (identity, purpose)."""
+        return await self._read(ops.list_consents, after, limit)
+
+    async def list_contacts(
+        self, after: str | None = None, limit: int = ops.MAX_PAGE
+    ) -> Sequence[Contact]:
+        """A page of contacts by identity."""
+        return await self._read(ops.list_contacts, after, limit)
+
+    async def count_suppressions(self, now: datetime) -> Mapping[str, int]:
+        """Active suppressions by reason."""
+        return await self._read(ops.count_suppressions, now)

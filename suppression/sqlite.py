@@ -1,27 +1,39 @@
-"""The SQLite backend of :class:`suppression.store.Store`, on aiosqlite.
+"""The SQLite backend of :class:`suppression.store.Store`.
 
-Two connections: a writer (every write is one ``BEGIN IMMEDIATE`` transaction, serialised by
-an asyncio lock and, across processes, by SQLite's own lock) and a reader for the SMTP path
-(WAL lets it read while the writer writes). Every lookup of a message is one SQL statement,
-that is one hop to aiosqlite's thread. The durability pragmas are set on both connections and
-read back (``mail-safety.md``, "Consent store durability").
+Two connections: a writer and a reader for the SMTP path (WAL lets it read while the writer
+writes). The durability pragmas are set on both connections and read back (``mail-safety.md``,
+"Consent store durability").
+
+The reader is an aiosqlite connection: every lookup of a message is one SQL statement, that is
+one hop to aiosqlite's thread, and a lookup past ``query_timeout`` is interrupted.
+
+The writer is a plain ``sqlite3`` connection owned by one dedicated thread (a single-worker
+executor, which also serialises writes within the process; SQLite's own lock serialises them
+across processes). A whole write, ``BEGIN IMMEDIATE`` to ``COMMIT``, runs there in one hop:
+the shared operations (:mod:`suppression._store_ops`) are coroutines over a ``Db``, and the
+writer's ``Db`` (:class:`_SyncDb`) never suspends, so the thread drives them to completion
+without an event loop (:func:`_drive`). A batch of thousands of writes is one hop, not six per
+row; and only public APIs are used (aiosqlite has no public way to run a function on its
+connection's thread, hence the writer's own thread).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sqlite3
 from collections.abc import (
-    AsyncIterator,
     Awaitable,
     Callable,
+    Coroutine,
     Iterable,
     Iterator,
     Mapping,
     Sequence,
 )
-from contextlib import asynccontextmanager, contextmanager, suppress
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -34,12 +46,15 @@ from suppression._store_rows import Row, facts_sql, from_micros, to_micros
 from suppression.model import Audience, Contact, RecipientFacts, RecipientKey, Suppression
 from suppression.store import (
     ConsentChange,
+    ConsentEntry,
     ConsentResult,
     ContactRecord,
     NewSuppression,
     StoreError,
     StoreOptions,
     SuppressionFilter,
+    Write,
+    WriteResult,
 )
 
 P = ParamSpec("P")
@@ -83,6 +98,49 @@ class _SQLiteDb:
         await cursor.close()
 
 
+class _SyncDb:
+    """:class:`suppression._store_ops.Db` over the writer's plain ``sqlite3`` connection.
+
+    Used only on the writer's thread. Its methods are coroutines (the operations are shared with
+    PostgreSQL) that never suspend, so :func:`_drive` runs an operation in one go.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def ts(self, value: datetime) -> int:
+        return to_micros(value)
+
+    def dt(self, value: Any) -> datetime:
+        return from_micros(value)
+
+    def any_of(self, column: str) -> str:
+        return _any_of(column)
+
+    def list_param(self, values: Sequence[str]) -> str:
+        return json.dumps(values)
+
+    async def fetch(self, sql: str, *params: Any) -> Sequence[Row]:
+        return self.conn.execute(sql, params).fetchall()
+
+    async def execute(self, sql: str, *params: Any) -> None:
+        self.conn.execute(sql, params)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self.conn.executemany(sql, rows)
+
+
+def _drive(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (an operation over :class:`_SyncDb`) to its result."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+    coro.close()
+    raise RuntimeError("a store operation suspended on the SQLite writer thread")
+
+
 @contextmanager
 def _db_errors() -> Iterator[None]:
     """Turn SQLite failures (locked, I/O, constraint, closed) into :class:`StoreError`."""
@@ -99,8 +157,8 @@ class SQLiteStore:
         self.path = path
         self._options = options or StoreOptions()
         self._facts_sql = facts_sql(_any_of)
-        self._write_lock = asyncio.Lock()
-        self._writer: _SQLiteDb | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._writer: _SyncDb | None = None
         self._reader: _SQLiteDb | None = None
 
     @classmethod
@@ -137,83 +195,83 @@ class SQLiteStore:
             raise
         return _SQLiteDb(conn)
 
-    def _db(self, reader: bool = False) -> _SQLiteDb:
-        db = self._reader if reader else self._writer
-        if db is None:
+    def _connect_writer(self) -> _SyncDb:
+        """On the writer's thread: open the writer connection and check its pragmas."""
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            for name, (value, expected) in self._pragmas().items():
+                conn.execute(f"PRAGMA {name} = {value}")
+                got = str(conn.execute(f"PRAGMA {name}").fetchone()[0]).lower()
+                if got != expected:
+                    raise StoreError(f"sqlite: PRAGMA {name} is {got}, expected {expected}")
+            # Performance only (not durability): a larger page cache for bulk imports.
+            conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+        except BaseException:
+            conn.close()
+            raise
+        return _SyncDb(conn)
+
+    def _reader_db(self) -> _SQLiteDb:
+        if self._reader is None:
             raise StoreError("store is not open")
-        return db
+        return self._reader
+
+    async def _on_writer(
+        self, fn: Callable[Concatenate[_SyncDb, P], T], /, *a: P.args, **kw: P.kwargs
+    ) -> T:
+        """Run ``fn(writer_db, ...)`` on the writer's thread: one hop, writes serialised."""
+        executor, db = self._executor, self._writer
+        if executor is None or db is None:
+            raise StoreError("store is not open")
+        loop = asyncio.get_running_loop()
+        with _db_errors():
+            try:
+                return await loop.run_in_executor(executor, functools.partial(fn, db, *a, **kw))
+            except RuntimeError as exc:  # the executor was shut down by close()
+                if executor is not self._executor:
+                    raise StoreError("store is not open") from exc
+                raise
 
     async def open(self) -> None:
         """Connect, check the pragmas, apply pending migrations (each in one transaction)."""
         if self._writer is not None:
             return
         await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         try:
             with _db_errors():
-                self._writer = await self._connect()
-                await self._migrate()
+                loop = asyncio.get_running_loop()
+                self._writer = await loop.run_in_executor(self._executor, self._connect_writer)
+                await self._on_writer(_migrate)
                 self._reader = await self._connect()
         except BaseException:
             await self.close()
             raise
 
-    async def _migrate(self) -> None:
-        await self._db().execute(
-            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
-            " name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
-        )
-        known = migrations.load("sqlite")
-        for m in known:
-            async with self._transaction() as db:
-                if await db.fetch("SELECT 1 FROM schema_version WHERE version = ?", m.version):
-                    continue
-                for statement in m.statements():
-                    await db.execute(statement)
-                await db.execute(
-                    "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
-                    m.version,
-                    m.name,
-                    to_micros(datetime.now(UTC)),
-                )
-        newest = (await self._db().fetch("SELECT max(version) FROM schema_version"))[0][0]
-        if newest > len(known):
-            raise StoreError(f"sqlite: schema version {newest} is newer than this code")
-
     async def close(self) -> None:
-        """Close both connections; safe to call twice."""
-        for db in (self._reader, self._writer):
-            if db is not None:
-                with suppress(sqlite3.Error, ValueError):
-                    await db.conn.close()
-        self._reader = self._writer = None
+        """Close both connections and stop the writer's thread; safe to call twice."""
+        reader, writer, executor = self._reader, self._writer, self._executor
+        self._reader = self._writer = self._executor = None
+        if reader is not None:
+            with suppress(sqlite3.Error, ValueError):
+                await reader.conn.close()
+        if executor is not None:
+            if writer is not None:
+                with suppress(sqlite3.Error, RuntimeError):
+                    await asyncio.get_running_loop().run_in_executor(executor, writer.conn.close)
+            executor.shutdown(wait=False)
 
     # -- plumbing ----------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def _transaction(self, begin: str = "BEGIN IMMEDIATE") -> AsyncIterator[_SQLiteDb]:
-        db = self._db()
-        async with self._write_lock:
-            await db.execute(begin)
-            try:
-                yield db
-            except BaseException:
-                with suppress(sqlite3.Error, ValueError):
-                    await db.execute("ROLLBACK")
-                raise
-            await db.execute("COMMIT")
-
-    async def _write(
-        self, op: Callable[Concatenate[_SQLiteDb, P], Awaitable[T]], *a: P.args, **kw: P.kwargs
-    ) -> T:
-        with _db_errors():
-            async with self._transaction() as db:
-                return await op(db, *a, **kw)
+    async def _write(self, op: _Op[P, T], /, *a: P.args, **kw: P.kwargs) -> T:
+        """One ``BEGIN IMMEDIATE`` transaction running ``op`` on the writer's thread."""
+        return await self._on_writer(_transaction, "BEGIN IMMEDIATE", op, *a, **kw)
 
     async def _read(
         self, op: Callable[Concatenate[_SQLiteDb, P], Awaitable[T]], *a: P.args, **kw: P.kwargs
     ) -> T:
         """Run a read on the reader within ``query_timeout`` (the SMTP path's deadline)."""
-        db = self._db(reader=True)
+        db = self._reader_db()
         with _db_errors():
             try:
                 async with asyncio.timeout(self._options.query_timeout):
@@ -272,16 +330,12 @@ class SQLiteStore:
 
     async def contact_record(self, identity: str) -> ContactRecord:
         """Everything held about an identity, from one read transaction."""
-        with _db_errors():
-            async with self._transaction("BEGIN") as db:
-                return await ops.contact_record(db, identity)
+        return await self._on_writer(_transaction, "BEGIN", ops.contact_record, identity)
 
     async def erase(self, identity: str, *, actor: str, at: datetime) -> None:
         """Erase, then checkpoint the WAL away so no old page still holds the address."""
         await self._write(ops.erase, identity, actor=actor, at=at)
-        with _db_errors():
-            async with self._write_lock:
-                busy = (await self._db().fetch("PRAGMA wal_checkpoint(TRUNCATE)"))[0][0]
+        busy = await self._on_writer(_checkpoint)
         if busy:
             raise StoreError("sqlite: erased, but a reader blocked the WAL checkpoint; retry")
 
@@ -295,3 +349,89 @@ class SQLiteStore:
         """Remember deliveries until ``until``; purges some expired rows on the way."""
         now = datetime.now(UTC)
         await self._write(ops.remember_delivered, message_key, identities, until, now)
+
+    async def apply_batch(self, writes: Sequence[Write]) -> Sequence[WriteResult]:
+        """Many writes in one transaction and one hop to the writer's thread."""
+        if not writes:
+            return []
+        return await self._write(ops.apply_batch, writes)
+
+    async def list_consents(
+        self, after: tuple[str, str] | None = None, limit: int = ops.MAX_PAGE
+    ) -> Sequence[ConsentEntry]:
+        """A page of consents by (identity, purpose), read on the reader."""
+        return await self._read(ops.list_consents, after, limit)
+
+    async def list_contacts(
+        self, after: str | None = None, limit: int = ops.MAX_PAGE
+    ) -> Sequence[Contact]:
+        """A page of contacts by identity, read on the reader."""
+        return await self._read(ops.list_contacts, after, limit)
+
+    async def count_suppressions(self, now: datetime) -> Mapping[str, int]:
+        """Active suppressions by reason. A full scan of the table: it runs on the writer's
+        thread (it may queue behind a write) so that it never delays the SMTP path's reader."""
+        return await self._on_writer(_run, ops.count_suppressions, now)
+
+
+#: An operation of :mod:`suppression._store_ops` as the writer's thread runs it.
+_Op = Callable[Concatenate[_SyncDb, P], Coroutine[Any, Any, T]]
+
+#: Page cache of the writer connection, KiB (SQLite's default is 2000 KiB).
+WRITER_CACHE_KIB = 32 * 1024
+
+
+def _run(db: _SyncDb, op: _Op[P, T], /, *a: P.args, **kw: P.kwargs) -> T:
+    """On the writer's thread: run an operation outside any explicit transaction."""
+    return _drive(op(db, *a, **kw))
+
+
+def _transaction(db: _SyncDb, begin: str, op: _Op[P, T], /, *a: P.args, **kw: P.kwargs) -> T:
+    """On the writer's thread: ``op`` in one transaction, committed, or rolled back on error."""
+    conn = db.conn
+    conn.execute(begin)
+    try:
+        result = _drive(op(db, *a, **kw))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
+    return result
+
+
+def _checkpoint(db: _SyncDb) -> int:
+    """On the writer's thread: move the WAL into the database file and truncate it."""
+    busy: int = db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+    return busy
+
+
+def _migrate(db: _SyncDb) -> None:
+    """On the writer's thread: apply pending migrations, each in its own transaction."""
+    conn = db.conn
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
+        " name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+    )
+    known = migrations.load("sqlite")
+    for m in known:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            done = conn.execute("SELECT 1 FROM schema_version WHERE version = ?", (m.version,))
+            if not done.fetchall():
+                for statement in m.statements():
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+                    (m.version, m.name, to_micros(datetime.now(UTC))),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+    newest = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+    if newest > len(known):
+        raise StoreError(f"sqlite: schema version {newest} is newer than this code")

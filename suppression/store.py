@@ -51,6 +51,11 @@ class ConsentChange:
     #: True only for an act of the data subject (a form, the preference page, an API call
     #: carrying evidence). Imports and syncs are not explicit: they never lift an opt-out.
     explicit: bool = True
+    #: Withdrawals only: when the consent now withdrawn was first collected, as another
+    #: system (or our own export) recorded it. Used only when the store holds no record for
+    #: this contact and purpose yet (a held record keeps its own date); it must not be after
+    #: ``at``. ``None``: the held date, else the withdrawal time.
+    collected_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +82,47 @@ class NewSuppression:
     domain: str | None = None
     purpose: str | None = None
     expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContactUpdate:
+    """A contact to create or update in :meth:`Store.apply_batch` (as :meth:`Store.upsert_contact`:
+    ``None`` leaves an attribute as it is)."""
+
+    identity: str
+    email: str | None
+    actor: str
+    at: datetime
+    audience: Audience | None = None
+    customer: bool | None = None
+    customer_since: datetime | None = None
+
+
+#: One write of :meth:`Store.apply_batch`.
+Write = ConsentChange | NewSuppression | ContactUpdate
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What one write of a batch did.
+
+    ``value`` is what the per-row method returns: a :class:`ConsentResult` for a
+    :class:`ConsentChange`, the :class:`Suppression` row for a :class:`NewSuppression`, the
+    :class:`Contact` for a :class:`ContactUpdate`. ``changed`` is True when the write changed
+    the store: a consent applied, a suppression added or extended, a contact written.
+    """
+
+    changed: bool
+    value: ConsentResult | Suppression | Contact
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentEntry:
+    """One stored consent with its contact's identity and address (``None`` once erased)."""
+
+    identity: str
+    email: str | None
+    consent: Consent
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +213,28 @@ class Store(Protocol):
         self, message_key: str, identities: Sequence[str], until: datetime
     ) -> None:
         """Remember deliveries of a message until ``until`` (expired rows may be purged)."""
+
+    async def apply_batch(self, writes: Sequence[Write]) -> Sequence[WriteResult]:
+        """Apply many writes, in order, in one transaction: all or none, durable on return.
+
+        Each write follows exactly the rules of its per-row method (:meth:`record_consent`,
+        :meth:`add_suppression`, :meth:`upsert_contact`) and appends the same ledger events;
+        a later write sees the earlier ones. Results are in the order of ``writes``. A write
+        the per-row method would refuse (``ValueError``) fails the whole batch.
+        """
+
+    async def list_consents(
+        self, after: tuple[str, str] | None = None, limit: int = 1000
+    ) -> Sequence[ConsentEntry]:
+        """Every consent record (withdrawals included), ordered by (identity, purpose), after
+        the key ``after``; at most ``limit`` (capped at 1000) per page, for export."""
+
+    async def list_contacts(self, after: str | None = None, limit: int = 1000) -> Sequence[Contact]:
+        """Every contact, ordered by identity, after ``after``; at most ``limit`` (capped at
+        1000) per page, for export."""
+
+    async def count_suppressions(self, now: datetime) -> Mapping[str, int]:
+        """Active (unexpired at ``now``) suppressions by reason; every reason is present."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,17 +18,22 @@ from suppression.model import (
     Audience,
     Basis,
     ConsentStatus,
+    Contact,
     RecipientKey,
     Scope,
     SuppressionReason,
 )
 from suppression.store import (
     ConsentChange,
+    ConsentEntry,
+    ConsentResult,
+    ContactUpdate,
     NewSuppression,
     NotFound,
     Store,
     StoreError,
     SuppressionFilter,
+    Write,
 )
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -94,6 +99,61 @@ OUT = ConsentStatus.OPTED_OUT
 IN = ConsentStatus.OPTED_IN
 ALICE = RecipientKey("id-alice", "example.org")
 BOB = RecipientKey("id-bob", "example.net")
+
+
+def writes_for(identity: str) -> list[Write]:
+    """A mix of writes on one identity exercising every rule the per-row methods apply."""
+    email = f"{identity}@example.org"
+
+    def c(status: ConsentStatus, minute: int, **kw: Any) -> ConsentChange:
+        return change(status, identity=identity, email=email, minute=minute, **kw)
+
+    def s(minute: int, **kw: Any) -> NewSuppression:
+        return suppression(minute, identity=identity, email=email, **kw)
+
+    return [
+        c(IN, 0),
+        c(OUT, 1, explicit=False, evidence={}),
+        c(IN, 2, explicit=False, evidence={}),  # an import: the opt-out wins (refused, logged)
+        c(OUT, 1, explicit=False, evidence={}),  # older withdrawal: unchanged
+        s(3, scope=Scope.PURPOSE, purpose="newsletter"),
+        s(3, scope=Scope.PURPOSE, purpose="newsletter"),  # the same again: idempotent
+        s(4, expires_at=at(10), reason=SuppressionReason.BOUNCE),
+        s(5, expires_at=at(20), reason=SuppressionReason.BOUNCE),  # extends it
+        s(6, expires_at=at(15), reason=SuppressionReason.BOUNCE),  # never shortens it
+        c(IN, 7),  # explicit, evidenced, newer: lifts the opt-out and the purpose unsubscribe
+        ContactUpdate(identity, None, "crm", at(8), audience=Audience.B2B, customer=True),
+        c(IN, 9, purpose="partners", explicit=False, evidence={}),
+    ]
+
+
+def comparable(record: Any) -> Any:
+    """A contact record without what differs between two identities (ids, seqs, the identity)."""
+    contact = record.contact
+    return (
+        (contact.audience, contact.customer, contact.email.split("@")[1]) if contact else None,
+        list(record.consents),
+        [(s.scope, s.reason, s.purpose, s.created_at, s.expires_at) for s in record.suppressions],
+        [(e.kind, e.at, e.purpose, e.source, e.actor, dict(e.evidence),
+          {k: v for k, v in e.detail.items() if k != "id"}) for e in record.ledger],
+    )  # fmt: skip
+
+
+async def per_row(store: Store, w: Write) -> tuple[bool, Any]:
+    """Apply one write with its per-row method; (changed, value) as apply_batch reports it."""
+    if isinstance(w, ConsentChange):
+        result = await store.record_consent(w)
+        return result.applied, result
+    if isinstance(w, NewSuppression):
+        before = await store.list_suppressions(SuppressionFilter(identity=w.identity))
+        s = await store.add_suppression(w)
+        return s not in before, s
+    assert isinstance(w, ContactUpdate)
+    contact = await store.upsert_contact(
+        w.identity, w.email, actor=w.actor, at=w.at, audience=w.audience,
+        customer=w.customer, customer_since=w.customer_since,
+    )  # fmt: skip
+    return True, contact
 
 
 class StoreContract:
@@ -330,3 +390,132 @@ class StoreContract:
             await backend.store.record_consent(change())
         with pytest.raises(StoreError):
             await backend.store.ping()
+
+    async def test_apply_batch_does_what_the_per_row_methods_do(self, backend: Backend) -> None:
+        """One batch leaves the same state, results and ledger events as the same writes made
+        one call at a time (compared across two identities of one store)."""
+        store = backend.store
+        expected = [await per_row(store, w) for w in writes_for("id-rows")]
+        results = await store.apply_batch(writes_for("id-batch"))
+        assert [r.changed for r in results] == [changed for changed, _ in expected]
+        for r, (_, value) in zip(results, expected, strict=True):
+            assert type(r.value) is type(value)
+            if isinstance(value, ConsentResult):
+                assert r.value == value
+        rows, batch = await store.contact_record("id-rows"), await store.contact_record("id-batch")
+        assert comparable(batch) == comparable(rows)
+        kinds = [e.kind for e in batch.ledger]
+        assert kinds.count("consent-refused") == 1 and "suppression-lifted" in kinds
+        assert "suppression-extended" in kinds and kinds[-2] == "contact-updated"
+        await self.test_ledger_hash_chain_is_intact(backend)
+
+    async def test_apply_batch_is_all_or_nothing(self, backend: Backend) -> None:
+        """A write the per-row method refuses fails the whole batch: nothing is stored."""
+        bad = suppression(1, scope=Scope.PURPOSE)  # no purpose: refused
+        with pytest.raises(ValueError, match="purpose"):
+            await backend.store.apply_batch([change(), suppression(0), bad])
+        assert not await backend.raw_fetch("SELECT 1 FROM ledger")
+        assert not await backend.raw_fetch("SELECT 1 FROM consents")
+        assert not await backend.raw_fetch("SELECT 1 FROM suppressions")
+        assert await backend.store.apply_batch([]) == []
+
+    async def test_apply_batch_continues_the_ledger_chain(self, backend: Backend) -> None:
+        """Batches and single writes interleave on one unbroken hash chain."""
+        store = backend.store
+        await store.record_consent(change())
+        await store.apply_batch([suppression(1, identity=f"id-{n}") for n in range(5)])
+        await store.add_suppression(suppression(2, domain="example.net"))
+        await store.apply_batch([change(OUT, minute=3)])
+        rows = await backend.raw_fetch("SELECT seq FROM ledger ORDER BY seq")
+        assert [r[0] for r in rows] == list(range(1, 9))
+        await self.test_ledger_hash_chain_is_intact(backend)
+
+    async def test_ledger_hash_chain_is_intact(self, backend: Backend) -> None:
+        """(Helper, also a test on an empty store.) Every event chains to the one before."""
+        rows = await backend.raw_fetch(
+            "SELECT seq, at, kind, identity, purpose, source, actor, detail, prev_hash, hash"
+            " FROM ledger ORDER BY seq"
+        )
+        prev = GENESIS
+        for seq, when, kind, identity, purpose, source, actor, detail, prev_hash, digest in rows:
+            when = from_micros(when) if isinstance(when, int) else when
+            fields = (when, kind, identity, purpose, source, actor, json.loads(detail))
+            assert prev_hash == prev
+            assert digest == chain_hash(prev, seq, *fields)
+            prev = digest
+
+    async def test_list_consents_and_contacts_page_in_key_order(self, backend: Backend) -> None:
+        """Export reads: every consent and contact, by key, page by page; an erased contact
+        has no address."""
+        store = backend.store
+        ids = [f"id-{n:02}" for n in range(7)]
+        writes: list[Write] = []
+        for ident in reversed(ids):
+            writes += [change(identity=ident, email=f"{ident}@example.org", purpose=p)
+                       for p in ("partners", "newsletter")]  # fmt: skip
+        await store.apply_batch(writes)
+        await store.erase("id-03", actor="dpo", at=at(1))
+        consents: list[ConsentEntry] = []
+        after: tuple[str, str] | None = None
+        while page := await store.list_consents(after, limit=3):
+            consents += page
+            after = (page[-1].identity, page[-1].consent.purpose)
+        assert [(c.identity, c.consent.purpose) for c in consents] == [
+            (i, p) for i in ids for p in ("newsletter", "partners")
+        ]
+        assert consents[0].email == "id-00@example.org" and consents[0].consent.status is IN
+        assert consents[0].consent.evidence == {"ip": "192.0.2.1"}
+        assert {c.email for c in consents if c.identity == "id-03"} == {None}
+        contacts: list[Contact] = []
+        after_id: str | None = None
+        while page2 := await store.list_contacts(after_id, limit=4):
+            contacts += page2
+            after_id = page2[-1].identity
+        assert [c.identity for c in contacts] == ids
+        assert contacts[1].email == "id-01@example.org" and contacts[3].email is None
+
+    async def test_count_suppressions_by_reason(self, backend: Backend) -> None:
+        """Active suppressions by reason: expired ones are not counted, every reason is there."""
+        store = backend.store
+        assert set((await store.count_suppressions(at(0))).values()) == {0}
+        await store.add_suppression(suppression(0))
+        await store.add_suppression(suppression(0, domain="example.net"))
+        await store.add_suppression(suppression(0, reason=SuppressionReason.BOUNCE,
+                                                expires_at=at(10)))  # fmt: skip
+        counts = await store.count_suppressions(at(5))
+        assert counts == {r.value: 0 for r in SuppressionReason} | {"unsubscribe": 2, "bounce": 1}
+        assert (await store.count_suppressions(at(10)))["bounce"] == 0
+
+    async def test_withdrawal_may_carry_when_consent_was_collected(self, backend: Backend) -> None:
+        """An imported withdrawal keeps the original consent date when nothing is held; a held
+        record keeps its own; the date is refused on an opt-in or after the withdrawal."""
+        store = backend.store
+        imported = ConsentChange(
+            "id-alice", "alice@example.org", "newsletter", OUT, Basis.CONSENT, "import", "test",
+            at(10), explicit=False, collected_at=at(2),
+        )  # fmt: skip
+        result = await store.record_consent(imported)
+        assert result.consent is not None and result.consent.collected_at == at(2)
+        assert result.consent.withdrawn_at == at(10)
+        await store.record_consent(change(identity="id-bob", minute=1))
+        held = await store.record_consent(
+            ConsentChange(
+                "id-bob",
+                None,
+                "newsletter",
+                OUT,
+                Basis.CONSENT,
+                "import",
+                "test",
+                at(10),
+                explicit=False,
+                collected_at=at(5),
+            )
+        )
+        assert held.consent is not None and held.consent.collected_at == at(1)
+        with pytest.raises(ValueError, match="collected_at"):
+            await store.record_consent(replace(change(minute=1), collected_at=at(0)))
+        with pytest.raises(ValueError, match="collected_at"):
+            await store.apply_batch([ConsentChange(
+                "id-carol", None, "newsletter", OUT, Basis.CONSENT, "import", "test", at(1),
+                collected_at=at(2))])  # fmt: skip

@@ -41,12 +41,16 @@ async def test_pragmas_are_in_effect_on_both_connections(tmp_path: Path) -> None
     """WAL, synchronous=FULL, foreign keys, busy timeout and secure_delete hold per connection."""
     store = SQLiteStore(tmp_path / "p.db", StoreOptions(query_timeout=2.5))
     await store.open()
+    names = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout", "secure_delete")
+
+    def on_writer(db: Any) -> dict[str, Any]:  # runs on the writer's own thread
+        return {name: db.conn.execute(f"PRAGMA {name}").fetchone()[0] for name in names}
+
     try:
-        for db in (store._db(), store._db(reader=True)):  # the two private connections
-            got = {}
-            for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout"):
-                got[name] = (await db.fetch(f"PRAGMA {name}"))[0][0]
-            got["secure_delete"] = (await db.fetch("PRAGMA secure_delete"))[0][0]
+        reader = store._reader_db()  # the two private connections
+        got_reader = {name: (await reader.fetch(f"PRAGMA {name}"))[0][0] for name in names}
+        got_writer = await store._on_writer(on_writer)
+        for got in (got_reader, got_writer):
             assert got == {
                 "journal_mode": "wal",
                 "synchronous": 2,
