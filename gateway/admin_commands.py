@@ -235,8 +235,8 @@ async def export(args: argparse.Namespace, env: Env) -> int:
         elif args.kind == "suppressions":
             count = await exporting.export_suppressions(env.store, writer, now())
         elif args.kind == "consents":
-            count = await exporting.export_consents(env.settings.store.url, writer)
+            count = await exporting.export_consents(env.store, writer)
         else:
-            count = await exporting.export_contacts(env.settings.store.url, writer)
+            count = await exporting.export_contacts(env.store, writer)
     print(f"exported {count} {args.kind} rows", file=sys.stderr)
     return 0

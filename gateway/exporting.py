@@ -6,27 +6,22 @@ importer removes again, so the format re-imports losslessly). An address appears
 contact still holds it; an erased contact's rows carry the identity alone, which re-imports
 only into a store with the same secrets file.
 
-Consents and contacts: the Store protocol has no way to list them yet, so for SQLite they are
-read here over a separate read-only connection (:func:`_sqlite_rows`); other backends refuse.
+Every kind is read through the Store protocol, page by page in key order, so any backend
+exports and memory stays flat.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol, TextIO
-from urllib.parse import quote
-
-import aiosqlite
 
 from gateway.http.admin_views import emails_of
-from suppression._store_rows import from_micros
 from suppression.importers import NATIVE_COLUMNS, neutralise
-from suppression.model import LedgerEvent, Suppression
-from suppression.store import Store, SuppressionFilter
+from suppression.model import Contact, LedgerEvent, Suppression
+from suppression.store import ConsentEntry, Store, SuppressionFilter
 
 PAGE = 1000
 
@@ -123,54 +118,44 @@ async def export_ledger(store: Store, identity: str, out: RowWriter) -> int:
     return len(record.ledger)
 
 
-_CONSENTS = (
-    "SELECT k.identity, c.email, k.purpose, k.status, k.basis, k.source, k.collected_at,"
-    " k.withdrawn_at, k.evidence FROM consents k LEFT JOIN contacts c ON c.identity = k.identity"
-    " ORDER BY k.identity, k.purpose"
-)
-_CONTACTS = (
-    "SELECT identity, email, audience, customer, customer_since FROM contacts ORDER BY identity"
-)
+def consent_row(entry: ConsentEntry) -> dict[str, Any]:
+    """Our export row of a consent record."""
+    c = entry.consent
+    return {
+        "record": "consent", "identity": entry.identity, "email": entry.email,
+        "purpose": c.purpose, "status": c.status.value, "basis": c.basis.value,
+        "source": c.source, "collected_at": c.collected_at, "withdrawn_at": c.withdrawn_at,
+        "evidence": dict(c.evidence),
+    }  # fmt: skip
 
 
-def _read_only_uri(store_url: str) -> str:
-    path = os.path.abspath(store_url.removeprefix("sqlite:///"))
-    return f"file:{quote(path)}?mode=ro"
+def contact_row(c: Contact) -> dict[str, Any]:
+    """Our export row of a contact."""
+    return {
+        "record": "contact", "identity": c.identity, "email": c.email,
+        "audience": c.audience.value, "customer": c.customer, "customer_since": c.customer_since,
+    }  # fmt: skip
 
 
-async def _sqlite_rows(store_url: str, sql: str) -> AsyncIterator[aiosqlite.Row]:
-    """Rows of a read-only query on a SQLite store (stopgap: see the module docstring)."""
-    if not store_url.startswith("sqlite:///"):
-        raise ValueError("exporting consents and contacts needs a SQLite store for now")
-    uri = _read_only_uri(store_url)
-    async with aiosqlite.connect(uri, uri=True) as conn, conn.execute(sql) as cursor:
-        while rows := await cursor.fetchmany(PAGE):
-            for row in rows:
-                yield row
-
-
-async def export_consents(store_url: str, out: RowWriter) -> int:
-    """Every consent record (withdrawals included)."""
+async def export_consents(store: Store, out: RowWriter) -> int:
+    """Every consent record (withdrawals included), by identity and purpose."""
     count = 0
-    async for r in _sqlite_rows(store_url, _CONSENTS):
-        out.row({
-            "record": "consent", "identity": r[0], "email": r[1], "purpose": r[2],
-            "status": r[3], "basis": r[4], "source": r[5], "collected_at": from_micros(r[6]),
-            "withdrawn_at": from_micros(r[7]) if r[7] is not None else None,
-            "evidence": json.loads(r[8]),
-        })  # fmt: skip
-        count += 1
+    after: tuple[str, str] | None = None
+    while page := await store.list_consents(after, PAGE):
+        for entry in page:
+            out.row(consent_row(entry))
+        count += len(page)
+        after = (page[-1].identity, page[-1].consent.purpose)
     return count
 
 
-async def export_contacts(store_url: str, out: RowWriter) -> int:
-    """Every contact's attributes."""
+async def export_contacts(store: Store, out: RowWriter) -> int:
+    """Every contact's attributes, by identity."""
     count = 0
-    async for r in _sqlite_rows(store_url, _CONTACTS):
-        out.row({
-            "record": "contact", "identity": r[0], "email": r[1], "audience": r[2],
-            "customer": bool(r[3]),
-            "customer_since": from_micros(r[4]) if r[4] is not None else None,
-        })  # fmt: skip
-        count += 1
+    after: str | None = None
+    while page := await store.list_contacts(after, PAGE):
+        for contact in page:
+            out.row(contact_row(contact))
+        count += len(page)
+        after = page[-1].identity
     return count
