@@ -227,3 +227,14 @@ async def test_check_unknown_purpose_and_client(api: Api) -> None:
     assert status == 422 and body["errors"][0]["field"] == "purpose"
     status, body, _ = await api.call("POST", "/check", {**base, "client": "nope"})
     assert status == 422 and body["errors"][0]["field"] == "client"
+
+
+async def test_store_outage_is_503_problem_with_retry_after(api: Api) -> None:
+    """While the store cannot answer, a write gets 503 problem+json with Retry-After, never 500."""
+    await api.gw.store.close()
+    body = {"email": "a@example.com", "purpose": "newsletter", "status": "opted_out",
+            "source": "crm"}  # fmt: skip
+    status, problem, response = await api.call("POST", "/consents", body)
+    assert status == 503
+    assert response.content_type == "application/problem+json"
+    assert response.headers["Retry-After"].isdigit() and problem["status"] == 503

@@ -14,6 +14,7 @@ record, so a client that ignores the body still sees that nothing changed.
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,7 +40,9 @@ from gateway.policy_gate import PolicyError, PolicyGate
 from gateway.settings import Settings
 from suppression.address import AddressError, Identities, normalise_domain, parse_mailbox
 from suppression.model import ConsentStatus, Scope, SuppressionReason
-from suppression.store import ConsentChange, NewSuppression, NotFound, Store
+from suppression.store import ConsentChange, NewSuppression, NotFound, Store, StoreError
+
+log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
 ACTOR = "admin-api"
@@ -269,6 +272,10 @@ def _middlewares(tokens: list[bytes]) -> list[Any]:
             return await handler(request)
         except Problem as exc:
             return exc.response()
+        except StoreError:
+            # Nothing was (or may have been) written: the client retries, as SMTP clients do.
+            log.warning("admin API: store unavailable", exc_info=True)
+            return Problem(503, "The consent store is unavailable; retry later.").response()
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise

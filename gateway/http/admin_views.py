@@ -31,7 +31,7 @@ M = TypeVar("M", bound=BaseModel)
 PROBLEM_TYPE = "urn:suppression-gateway:problem:"
 _TITLES = {400: "bad-request", 401: "unauthorized", 404: "not-found", 405: "method-not-allowed",
            409: "conflict", 413: "too-large", 415: "unsupported-media-type",
-           422: "invalid-field"}  # fmt: skip
+           422: "invalid-field", 503: "store-unavailable"}  # fmt: skip
 
 
 class Problem(Exception):
@@ -62,6 +62,8 @@ class Problem(Exception):
             reason=self.reason,
         )
         headers = {"WWW-Authenticate": 'Bearer realm="suppression-gateway"'} if self.bearer else {}
+        if self.status == 503:
+            headers["Retry-After"] = "30"
         return web.json_response(
             body.model_dump(mode="json", exclude_none=True),
             status=self.status,

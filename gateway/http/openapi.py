@@ -33,8 +33,10 @@ def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
 def _problems(*statuses: int) -> dict[str, Any]:
     schema = {"application/problem+json": {"schema": _ref(m.Problem)}}
     out = {str(s): {"description": "Problem details (RFC 9457).", "content": schema}
-           for s in (401, *statuses)}  # fmt: skip
+           for s in (401, *statuses, 503)}  # fmt: skip
     out["401"]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+    out["503"] = {**out["503"], "description": "The consent store is unavailable; retry.",
+                  "headers": {"Retry-After": {"schema": {"type": "string"}}}}  # fmt: skip
     return out
 
 
