@@ -47,20 +47,15 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(Path(args.config) if args.config else None)
 
 
-def _secrets(settings: Settings) -> secrets_file.Secrets:
-    url = settings.store.url
-    path = settings.store.secrets_file or secrets_file.default_path(url)
-    had_data = url.startswith("sqlite:///") and Path(url.removeprefix("sqlite:///")).exists()
-    return secrets_file.load_or_create(path, store_has_data=had_data)
-
-
 @contextlib.asynccontextmanager
 async def opened(settings: Settings) -> AsyncIterator[Env]:
     """Open the store and its secrets file (created for a brand-new store, like ``serve``)."""
     url = settings.store.url
-    secrets = _secrets(settings)
     store = await open_store(url, StoreOptions(1, settings.store.query_timeout))
     try:
+        path = settings.store.secrets_file or secrets_file.default_path(url)
+        holds_data = not path.exists() and await secrets_file.store_holds_data(store, now())
+        secrets = secrets_file.load_or_create(path, store_has_data=holds_data)
         policy = settings.policy
         rules = NormalisationRules(
             frozenset(policy.case_sensitive_domains), frozenset(policy.plus_tag_domains)
@@ -116,7 +111,7 @@ def cmd_token_inspect(args: argparse.Namespace) -> int:
     path = settings.store.secrets_file or secrets_file.default_path(settings.store.url)
     if not path.exists():
         raise ConfigError(f"secrets file {path} not found")
-    secrets = secrets_file.load_or_create(path, store_has_data=True)
+    secrets = secrets_file.read(path)
     names = [*settings.policy.catalogue(), *(c.name for c in settings.smtp.clients)]
     ttl = timedelta(days=settings.unsubscribe.token_ttl_days)
     expired = False

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 #: How long in-flight transactions may take to finish after SIGTERM.
 SHUTDOWN_GRACE = 30.0
 RELAY_PROBE_INTERVAL = 30.0
+SUPPRESSION_COUNT_INTERVAL = 60.0
 
 
 def package_version() -> str:
@@ -105,14 +106,16 @@ async def running(
 ) -> AsyncIterator[Gateway]:
     """Start the gateway's listeners; on exit drain sessions and close everything."""
     async with contextlib.AsyncExitStack() as stack:
-        secrets_path = settings.store.secrets_file or secrets_file.default_path(settings.store.url)
-        had_data = secrets_file.store_had_data(settings.store.url)
-        secrets = secrets_file.load_or_create(secrets_path, store_has_data=had_data)
         store = await open_store(
             settings.store.url,
             StoreOptions(settings.store.pool_size, settings.store.query_timeout),
         )
         stack.push_async_callback(store.close)
+        secrets_path = settings.store.secrets_file or secrets_file.default_path(settings.store.url)
+        holds_data = not secrets_path.exists() and await secrets_file.store_holds_data(
+            store, clock()
+        )
+        secrets = secrets_file.load_or_create(secrets_path, store_has_data=holds_data)
         policy = settings.policy
         identities = Identities(
             secrets.pepper,
@@ -220,8 +223,12 @@ async def running(
             gateway.http_address = http_server.sockets[0].getsockname()[:2]
         stack.push_async_callback(runner.cleanup)
 
-        prober = asyncio.create_task(_probe_relay(relay))
-        stack.callback(prober.cancel)
+        background = [
+            asyncio.create_task(_probe_relay(relay)),
+            asyncio.create_task(_refresh_suppression_counts(store, metrics, clock)),
+        ]
+        for task in background:
+            stack.callback(task.cancel)
         stack.push_async_callback(partial(_stop_smtp, gateway))
         log.info(
             "listening",
@@ -243,6 +250,18 @@ async def _probe_relay(relay: Relay) -> None:
             await relay.probe()
         except RelayFailure as exc:
             log.warning("relay probe failed: %s", exc.detail)
+
+
+async def _refresh_suppression_counts(
+    store: Store, metrics: Metrics, clock: Callable[[], datetime]
+) -> None:
+    """Publish active suppressions by reason now and every minute (not on each scrape)."""
+    while True:
+        try:
+            metrics.set_suppression_counts(await store.count_suppressions(clock()))
+        except StoreError:
+            metrics.store_error()
+        await asyncio.sleep(SUPPRESSION_COUNT_INTERVAL)
 
 
 async def serve(settings: Settings, *, reuse_port: bool = False) -> None:

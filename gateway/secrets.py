@@ -8,11 +8,14 @@ so the gateway refuses to start when the store already holds data but the file i
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
+from suppression.store import Store
 from suppression.tokens import generate_key
 
 PEPPER_BYTES = 32
@@ -40,24 +43,31 @@ def default_path(store_url: str) -> Path:
     return Path("var/secrets.json")
 
 
-def store_had_data(store_url: str) -> bool:
-    """True when a SQLite store file already exists (a PostgreSQL store is assumed new)."""
-    if store_url.startswith("sqlite:///"):
-        return Path(store_url.removeprefix("sqlite:///")).exists()
-    return False
+async def store_holds_data(store: Store, now: datetime) -> bool:
+    """True when the store holds any contact, consent or active suppression."""
+    if await store.list_contacts(limit=1) or await store.list_consents(limit=1):
+        return True
+    return any((await store.count_suppressions(now)).values())
 
 
 def load_or_create(path: Path, *, store_has_data: bool) -> Secrets:
-    """Read the secrets, or create them when this is a brand-new store."""
+    """Read the secrets, or create them when this is a brand-new store.
+
+    Creation never overwrites: when several replicas start at once, the first file written wins
+    and every replica reads that one.
+    """
     if not path.exists():
         if store_has_data:
             raise SecretsError(
                 f"store.secrets_file: {path} is missing but the store already holds data; "
                 "restore it from backup (without it no suppression can be matched)"
             )
-        secrets = Secrets(os.urandom(PEPPER_BYTES), {1: generate_key()})
-        write(path, secrets)
-        return secrets
+        write(path, Secrets(os.urandom(PEPPER_BYTES), {1: generate_key()}), replace=False)
+    return read(path)
+
+
+def read(path: Path) -> Secrets:
+    """Read and decode the secrets file."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         return Secrets(
@@ -65,23 +75,30 @@ def load_or_create(path: Path, *, store_has_data: bool) -> Secrets:
             {int(k): base64.b64decode(v) for k, v in data["token_keys"].items()},
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SecretsError(
-            f"store.secrets_file: cannot read {path}: {type(exc).__name__}"
-        ) from None
+        problem = type(exc).__name__
+        raise SecretsError(f"store.secrets_file: cannot read {path}: {problem}") from None
 
 
-def write(path: Path, secrets: Secrets) -> None:
-    """Write atomically with mode 0600."""
+def write(path: Path, secrets: Secrets, *, replace: bool = True) -> None:
+    """Write atomically with mode 0600; with ``replace=False`` an existing file is kept."""
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "version": 1,
         "pepper": base64.b64encode(secrets.pepper).decode(),
         "token_keys": {str(k): base64.b64encode(v).decode() for k, v in secrets.token_keys.items()},
     }
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if replace:
+            os.replace(tmp, path)
+        else:
+            # Atomic, and fails when another process created the file first: theirs wins.
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -17,11 +17,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
 from gateway import secrets as secrets_file
-from gateway.secrets import store_had_data
+from gateway.secrets import store_holds_data
 from gateway.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -35,9 +36,12 @@ async def _prepare(config: str | None) -> None:
     settings = load_settings(Path(config) if config else None)
     path = settings.store.secrets_file or secrets_file.default_path(settings.store.url)
     url = settings.store.url
-    secrets_file.load_or_create(path, store_has_data=store_had_data(url))
     store = await open_store(url, StoreOptions(1, settings.store.query_timeout))
-    await store.close()
+    try:
+        holds_data = not path.exists() and await store_holds_data(store, datetime.now(UTC))
+        secrets_file.load_or_create(path, store_has_data=holds_data)
+    finally:
+        await store.close()
 
 
 def _spawn(config: str | None, env: dict[str, str]) -> subprocess.Popen[bytes]:

@@ -125,3 +125,17 @@ async def test_health_and_readiness(gateway: Gateway, upstream: Upstream) -> Non
             assert set((await response.json())["failing"]) == {"relay", "store"}
         async with session.get(f"{base}/healthz") as response:
             assert response.status == 200
+
+
+async def test_suppression_gauge_is_refreshed_from_the_store(start_gateway, clock: Clock) -> None:
+    """The suppressions gauge shows the store's active suppressions by reason after a start."""
+    from tests.store_helpers import suppress
+
+    async with start_gateway() as gw:
+        await suppress(gw, clock.now, address="b1@example.com")
+        await suppress(gw, clock.now, domain="gone.example")
+    async with start_gateway() as gw:
+        await asyncio.sleep(0.1)  # the refresher runs at start, then every minute
+        sample = gw.metrics.registry.get_sample_value
+        assert sample("suppression_gateway_suppressions", {"reason": "bounce"}) == 2
+        assert sample("suppression_gateway_suppressions", {"reason": "complaint"}) == 0

@@ -1,0 +1,48 @@
+"""The generated secrets: created once, never overwritten by a racing replica, and never
+silently regenerated for a store that already holds data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from gateway import secrets as secrets_file
+from gateway.app import running
+from gateway.secrets import Secrets, SecretsError
+from tests.conftest import Clock, settings_for
+from tests.store_helpers import opt_in
+from tests.upstream import Upstream
+
+
+def test_creation_never_overwrites(tmp_path: Path) -> None:
+    """A second creator (a racing replica) keeps the first file and reads it."""
+    path = tmp_path / "secrets.json"
+    first = secrets_file.load_or_create(path, store_has_data=False)
+    secrets_file.write(path, Secrets(os.urandom(32), {1: os.urandom(64)}), replace=False)
+    assert secrets_file.load_or_create(path, store_has_data=False) == first
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert "pepper" not in repr(first) and first.pepper.hex() not in repr(first)
+
+
+async def test_missing_secrets_for_a_populated_store_refuse_to_start(
+    tmp_path: Path, upstream: Upstream, clock: Clock
+) -> None:
+    """Losing the secrets file of a store with data stops the start instead of losing matches."""
+    settings = settings_for(tmp_path, upstream.url)
+    async with running(settings, clock=clock) as gw:
+        await opt_in(gw, "kept@example.com", "newsletter", clock.now)
+    secrets_file.default_path(settings.store.url).unlink()
+    with pytest.raises(SecretsError, match=r"store\.secrets_file"):
+        async with running(settings, clock=clock):
+            pass
+
+
+async def test_restart_keeps_identities(tmp_path: Path, upstream: Upstream, clock: Clock) -> None:
+    """After a restart the same address maps to the same identity (the pepper was kept)."""
+    settings = settings_for(tmp_path, upstream.url)
+    async with running(settings, clock=clock) as gw:
+        before = gw.identities.of("same@example.com")
+    async with running(settings, clock=clock) as gw:
+        assert gw.identities.of("same@example.com") == before
