@@ -15,7 +15,8 @@ SQLite) with the same rules and ledger events as the per-row methods.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import asyncio
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -89,38 +90,66 @@ class Importer:
         self.summary = ImportSummary()
 
     async def run(self, rows: Iterable[Row], progress: Callable[[], None] | None = None) -> None:
-        """Import every row; errors are counted with their line numbers."""
+        """Import every row; errors are counted with their line numbers.
+
+        Pipelined: while the store writes batch N (on its writer thread, or the server), this
+        parses batch N+1 and computes its identities. Batch N+1's facts are read only once
+        batch N is committed, so every decision sees every earlier write.
+        """
+        writing: asyncio.Future[None] | None = None
+        try:
+            for batch in self._batches(rows):
+                targets = [self._target(row) for row in batch]
+                if writing is not None:
+                    await writing
+                    writing = None
+                    if progress is not None:
+                        progress()
+                writes = await self._plan(batch, targets)
+                if writes:
+                    writing = asyncio.ensure_future(self._write_batch(writes))
+                    await asyncio.sleep(0)  # hand the batch to the store before parsing on
+            if writing is not None:
+                await writing
+        except BaseException:
+            if writing is not None:  # never leave a write behind unobserved
+                await asyncio.gather(writing, return_exceptions=True)
+            raise
+
+    def _batches(
+        self, rows: Iterable[Row]
+    ) -> Iterator[list[SuppressionRow | ConsentRow | ContactRow]]:
         batch: list[SuppressionRow | ConsentRow | ContactRow] = []
         for row in rows:
             self.summary.rows += 1
             if isinstance(row, RowError):
                 self.summary.error(row)
-            else:
-                batch.append(row)
+                continue
+            batch.append(row)
             if len(batch) >= self.batch_size:
-                await self._batch(batch)
+                yield batch
                 batch = []
-                if progress is not None:
-                    progress()
         if batch:
-            await self._batch(batch)
+            yield batch
 
-    def _identity(self, row: SuppressionRow | ConsentRow | ContactRow) -> str | None:
+    def _target(self, row: SuppressionRow | ConsentRow | ContactRow) -> str:
+        """The identity a row is about, or ``domain:NAME`` for a domain suppression."""
         if row.email is not None:
             return self.identities.of(row.email)
-        return row.identity
+        if row.identity is not None:
+            return row.identity
+        return "domain:" + (getattr(row, "domain", None) or "")
 
-    async def _batch(self, rows: Sequence[SuppressionRow | ConsentRow | ContactRow]) -> None:
-        targets: list[str] = []
+    async def _plan(
+        self, rows: Sequence[SuppressionRow | ConsentRow | ContactRow], targets: Sequence[str]
+    ) -> list[Write]:
+        """The writes that would change something, judged on the recipients' current facts;
+        the rest are counted as unchanged (or kept)."""
         keys: dict[str, RecipientKey] = {}
-        for row in rows:
-            identity = self._identity(row)
-            if identity is None:  # a domain suppression
-                identity = "domain:" + (getattr(row, "domain", None) or "")
-                keys[identity] = RecipientKey(identity, identity.removeprefix("domain:"))
-            elif identity not in keys:
-                keys[identity] = RecipientKey(identity, "")
-            targets.append(identity)
+        for target in targets:
+            if target not in keys:
+                domain = target.removeprefix("domain:") if target.startswith("domain:") else ""
+                keys[target] = RecipientKey(target, domain)
         facts = await self.store.facts(list(keys.values()), self.now)
         consents: dict[tuple[str, str], Consent | None] = {}
         seen: set[tuple[Any, ...]] = set()
@@ -140,8 +169,7 @@ class Importer:
                 self.summary.unchanged += 1
             else:
                 writes.append(write)
-        if writes:
-            await self._write_batch(writes)
+        return writes
 
     def _suppression(
         self, row: SuppressionRow, identity: str | None, f: RecipientFacts, seen: set[Any]

@@ -24,10 +24,11 @@ from suppression._store_rows import (
     SUPPRESSION_COLS,
     Row,
     build_facts,
-    chain_hash,
+    chain_hash_of,
     consent_from,
     contact_from,
     dumps,
+    iso_time,
     ledger_from,
     suppression_from,
 )
@@ -94,13 +95,17 @@ class _Chain:
     to the end of the transaction stores exactly what inserting each event at once would.
     """
 
-    __slots__ = ("evidence", "prev", "rows", "seq")
+    __slots__ = ("_at", "_iso", "_ts", "evidence", "prev", "rows", "seq")
 
     def __init__(self, seq: int, prev: str) -> None:
         self.seq = seq
         self.prev = prev
         self.rows: list[tuple[Any, ...]] = []
         self.evidence: list[tuple[int, str]] = []
+        # The last event time and its two spellings: bulk writes often share one time.
+        self._at: datetime | None = None
+        self._iso = ""
+        self._ts: Any = None
 
     @classmethod
     async def start(cls, db: Db) -> _Chain:
@@ -121,10 +126,14 @@ class _Chain:
         evidence: Mapping[str, Any] | None = None,
     ) -> int:
         """Append one event (chained to the previous one); return its sequence number."""
-        seq, prev = self.seq + 1, self.prev
-        digest = chain_hash(prev, seq, at, kind, identity, purpose, source, actor, detail)
+        if at is not self._at:
+            self._iso, self._ts, self._at = iso_time(at), db.ts(at), at
+        seq, prev, detail_json = self.seq + 1, self.prev, dumps(detail)
+        digest = chain_hash_of(
+            prev, seq, self._iso, kind, identity, purpose, source, actor, detail_json
+        )
         self.rows.append(
-            (seq, db.ts(at), kind, identity, purpose, source, actor, dumps(detail), prev, digest)
+            (seq, self._ts, kind, identity, purpose, source, actor, detail_json, prev, digest)
         )
         if evidence:
             self.evidence.append((seq, dumps(evidence)))
@@ -304,8 +313,7 @@ _KEY = (
 )
 _INSERT_SUPPRESSION = (
     "INSERT INTO suppressions (identity, domain, scope, purpose, reason, source, created_at,"
-    " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
-    f" RETURNING {SUPPRESSION_COLS}"
+    " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id"
 )
 
 
@@ -324,13 +332,20 @@ async def _add_suppression(
         raise ValueError("scope 'purpose' needs a purpose, and only it may have one")
     if new.identity is not None and new.email is not None:
         await _ensure_contact(db, new.identity, new.email, new.at)
+    created, expires = db.ts(new.at), _opt_ts(db, new.expires_at)
     rows = await db.fetch(
         _INSERT_SUPPRESSION,
         new.identity, new.domain, new.scope.value, new.purpose, new.reason.value,
-        new.source, db.ts(new.at), _opt_ts(db, new.expires_at),
+        new.source, created, expires,
     )  # fmt: skip
     kind = "suppression-added"
-    if not rows:  # the row exists: extend it, never shorten it
+    if rows:  # the row as stored (times as read back, like suppression_from gives them)
+        s = Suppression(
+            id=rows[0][0], scope=new.scope, reason=new.reason, created_at=db.dt(created),
+            identity=new.identity, domain=new.domain, purpose=new.purpose,
+            expires_at=None if expires is None else db.dt(expires), source=new.source,
+        )  # fmt: skip
+    else:  # the row exists: extend it, never shorten it
         key = (new.identity or "", new.domain or "", new.scope.value, new.purpose or "",
                new.reason.value)  # fmt: skip
         old = suppression_from(
@@ -345,10 +360,10 @@ async def _add_suppression(
         kind = "suppression-extended"
         rows = await db.fetch(
             f"UPDATE suppressions SET expires_at = ? WHERE id = ? RETURNING {SUPPRESSION_COLS}",
-            _opt_ts(db, new.expires_at),
+            expires,
             old.id,
         )
-    s = suppression_from(rows[0], db.dt)
+        s = suppression_from(rows[0], db.dt)
     if chain is not None:
         chain.add(db, kind, s.identity, s.purpose, new.source, new.actor, new.at,
                   _supp_detail(s))  # fmt: skip

@@ -44,6 +44,7 @@ LEDGER_COLS = "l.seq, l.at, l.kind, l.identity, l.purpose, l.source, l.actor, e.
 GENESIS = "0" * 64
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ESCAPE = json.encoder.encode_basestring  # the JSON string encoder json.dumps uses here
 _MICROSECOND = timedelta(microseconds=1)
 
 # Enum members by stored value: a dict lookup is ~10x cheaper than calling the enum, and
@@ -73,7 +74,32 @@ def from_micros(value: int) -> datetime:
 
 
 def dumps(value: Mapping[str, Any]) -> str:
-    """Canonical JSON (sorted keys, compact): what the ledger hash covers."""
+    """Canonical JSON (sorted keys, compact): what the ledger hash covers.
+
+    A flat object of strings, integers, booleans and nulls (every ledger detail the store
+    writes) is spelled out directly, exactly as ``json.dumps`` would; anything else goes to it.
+    """
+    parts = []
+    try:
+        for key in sorted(value):
+            v = value[key]
+            if v is None:
+                text = "null"
+            elif v is True:
+                text = "true"
+            elif v is False:
+                text = "false"
+            elif type(v) is str:
+                text = _ESCAPE(v)
+            elif type(v) is int:
+                text = int.__repr__(v)
+            else:
+                break
+            parts.append(f"{_ESCAPE(key)}:{text}")
+        else:
+            return "{" + ",".join(parts) + "}"
+    except TypeError:  # keys that are not all strings: let json.dumps say what it says
+        pass
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -93,9 +119,42 @@ def chain_hash(
     Personal evidence (IP, user agent) is kept out of the chain so that erasing it leaves
     the chain verifiable.
     """
-    fields = [seq, aware(at).astimezone(UTC).isoformat(timespec="microseconds"), kind]
-    fields += [identity, purpose, source, actor, dumps(detail)]
-    payload = prev_hash + json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+    return chain_hash_of(
+        prev_hash, seq, iso_time(at), kind, identity, purpose, source, actor, dumps(detail)
+    )
+
+
+def iso_time(at: datetime) -> str:
+    """The ledger hash's spelling of an event time."""
+    return aware(at).astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _js(value: str | None) -> str:
+    return "null" if value is None else _ESCAPE(value)
+
+
+def chain_hash_of(
+    prev_hash: str,
+    seq: int,
+    at_iso: str,
+    kind: str,
+    identity: str | None,
+    purpose: str | None,
+    source: str,
+    actor: str,
+    detail_json: str,
+) -> str:
+    """:func:`chain_hash` from the time already in :func:`iso_time` form and the detail
+    already in :func:`dumps` form (a bulk write computes each once).
+
+    The payload is exactly ``json.dumps([seq, at, kind, identity, purpose, source, actor,
+    detail], separators=(",", ":"), ensure_ascii=False)``, written out by hand: the list
+    holds only an int, strings and nulls, and strings are escaped by json's own encoder.
+    """
+    payload = (
+        f"{prev_hash}[{seq:d},{_ESCAPE(at_iso)},{_ESCAPE(kind)},{_js(identity)},{_js(purpose)},"
+        f"{_ESCAPE(source)},{_ESCAPE(actor)},{_ESCAPE(detail_json)}]"
+    )
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
