@@ -15,14 +15,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from gateway.settings import ConfigError
 from suppression.store import Store
+from suppression.tokens import KEY_BYTES as TOKEN_KEY_BYTES
 from suppression.tokens import generate_key
 
 PEPPER_BYTES = 32
 
 
-class SecretsError(Exception):
-    """The secrets file is missing where it must exist, or unreadable."""
+class SecretsError(ConfigError):
+    """The secrets file is missing where it must exist, unreadable, or damaged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +72,20 @@ def read(path: Path) -> Secrets:
     """Read and decode the secrets file."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return Secrets(
+        secrets = Secrets(
             base64.b64decode(data["pepper"]),
             {int(k): base64.b64decode(v) for k, v in data["token_keys"].items()},
         )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         problem = type(exc).__name__
         raise SecretsError(f"store.secrets_file: cannot read {path}: {problem}") from None
+    if len(secrets.pepper) < PEPPER_BYTES or not secrets.token_keys:
+        raise SecretsError(f"store.secrets_file: {path} holds a short pepper or no token key")
+    if any(len(key) != TOKEN_KEY_BYTES for key in secrets.token_keys.values()):
+        raise SecretsError(
+            f"store.secrets_file: {path}: token keys must be {TOKEN_KEY_BYTES} bytes"
+        )
+    return secrets
 
 
 def write(path: Path, secrets: Secrets, *, replace: bool = True) -> None:

@@ -46,3 +46,14 @@ async def test_restart_keeps_identities(tmp_path: Path, upstream: Upstream, cloc
         before = gw.identities.of("same@example.com")
     async with running(settings, clock=clock) as gw:
         assert gw.identities.of("same@example.com") == before
+
+
+def test_damaged_secrets_file_is_a_one_line_config_error(tmp_path: Path) -> None:
+    """A truncated or tampered secrets file stops the start with one line naming the option."""
+    path = tmp_path / "secrets.json"
+    secrets_file.write(path, Secrets(os.urandom(32), {1: os.urandom(64)}))
+    with pytest.raises(SecretsError, match=r"store\.secrets_file.*32 bytes"):
+        secrets_file.read(path)
+    path.write_text("{not json")
+    with pytest.raises(SecretsError, match=r"store\.secrets_file"):
+        secrets_file.read(path)
