@@ -61,6 +61,9 @@ _LOST = (
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.InterfaceError,
+    # "cannot switch to state ...; another operation is in progress": a connection the server
+    # terminated, handed out by the pool before it noticed (MagicStack/asyncpg#1069).
+    asyncpg.InternalClientError,
     ConnectionError,
 )
 #: InternalClientError: asyncpg's protocol state after the server killed a connection mid-use
@@ -228,13 +231,31 @@ class PostgresStore:
         self, *, lock: bool = True, readonly: bool = False
     ) -> AsyncIterator[_PgDb]:
         pool = self._pool_or_raise()
+        isolation = "repeatable_read" if readonly else "read_committed"
         with _db_errors():
-            async with pool.acquire(timeout=self._options.query_timeout) as conn:
-                isolation = "repeatable_read" if readonly else "read_committed"
-                async with conn.transaction(isolation=isolation, readonly=readonly):
-                    if lock:
-                        await conn.execute("SELECT pg_advisory_xact_lock($1)", self._ledger_key)
-                    yield _PgDb(conn)
+            for attempt in (1, 2):
+                conn = await pool.acquire(timeout=self._options.query_timeout)
+                try:
+                    transaction = conn.transaction(isolation=isolation, readonly=readonly)
+                    try:
+                        await transaction.start()
+                        if lock:
+                            await conn.execute("SELECT pg_advisory_xact_lock($1)", self._ledger_key)
+                    except _LOST:
+                        # Dropped before anything was written (a terminated pooled connection):
+                        # one fresh attempt cannot apply a write twice.
+                        if attempt == 2:
+                            raise
+                        continue
+                    try:
+                        yield _PgDb(conn)
+                    except BaseException:
+                        await transaction.rollback()
+                        raise
+                    await transaction.commit()
+                    return
+                finally:
+                    await pool.release(conn)
 
     async def _write(
         self, op: Callable[Concatenate[_PgDb, P], Awaitable[T]], *a: P.args, **kw: P.kwargs
