@@ -20,7 +20,7 @@ from gateway.metrics import MessageOutcome, Metrics, RejectionCode
 from gateway.policy_gate import PolicyError, PolicyGate
 from gateway.relay import Relay, RelayFailure
 from gateway.settings import Settings
-from gateway.smtp import GatewayEnvelope, GatewaySession, release_upstream
+from gateway.smtp import GatewayEnvelope, GatewaySession, hook_names, release_upstream
 from gateway.unsubscribe import Unsubscriber
 from suppression.address import AddressError, parse_mailbox
 from suppression.tokens import TokenCodec, TokenError
@@ -61,6 +61,10 @@ class GatewayHandler:
         self.clock = clock
         self.mailto_domain = (settings.unsubscribe.mailto_domain or "").lower()
         self.max_recipients = settings.smtp.max_recipients
+
+    def __dir__(self) -> list[str]:
+        # aiosmtpd introspects the handler on every connection (see GatewaySMTP.__dir__).
+        return hook_names(type(self), ("handle_", "auth_"))
 
     def _reject(self, code: RejectionCode, reply: replies.Reply) -> str:
         self.metrics.rejection(code)
