@@ -137,12 +137,11 @@ class GatewayHandler:
             if refusal is not None:
                 return refusal
         try:
-            if envelope.upstream is None:
-                envelope.upstream = await self.relay.begin()
-                await envelope.upstream.mail(
-                    _reverse_path(envelope), self._upstream_options(envelope)
-                )
-            await envelope.upstream.rcpt(mailbox.address)
+            upstream = envelope.upstream
+            if upstream is None:
+                upstream = envelope.upstream = await self.relay.begin()
+                await upstream.mail(_reverse_path(envelope), self._upstream_options(envelope))
+            await upstream.rcpt(mailbox.address)
         except RelayFailure as failure:
             self.metrics.relay_error(failure.kind)  # type: ignore[arg-type]
             log.info("relay refused at RCPT: %s", failure.detail)

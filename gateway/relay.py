@@ -136,6 +136,7 @@ class _SmtpTransaction:
         self._reused = reused
         self._open = False  # an upstream transaction is in progress
         self._broken = False
+        self._in_flight = 0  # commands written whose reply has not been read yet
 
     def _conn(self) -> aiosmtplib.SMTP:
         if self._client is None:
@@ -143,14 +144,23 @@ class _SmtpTransaction:
         return self._client
 
     async def _command(self, *args: bytes) -> aiosmtplib.SMTPResponse:
+        self._in_flight += 1
         try:
             return await self._conn().execute_command(*args, timeout=self._relay.timeout)
-        except BaseException as exc:
+        except asyncio.CancelledError:
+            # The client went away mid-command: the reply is still owed on this connection,
+            # so it can never go back to the pool.
+            self._broken = True
+            raise
+        except Exception as exc:
             self._broken = True
             raise map_failure(exc) from exc
+        finally:
+            self._in_flight -= 1
 
     async def mail(self, sender: str, options: Sequence[str]) -> None:
         line = [b"MAIL", b"FROM:<" + sender.encode() + b">", *(o.encode() for o in options)]
+        self._open = True  # from the moment MAIL is written, a transaction may exist upstream
         try:
             response = await self._command(*line)
         except RelayFailure as failure:
@@ -160,9 +170,10 @@ class _SmtpTransaction:
             # nothing of this transaction has reached the relay yet.
             await self._discard()
             self._client, self._reused, self._broken = await self._relay.connect(), False, False
+            self._open = True
             response = await self._command(*line)
-        self._open = True
         if response.code != 250:
+            self._open = False
             raise map_reply(response.code, response.message)
 
     async def rcpt(self, recipient: str, options: Sequence[str] = ()) -> None:
@@ -173,15 +184,20 @@ class _SmtpTransaction:
 
     async def data(self, content: bytes) -> str:
         started = time.perf_counter()
+        self._in_flight += 1
         try:
             response = await self._conn().data(content, timeout=self._relay.timeout)
-        except BaseException as exc:
+        except asyncio.CancelledError:
+            self._broken = True
+            raise
+        except Exception as exc:
             # A failed DATA leaves no transaction open upstream (RFC 5321 §4.1.1.4).
             self._open = False
             if not isinstance(exc, aiosmtplib.SMTPDataError):
                 self._broken = True
             raise map_failure(exc) from exc
         finally:
+            self._in_flight -= 1
             self._relay.observe(time.perf_counter() - started)
         self._open = False
         return response.message
@@ -195,6 +211,10 @@ class _SmtpTransaction:
         self._open = False
 
     async def release(self) -> None:
+        if self._in_flight:
+            # Released while a command awaits its reply (the client went away): the reply
+            # would be read by the next user of the connection, so it is closed instead.
+            self._broken = True
         await self.reset()
         if self._client is None:
             return
@@ -258,7 +278,10 @@ class SmtpRelay:
                 await client.login(
                     self.settings.username, self.settings.password.get_secret_value()
                 )
-        except BaseException as exc:
+        except asyncio.CancelledError:
+            client.close()
+            raise
+        except Exception as exc:
             client.close()
             raise map_failure(exc) from exc
         self.capabilities = _capabilities(client)

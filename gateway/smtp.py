@@ -32,7 +32,6 @@ from gateway.settings import SmtpClient
 log = logging.getLogger(__name__)
 
 _TERMINATOR = b"\r\n.\r\n"
-_BARE_CR_OR_LF = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 _CHUNK = 64 * 1024
 
 
@@ -126,7 +125,6 @@ class GatewaySMTP(SMTP):
         self.max_line_length = max_line_length
         self.max_auth_failures = max_auth_failures
         self.on_reject = on_reject
-        self._too_long = re.compile(rb"[^\r\n]{%d}" % (max_line_length + 1))
         self._pending_tasks: set[asyncio.Task[None]] = set()
 
     def __dir__(self) -> list[str]:
@@ -219,7 +217,12 @@ class GatewaySMTP(SMTP):
             await self.push("501 5.5.4 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        content, problem = await self._read_data()
+        read = await self._read_data()
+        if read is None:  # the client went away before the final dot: nothing was relayed
+            if self.transport is not None:
+                self.transport.close()
+            return
+        content, problem = read
         if problem is not None:
             self.on_reject(_REJECTION_KIND.get(problem, "content"))
             self._set_post_data_state()
@@ -237,15 +240,26 @@ class GatewaySMTP(SMTP):
         if self.registry.draining:
             await self.say_goodbye()
 
-    async def _read_data(self) -> tuple[bytes, replies.Reply | None]:
-        """Read up to CRLF.CRLF; return the unstuffed content or the reply refusing it."""
+    async def _read_data(self) -> tuple[bytes, replies.Reply | None] | None:
+        """Read up to CRLF.CRLF; the unstuffed content or the reply refusing it (None: EOF)."""
+        reader = self._reader
+        line_limit = reader._limit  # type: ignore[attr-defined]
+        # aiosmtpd sizes the reader for command lines (1001 octets), which pauses the socket
+        # every 2 KiB; message content is read in large chunks instead.
+        reader._limit = max(line_limit, _CHUNK)  # type: ignore[attr-defined]
+        try:
+            return await self._read_until_terminator()
+        finally:
+            reader._limit = line_limit  # type: ignore[attr-defined]
+
+    async def _read_until_terminator(self) -> tuple[bytes, replies.Reply | None] | None:
         limit = self.data_size_limit or 0
         buffer = bytearray(b"\r\n")  # the CRLF ending the DATA line, so "." alone ends at once
         too_big = False
         while True:
             chunk = await self._reader.read(_CHUNK)
             if not chunk:
-                raise ConnectionResetError("client went away during DATA")
+                return None
             self._reset_timeout()
             start = max(0, len(buffer) - 4)
             buffer += chunk
@@ -265,9 +279,9 @@ class GatewaySMTP(SMTP):
             return b"", replies.MESSAGE_TOO_BIG
         if b"\x00" in raw:
             return b"", replies.NUL_IN_CONTENT
-        if _BARE_CR_OR_LF.search(raw):
+        if has_bare_cr_or_lf(raw):
             return b"", replies.BAD_LINE_ENDINGS
-        if self._too_long.search(raw):
+        if max(map(len, raw.split(b"\r\n"))) > self.max_line_length:
             return b"", replies.LINE_TOO_LONG
         # RFC 5321 §4.5.2: remove the leading dot of every line that has one.
         return raw.replace(b"\r\n.", b"\r\n")[2:], None
@@ -340,6 +354,15 @@ _REJECTION_KIND = {
     replies.BAD_LINE_ENDINGS: "syntax",
     replies.NUL_IN_CONTENT: "content",
 }
+
+
+def has_bare_cr_or_lf(raw: bytes) -> bool:
+    """True when a CR is not followed by LF or an LF not preceded by CR (SMTP smuggling).
+
+    Every CR starts a CRLF and every LF ends one exactly when the three counts agree; byte
+    counts run at memory speed, where the equivalent regex costs ~90 us per 5 KB message.
+    """
+    return not raw.count(b"\r") == raw.count(b"\n") == raw.count(b"\r\n")
 
 
 _HOOK_NAMES: dict[tuple[Any, tuple[str, ...]], list[str]] = {}

@@ -271,3 +271,23 @@ async def test_replies_carry_enhanced_codes(gateway: Gateway) -> None:
     assert (await raw.command("RCPT TO:<a@example.com>")).startswith("503 5.5.1")
     assert (await raw.command("FOO")).startswith("500 5.5.1")
     await raw.close()
+
+
+async def test_client_gone_while_relay_answers_mail_does_not_poison_the_pool(
+    gateway: Gateway, upstream: Upstream
+) -> None:
+    """A connection whose upstream MAIL was interrupted is dropped, not reused mid-command."""
+    upstream.script.mail_delay = 0.5
+    host, port = gateway.smtp_addresses[0]
+    raw = await RawSMTP.connect(host, port)
+    await raw.command("EHLO client.test")
+    await raw.command("MAIL FROM:<news@shop.example>")
+    await raw.send(b"RCPT TO:<alice@example.com>\r\n")  # the gateway now sends MAIL upstream
+    await asyncio.sleep(0.1)
+    await raw.close()
+    await asyncio.sleep(0.6)
+    upstream.script.mail_delay = 0
+    for _ in range(3):
+        errors, _ = await send(gateway, message(), ["bob@example.com"])
+        assert errors == {}
+    assert len(upstream.received) == 3

@@ -24,6 +24,7 @@ class Script:
     """What the upstream does; change it between steps of a test."""
 
     mail_reply: str | None = None  # e.g. "451 4.3.0 busy"
+    mail_delay: float = 0.0
     rcpt_replies: dict[str, str] = field(default_factory=dict)  # address -> reply
     data_reply: str | None = None
     data_replies: dict[str, str] = field(default_factory=dict)  # recipient -> DATA reply
@@ -45,6 +46,8 @@ class RecordingHandler:
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
         self.commands.append("MAIL")
+        if self.script.mail_delay:
+            await asyncio.sleep(self.script.mail_delay)
         if self.script.mail_reply:
             return self.script.mail_reply
         envelope.mail_from = address
