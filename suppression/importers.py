@@ -34,12 +34,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-import email_validator
-from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
-
 from suppression.address import (
-    MAX_ADDRESS_OCTETS,
-    MAX_LOCAL_OCTETS,
     AddressError,
     normalise_domain,
     parse_mailbox,
@@ -227,52 +222,10 @@ def _first(record: Mapping[str, Any], names: Iterable[str]) -> Any:
     return None
 
 
-# The fast path of the address check (:func:`fast_address`): plain ASCII dot-atom local parts
-# without the routing characters ``%`` and ``!``, and LDH host names under an alphabetic TLD.
-_ATEXT = r"[A-Za-z0-9_#$&'*+/=?^`{|}~-]"
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_FAST = re.compile(rf"({_ATEXT}+(?:\.{_ATEXT}+)*)@((?:{_LABEL}\.)+[A-Za-z]{{2,63}})")
-_SPECIAL_USE = re.compile(
-    r"(?:\A|\.)(?:"
-    + "|".join(re.escape(d) for d in email_validator.SPECIAL_USE_DOMAIN_NAMES)
-    + r")\Z"
-)
-_CASE_INSENSITIVE = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
-
-
-def fast_address(raw: str) -> str | None:
-    """What ``parse_mailbox(raw, smtputf8=True).address`` returns, for the common plain-ASCII
-    address, without running email-validator (~10x faster); ``None`` means "ask it".
-
-    Accepts only a dot-atom local part of ASCII atext (no ``%``, ``!``, quotes, at most 64
-    octets) and a domain of LDH labels (no ``--`` anywhere, so no A-labels) under an
-    alphabetic TLD, at most 254 octets in all, and not a special-use domain. For those the
-    canonical form is the address with its domain lower-cased: email-validator and IDNA
-    (UTS #46) only fold ASCII case there. Local parts email-validator lower-cases (RFC 2142
-    names such as ``Postmaster``) go to the slow path. ``tests/test_import_export.py`` checks
-    the equivalence as a property.
-    """
-    m = _FAST.fullmatch(raw)
-    if m is None or len(raw) > MAX_ADDRESS_OCTETS:
-        return None
-    local, domain = m.group(1), m.group(2).lower()
-    if (
-        len(local) > MAX_LOCAL_OCTETS
-        or "--" in domain
-        or _SPECIAL_USE.search(domain)
-        or local.lower() in _CASE_INSENSITIVE
-    ):
-        return None
-    return f"{local}@{domain}"
-
-
 def _email(raw: Any) -> str:
     if not isinstance(raw, str):
         raise ValueError("no email address")
     raw = raw.strip()
-    fast = fast_address(raw)
-    if fast is not None:
-        return fast
     try:
         return parse_mailbox(raw, smtputf8=True).address
     except AddressError as exc:
