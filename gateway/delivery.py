@@ -119,7 +119,8 @@ class Delivery:
             purpose=classification.purpose.id if classification.purpose else None,
             message_id=message.get("message-id"),
         )
-        outcomes = await self._outcomes(tx, classification)
+        key = _message_key(message, tx.content)
+        outcomes, done = await self._outcomes(tx, classification, key)
         tx.log["recipients"] = _summary(outcomes)
         tx.log["decisions"] = [
             {
@@ -133,8 +134,6 @@ class Delivery:
         allowed = [o for o in outcomes if not o.blocked]
         if not allowed:
             return replies.POLICY_BLOCKED, MessageOutcome.REJECTED
-        key = _message_key(message, tx.content)
-        done = await self._already_delivered(key, allowed)
         pending = [o for o in allowed if o.identity not in done]
         if not pending:
             return replies.QUEUED, MessageOutcome.RELAYED
@@ -152,14 +151,18 @@ class Delivery:
         partial = len(allowed) < len(outcomes)
         return reply, MessageOutcome.PARTIALLY_RELAYED if partial else MessageOutcome.RELAYED
 
-    async def _outcomes(self, tx: Transaction, classification: Classification) -> list[Outcome]:
+    async def _outcomes(
+        self, tx: Transaction, classification: Classification, key: str
+    ) -> tuple[list[Outcome], set[str]]:
+        """Decisions for every recipient and those that already got this message."""
         if tx.rcpt_outcomes:  # decided at RCPT (the classification could not change since)
-            return list(tx.rcpt_outcomes.values())
-        return await self.gate.evaluate(tx.client, classification, tx.mailboxes)
+            outcomes = list(tx.rcpt_outcomes.values())
+            return outcomes, await self._already_delivered(key, outcomes)
+        return await self.gate.evaluate_message(tx.client, classification, tx.mailboxes, key)
 
-    async def _already_delivered(self, key: str, allowed: Sequence[Outcome]) -> set[str]:
+    async def _already_delivered(self, key: str, outcomes: Sequence[Outcome]) -> set[str]:
         try:
-            return await self.store.delivered(key, [o.identity for o in allowed])
+            return await self.store.delivered(key, [o.identity for o in outcomes])
         except StoreError:
             # Without the memory the retry may duplicate; refusing would lose nothing either,
             # but delaying all mail for a dedup table is the worse trade. Logged and counted.

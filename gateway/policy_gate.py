@@ -8,9 +8,10 @@ in one query per message) and records the outcome in metrics.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from gateway import replies
 from gateway.metrics import Metrics, RecipientDecision, RejectionCode
@@ -27,7 +28,7 @@ from suppression.model import (
     RecipientFacts,
     RecipientKey,
 )
-from suppression.store import Store, StoreError
+from suppression.store import Lookup, Store, StoreError
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,9 @@ class Outcome:
     def label(self) -> str:
         """``allow``, ``block`` or ``would_block``."""
         return self.applied.label
+
+
+T = TypeVar("T")
 
 
 class PolicyError(Exception):
@@ -135,7 +139,37 @@ class PolicyGate:
     ) -> list[Outcome]:
         """Decide every recipient; raise :class:`PolicyError` (451) if the store fails closed."""
         keys = [self.identities.key(m.address) for m in mailboxes]
-        facts = await self._facts(classification, keys)
+        no_facts: Mapping[str, RecipientFacts] = {}
+        facts = await self._read(
+            classification, lambda: self.store.facts(keys, self.clock()), fallback=no_facts
+        )
+        return self._decide(client, classification, mailboxes, keys, facts)
+
+    async def evaluate_message(
+        self,
+        client: SmtpClient | None,
+        classification: Classification,
+        mailboxes: Sequence[Mailbox],
+        message_key: str,
+    ) -> tuple[list[Outcome], set[str]]:
+        """Like :meth:`evaluate`, plus which recipients already received this message; one
+        store round trip for both."""
+        keys = [self.identities.key(m.address) for m in mailboxes]
+        found = await self._read(
+            classification,
+            lambda: self.store.lookup(keys, self.clock(), message_key),
+            fallback=Lookup({}, set()),
+        )
+        return self._decide(client, classification, mailboxes, keys, found.facts), found.delivered
+
+    def _decide(
+        self,
+        client: SmtpClient | None,
+        classification: Classification,
+        mailboxes: Sequence[Mailbox],
+        keys: Sequence[RecipientKey],
+        facts: Mapping[str, RecipientFacts],
+    ) -> list[Outcome]:
         now = self.clock()
         mode = self.mode_for(client)
         name = client.name if client else None
@@ -159,17 +193,22 @@ class PolicyGate:
             outcomes.append(outcome)
         return outcomes
 
-    async def _facts(
-        self, classification: Classification, keys: Sequence[RecipientKey]
-    ) -> Mapping[str, RecipientFacts]:
+    async def _read(
+        self, classification: Classification, read: Callable[[], Awaitable[T]], fallback: T
+    ) -> T:
+        """Run a store read on the SMTP path: timed, counted, failing closed.
+
+        While the store cannot answer, marketing gets 451 4.3.0; transactional mail too, unless
+        ``[policy] on_store_error = "allow"``: then ``fallback`` (no facts, no dedup) is used.
+        """
         started = time.perf_counter()
         try:
-            return await self.store.facts(keys, self.clock())
+            return await read()
         except StoreError:
             self.metrics.store_error()
             transactional = classification.category is Category.TRANSACTIONAL
             if transactional and self.settings.on_store_error == "allow":
-                return {}
+                return fallback
             self.metrics.rejection(RejectionCode.STORE)
             raise PolicyError(replies.STORE_UNAVAILABLE) from None
         finally:

@@ -48,6 +48,7 @@ from suppression.store import (
     ConsentResult,
     ContactRecord,
     ContactUpdate,
+    Lookup,
     NewSuppression,
     NotFound,
     SuppressionFilter,
@@ -186,6 +187,20 @@ async def facts(
     domains = db.list_param(list(dict.fromkeys(k.domain for k in keys)))
     rows = await db.fetch(sql, ids, ids, ids, db.ts(now), domains, db.ts(now))
     return build_facts(rows, keys, db.dt)
+
+
+async def lookup(
+    db: Db, sql: str, keys: Sequence[RecipientKey], now: datetime, message_key: str
+) -> Lookup:
+    """See :meth:`Store.lookup`; ``sql`` is :func:`lookup_sql` rendered for the backend."""
+    if not keys:
+        return Lookup({}, set())
+    ids = db.list_param(list(dict.fromkeys(k.identity for k in keys)))
+    domains = db.list_param(list(dict.fromkeys(k.domain for k in keys)))
+    stamp = db.ts(now)
+    rows = await db.fetch(sql, ids, ids, ids, stamp, domains, stamp, message_key, stamp, ids)
+    delivered = {r[1] for r in rows if r[0] == "d"}
+    return Lookup(build_facts(rows, keys, db.dt), delivered)
 
 
 async def _in_chain(db: Db, op: Callable[[_Chain], Awaitable[T]]) -> T:

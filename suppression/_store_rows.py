@@ -243,6 +243,20 @@ def facts_sql(any_of: Callable[[str], str]) -> str:
     )
 
 
+def lookup_sql(any_of: Callable[[str], str]) -> str:
+    """:func:`facts_sql` plus the deliveries already made of one message (kind ``d``).
+
+    Extra parameters after those of :func:`facts_sql`: message key, now, identities.
+    """
+    nulls = ", ".join(["NULL"] * 9)
+    return (
+        facts_sql(any_of)
+        + f" UNION ALL SELECT 'd', d.identity, {nulls} FROM deliveries d"
+        + " WHERE d.message_key = ? AND d.until > ? AND "
+        + any_of("d.identity")
+    )
+
+
 def build_facts(
     rows: Iterable[Row], keys: Sequence[RecipientKey], dt: ToDatetime
 ) -> dict[str, RecipientFacts]:
@@ -258,7 +272,7 @@ def build_facts(
         elif kind == "k":
             consent = consent_from((r[3], r[4], r[5], r[8], r[6], r[7], r[9]), dt)
             consents.setdefault(r[1], {})[consent.purpose] = consent
-        else:
+        elif kind == "s":
             s = suppression_from((r[2], r[1], r[3], r[4], r[5], r[6], r[7], r[8], r[9]), dt)
             if s.identity is not None:
                 by_identity.setdefault(s.identity, []).append(s)

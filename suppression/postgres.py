@@ -37,13 +37,14 @@ import asyncpg
 
 from suppression import _store_ops as ops
 from suppression import migrations
-from suppression._store_rows import Row, aware, facts_sql
+from suppression._store_rows import Row, aware, facts_sql, lookup_sql
 from suppression.model import Audience, Contact, RecipientFacts, RecipientKey, Suppression
 from suppression.store import (
     ConsentChange,
     ConsentEntry,
     ConsentResult,
     ContactRecord,
+    Lookup,
     NewSuppression,
     StoreError,
     StoreOptions,
@@ -140,6 +141,7 @@ class PostgresStore:
         self._options = options or StoreOptions()
         self.schema = schema
         self._facts_sql = facts_sql(_any_of)
+        self._lookup_sql = lookup_sql(_any_of)
         self._ledger_key = _lock_key(schema or "", "ledger")
         self._pool: Any = None
 
@@ -288,6 +290,10 @@ class PostgresStore:
     ) -> Mapping[str, RecipientFacts]:
         """Facts for all recipients of a message: one query, one round trip."""
         return await self._read(ops.facts, self._facts_sql, keys, now)
+
+    async def lookup(self, keys: Sequence[RecipientKey], now: datetime, message_key: str) -> Lookup:
+        """Facts and deliveries of one message: one statement, one round trip."""
+        return await self._read(ops.lookup, self._lookup_sql, keys, now, message_key)
 
     async def record_consent(self, change: ConsentChange) -> ConsentResult:
         """Record consent or its withdrawal (rules: :mod:`suppression.consent_rules`)."""

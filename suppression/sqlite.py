@@ -42,13 +42,14 @@ import aiosqlite
 
 from suppression import _store_ops as ops
 from suppression import migrations
-from suppression._store_rows import Row, facts_sql, from_micros, to_micros
+from suppression._store_rows import Row, facts_sql, from_micros, lookup_sql, to_micros
 from suppression.model import Audience, Contact, RecipientFacts, RecipientKey, Suppression
 from suppression.store import (
     ConsentChange,
     ConsentEntry,
     ConsentResult,
     ContactRecord,
+    Lookup,
     NewSuppression,
     StoreError,
     StoreOptions,
@@ -157,6 +158,7 @@ class SQLiteStore:
         self.path = path
         self._options = options or StoreOptions()
         self._facts_sql = facts_sql(_any_of)
+        self._lookup_sql = lookup_sql(_any_of)
         self._executor: ThreadPoolExecutor | None = None
         self._writer: _SyncDb | None = None
         self._reader: _SQLiteDb | None = None
@@ -294,6 +296,10 @@ class SQLiteStore:
     ) -> Mapping[str, RecipientFacts]:
         """Facts for all recipients of a message: one statement, one thread hop."""
         return await self._read(ops.facts, self._facts_sql, keys, now)
+
+    async def lookup(self, keys: Sequence[RecipientKey], now: datetime, message_key: str) -> Lookup:
+        """Facts and deliveries of one message: one statement, one round trip."""
+        return await self._read(ops.lookup, self._lookup_sql, keys, now, message_key)
 
     async def record_consent(self, change: ConsentChange) -> ConsentResult:
         """Record consent or its withdrawal (rules: :mod:`suppression.consent_rules`)."""

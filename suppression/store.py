@@ -147,6 +147,15 @@ class ContactRecord:
     ledger: Sequence[LedgerEvent]
 
 
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """Everything the gateway reads to decide one message."""
+
+    facts: Mapping[str, RecipientFacts]
+    #: Identities that already received this message (a retried partial fan-out).
+    delivered: set[str]
+
+
 class Store(Protocol):
     """The async consent and suppression store.
 
@@ -171,6 +180,10 @@ class Store(Protocol):
         Includes the contact, its consents, and the unexpired suppressions on the identity
         or on its domain. Unknown identities map to an empty :class:`RecipientFacts`.
         """
+
+    async def lookup(self, keys: Sequence[RecipientKey], now: datetime, message_key: str) -> Lookup:
+        """:meth:`facts` and :meth:`delivered` for one message, in one statement and one
+        round trip (the SMTP path's only read)."""
 
     async def record_consent(self, change: ConsentChange) -> ConsentResult:
         """Record consent or withdrawal; an opt-out is only lifted by a newer explicit opt-in."""

@@ -375,6 +375,21 @@ class StoreContract:
         await store.remember_delivered("msg-3", ["id-d"], now + timedelta(hours=1))
         assert not await backend.raw_fetch("SELECT 1 FROM deliveries WHERE message_key = 'msg-2'")
 
+    async def test_lookup_is_facts_and_deliveries_in_one(self, backend: Backend) -> None:
+        """lookup() returns exactly facts() and delivered() for the same message."""
+        store = backend.store
+        now = datetime.now(UTC)
+        await store.record_consent(change())
+        await store.add_suppression(suppression(domain="example.org"))
+        await store.remember_delivered("msg-9", ["id-bob"], now + timedelta(hours=1))
+        await store.remember_delivered("msg-8", ["id-alice"], now + timedelta(hours=1))
+        keys = [ALICE, BOB]
+        result = await store.lookup(keys, now, "msg-9")
+        assert result.facts == await store.facts(keys, now)
+        assert result.delivered == await store.delivered("msg-9", ["id-alice", "id-bob"])
+        assert result.delivered == {"id-bob"}
+        assert (await store.lookup([], now, "msg-9")).delivered == set()
+
     async def test_naive_datetimes_are_refused(self, backend: Backend) -> None:
         """A naive datetime is a bug in the caller, refused rather than guessed."""
         with pytest.raises(ValueError, match="naive"):

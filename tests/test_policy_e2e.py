@@ -214,3 +214,25 @@ async def test_transaction_log_hashes_addresses(
     assert [d["reason"] for d in event["decisions"]] == ["no-consent", "no-consent"]
     assert event["decisions"][0]["rcpt"] == gateway.identities.of("secret.person@example.com")
     assert "secret.person" not in repr(event)
+
+
+@pytest.mark.parametrize(("setting", "relayed"), [("tempfail", False), ("allow", True)])
+async def test_store_failure_and_transactional_mail(
+    start_gateway, upstream: Upstream, setting: str, relayed: bool
+) -> None:
+    """While the store is down, transactional mail follows [policy] on_store_error."""
+    async with start_gateway(policy={"on_store_error": setting}) as gw:
+        await gw.store.close()
+        async with smtp_client(gw) as client:
+            if relayed:
+                errors, _ = await client.sendmail(
+                    "shop@shop.example", ["a@example.com"], message(category="transactional")
+                )
+                assert errors == {}
+            else:
+                with pytest.raises(aiosmtplib.SMTPDataError) as failed:
+                    await client.sendmail(
+                        "shop@shop.example", ["a@example.com"], message(category="transactional")
+                    )
+                assert (failed.value.code, failed.value.message[:5]) == (451, "4.3.0")
+    assert len(upstream.received) == (1 if relayed else 0)
