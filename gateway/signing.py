@@ -96,6 +96,19 @@ class PreparedBody:
         return tuple((key.domain, key.algorithm) for key in self.keys)
 
 
+def relaxed_body(body: bytes) -> bytes:
+    """RFC 6376 §3.4.4 relaxed body canonicalisation, as dkimpy computes it.
+
+    A body with no tab, no run of spaces and no space before a line end (most mail) only loses
+    its trailing empty lines; dkimpy's regular expressions are kept for everything else. The
+    SMTP layer has already refused bare CR and LF. Equality is a property test.
+    """
+    if b"\t" in body or b"  " in body or b" \r\n" in body or body.endswith(b" "):
+        return _RELAXED.canonicalize_body(body)
+    stripped = body.rstrip(b"\r\n")
+    return stripped + b"\r\n" if stripped else b""
+
+
 def normalise_domain(domain: str) -> str:
     """Lowercase, no trailing dot, IDNA (A-label) form when it has non-ASCII characters."""
     domain = domain.strip().rstrip(".").lower()
@@ -202,7 +215,7 @@ class Signer:
         if not keys:
             return None
         try:
-            canonical = _RELAXED.canonicalize_body(bytes(msg.body))
+            canonical = relaxed_body(bytes(msg.body))
         except Exception as exc:  # dkimpy raises bare errors on input it does not expect
             raise SigningError(f"cannot canonicalise the body: {exc}") from exc
         body_hash = base64.b64encode(hashlib.sha256(canonical).digest())
