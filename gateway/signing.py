@@ -104,7 +104,8 @@ def relaxed_body(body: bytes) -> bytes:
     SMTP layer has already refused bare CR and LF. Equality is a property test.
     """
     if b"\t" in body or b"  " in body or b" \r\n" in body or body.endswith(b" "):
-        return _RELAXED.canonicalize_body(body)
+        canonical: bytes = _RELAXED.canonicalize_body(body)
+        return canonical
     stripped = body.rstrip(b"\r\n")
     return stripped + b"\r\n" if stripped else b""
 
