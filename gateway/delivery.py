@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -93,12 +95,15 @@ class Delivery:
     async def deliver(self, tx: Transaction) -> Reply:
         """Classify, decide, build, sign and relay; return the one reply for the client."""
         client_name = tx.client.name if tx.client else None
+        queue_id = secrets.token_hex(6)
         try:
             reply, outcome = await self._deliver(tx)
         except PolicyError as exc:
             reply, outcome = exc.reply, _outcome_for(exc.reply)
+        if reply.code == 250:  # as MTAs do, so a platform can quote it to support
+            reply = reply.with_text(f"{reply.text} (queue id {queue_id})")
         self.metrics.record_message(client_name, outcome)
-        tx.log.update(reply=str(reply), outcome=outcome.value)
+        tx.log.update(queue_id=queue_id, reply=str(reply), outcome=outcome.value)
         if tx.relay_replies:
             tx.log["relay"] = tx.relay_replies
         if tx.relay_errors:
@@ -145,7 +150,9 @@ class Delivery:
             copies = self._build(body, classification, tx.client, pending)
         if copies is None:
             return replies.MALFORMED_MESSAGE, MessageOutcome.REJECTED
+        started = time.perf_counter()
         reply = await self._relay(tx, copies, key, everyone=len(pending) == len(outcomes))
+        tx.log["relay_ms"] = round((time.perf_counter() - started) * 1000, 1)
         if reply.code != 250:
             return reply, _outcome_for(reply)
         partial = len(allowed) < len(outcomes)

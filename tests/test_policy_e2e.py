@@ -214,6 +214,21 @@ async def test_transaction_log_hashes_addresses(
     assert [d["reason"] for d in event["decisions"]] == ["no-consent", "no-consent"]
     assert event["decisions"][0]["rcpt"] == gateway.identities.of("secret.person@example.com")
     assert "secret.person" not in repr(event)
+    assert len(event["queue_id"]) == 12
+
+
+async def test_accepted_message_log_has_queue_id_and_relay_latency(
+    gateway: Gateway, upstream: Upstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A relayed message's log line carries its queue id (also in the 250) and relay latency."""
+    caplog.set_level("INFO", logger="gateway.transaction")
+    async with smtp_client(gateway) as client:
+        _, reply = await client.sendmail("shop@shop.example", ["q@example.com"], message())
+    (record,) = [r for r in caplog.records if r.name == "gateway.transaction"]
+    event = record.event  # type: ignore[attr-defined]
+    assert event["outcome"] == "relayed" and event["relay_ms"] >= 0
+    assert f"queue id {event['queue_id']}" in reply
+    assert event["relay"] and event["client"] == "platform"
 
 
 @pytest.mark.parametrize(("setting", "relayed"), [("tempfail", False), ("allow", True)])
