@@ -251,7 +251,14 @@ def _per(cpu: float, messages: int) -> float | None:
 
 # --- gateway configuration ------------------------------------------------------------------
 def gateway_config(
-    tmp: Path, name: str, sink: int, *, marketing: bool, dkim_key: Path | None, pool: int
+    tmp: Path,
+    name: str,
+    sink: int,
+    *,
+    marketing: bool,
+    dkim_key: Path | None,
+    pool: int,
+    algorithm: str = "rsa-sha256",
 ) -> tuple[Path, int]:
     """A config file for one case; returns its path and the SMTP port."""
     port, http = free_port(), free_port()
@@ -297,7 +304,7 @@ format = "json"
 domain = "example.com"
 selector = "bench"
 key_file = "{dkim_key}"
-algorithm = "rsa-sha256"
+algorithm = "{algorithm}"
 """
     path = tmp / f"{name}.toml"
     path.write_text(text)
@@ -370,7 +377,23 @@ def build_cases(tmp: Path, sink: int, args: argparse.Namespace) -> list[Case]:
         [*keygen, "--out-dir", str(key_out)], capture_output=True, text=True, check=True
     )
     key = Path(done.stderr.split("written to ", 1)[1].strip())
+    ed_done = subprocess.run(
+        [*keygen[:-1], "bench-ed", "--algorithm", "ed25519-sha256", "--out-dir", str(key_out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    ed_key = Path(ed_done.stderr.split("written to ", 1)[1].strip())
     configs = {
+        "e2": gateway_config(
+            tmp,
+            "e2",
+            sink,
+            marketing=True,
+            dkim_key=ed_key,
+            pool=args.pool_size,
+            algorithm="ed25519-sha256",
+        ),
         "c": gateway_config(tmp, "c", sink, marketing=False, dkim_key=None, pool=args.pool_size),
         "d": gateway_config(tmp, "d", sink, marketing=True, dkim_key=None, pool=args.pool_size),
         "e": gateway_config(tmp, "e", sink, marketing=True, dkim_key=key, pool=args.pool_size),
@@ -390,6 +413,7 @@ def build_cases(tmp: Path, sink: int, args: argparse.Namespace) -> list[Case]:
         Case("c", "gateway, transactional", *serve("c", 1), transactional),
         Case("d", "gateway, marketing + List-Unsubscribe", *serve("d", 1), marketing),
         Case("e", "gateway, (d) + DKIM RSA-2048", *serve("e", 1), marketing),
+        Case("e2", "gateway, (d) + DKIM Ed25519", *serve("e2", 1), marketing),
         Case("f", "(e) --workers 1 on CPU 0", *serve("f1", 1), marketing, "0", "1"),
         Case("f", "(e) --workers 2 on CPUs 0-1", *serve("f2", 2), marketing, "0,1", "1"),
     ]
