@@ -1,6 +1,6 @@
 """Import benchmark: N rows of a SendGrid bounce export into a fresh SQLite store.
 
-Usage: ``.venv/bin/python bench/import_rows.py [--rows 1000000] [--batch-size 2000]``
+Usage: ``.venv/bin/python bench/import_rows.py [--rows 1000000] [--batch-size 10000]``
 
 Writes the CSV to a temporary directory (streamed, never held in memory), imports it through
 the same path as ``suppression-gateway import`` (parse -> batch facts() -> one transaction per
@@ -18,7 +18,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gateway.importing import Importer
+from gateway.importing import BATCH_SIZE, Importer
 from suppression import importers
 from suppression.address import Identities, NormalisationRules
 from suppression.store import open_store
@@ -52,7 +52,7 @@ def main() -> None:
     """Run the benchmark and print the figures."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--batch-size", type=int, default=2000)
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         csv_path, db = Path(tmp) / "bounces.csv", Path(tmp) / "bench.db"

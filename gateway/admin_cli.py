@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from gateway import secrets as secrets_file
+from gateway.importing import BATCH_SIZE as IMPORT_BATCH
 from gateway.settings import ConfigError, Settings, load_settings
 from suppression.address import AddressError, Identities, NormalisationRules, parse_mailbox
 from suppression.store import NotFound, Store, StoreError, StoreOptions, open_store
@@ -223,7 +224,7 @@ def register(commands: Any) -> None:
     imp.add_argument("--data-format", choices=["csv", "jsonl"], help="default: by suffix")
     imp.add_argument("--strict", action="store_true", help="any bad row: change nothing")
     imp.add_argument("--source", help="source recorded on each row (default: the format)")
-    imp.add_argument("--batch-size", type=int, default=2000, help=argparse.SUPPRESS)
+    imp.add_argument("--batch-size", type=int, default=IMPORT_BATCH, help=argparse.SUPPRESS)
     imp.set_defaults(func=run_with_store(c.import_file))
 
     exp = _common(commands.add_parser("export", help="export in our re-importable format"))
