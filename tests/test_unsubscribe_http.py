@@ -13,10 +13,11 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.http.ratelimit import RateLimiter
-from suppression.model import Basis, ConsentStatus, Scope, SuppressionReason
-from suppression.store import ConsentChange, ContactRecord, NewSuppression, SuppressionFilter
+from suppression.model import ConsentStatus, Scope, SuppressionReason
+from suppression.store import ContactRecord, NewSuppression, SuppressionFilter
 from suppression.tokens import TokenCodec, generate_key
 from tests.conftest import Clock, message, smtp_client
+from tests.store_helpers import opt_in
 from tests.upstream import Upstream
 
 ADDRESS = "alice@example.com"
@@ -32,19 +33,7 @@ SECURITY = {
 
 async def consent(gw: Gateway, clock: Clock, purpose: str, address: str = ADDRESS) -> None:
     """Record an evidenced opt-in, as a sign-up form would."""
-    await gw.store.record_consent(
-        ConsentChange(
-            identity=gw.identities.of(address),
-            email=address,
-            purpose=purpose,
-            status=ConsentStatus.OPTED_IN,
-            basis=Basis.CONSENT,
-            source="test",
-            actor="test",
-            at=clock.now,
-            evidence={"ip": "192.0.2.1"},
-        )
-    )
+    await opt_in(gw, address, purpose, clock.now)
 
 
 async def send(gw: Gateway, purpose: str, to: str = ADDRESS) -> int:
