@@ -22,7 +22,7 @@ from gateway.relay import Relay, RelayFailure
 from gateway.settings import Settings
 from gateway.smtp import GatewayEnvelope, GatewaySession, hook_names, release_upstream
 from gateway.unsubscribe import Unsubscriber
-from suppression.address import AddressError, parse_mailbox
+from suppression.address import AddressError, Mailbox, parse_mailbox
 from suppression.tokens import TokenCodec, TokenError
 
 log = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ class GatewayHandler:
         return wanted
 
     async def _decide_at_rcpt(
-        self, session: GatewaySession, envelope: GatewayEnvelope, mailbox: Any
+        self, session: GatewaySession, envelope: GatewayEnvelope, mailbox: Mailbox
     ) -> str | None:
         client = session.client
         try:

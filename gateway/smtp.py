@@ -26,8 +26,11 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from gateway import replies
 from gateway.access import Clients
+from gateway.policy_gate import Outcome
 from gateway.relay import UpstreamTransaction
 from gateway.settings import SmtpClient
+from suppression.address import Mailbox
+from suppression.tokens import TokenClaims
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +53,10 @@ class GatewayEnvelope(Envelope):
 
     def __init__(self) -> None:
         super().__init__()
-        self.recipients: list[Any] = []  # suppression.address.Mailbox, in RCPT order
-        self.unsubscribes: list[Any] = []  # token claims of mailto unsubscribe recipients
+        self.recipients: list[Mailbox] = []  # in RCPT order
+        self.unsubscribes: list[TokenClaims] = []  # mailto unsubscribe recipients
         self.upstream: UpstreamTransaction | None = None
-        self.decided_at_rcpt: dict[str, Any] = {}  # address -> Outcome for RCPT-final clients
+        self.decided_at_rcpt: dict[str, Outcome] = {}  # for clients whose RCPT is final
 
 
 class SessionRegistry:
