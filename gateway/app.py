@@ -11,7 +11,7 @@ import contextlib
 import logging
 import signal
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -32,7 +32,7 @@ from gateway.maildir import MaildirRelay
 from gateway.metrics import Metrics, RejectionCode
 from gateway.policy_gate import PolicyGate
 from gateway.relay import Relay, RelayFailure, SmtpRelay, advertised_size
-from gateway.settings import Settings, parse_hostport
+from gateway.settings import ConfigError, Settings, parse_hostport
 from gateway.signing import Signer
 from gateway.smtp import GatewaySMTP, SessionRegistry
 from gateway.unsubscribe import Unsubscriber
@@ -186,9 +186,10 @@ async def running(
         loop = asyncio.get_running_loop()
         for address in settings.smtp.listen:
             host, port = parse_hostport(address)
-            server = await loop.create_server(
-                protocol_factory, host, port, reuse_port=reuse_port or None
-            )
+            with _listen_errors("smtp.listen", address):
+                server = await loop.create_server(
+                    protocol_factory, host, port, reuse_port=reuse_port or None
+                )
             gateway.smtp_servers.append(server)
             gateway.smtp_addresses.append(server.sockets[0].getsockname()[:2])
 
@@ -216,7 +217,8 @@ async def running(
         await runner.setup()
         http_host, http_port = parse_hostport(settings.http.listen)
         site = web.TCPSite(runner, http_host, http_port, reuse_port=reuse_port or None)
-        await site.start()
+        with _listen_errors("http.listen", settings.http.listen):
+            await site.start()
         gateway.http_runner = runner
         http_server = site._server  # aiohttp keeps the asyncio.Server here
         if isinstance(http_server, asyncio.Server) and http_server.sockets:
@@ -235,6 +237,16 @@ async def running(
             extra={"event": {"smtp": gateway.smtp_addresses, "http": gateway.http_address}},
         )
         yield gateway
+
+
+@contextlib.contextmanager
+def _listen_errors(option: str, address: str) -> Iterator[None]:
+    """A port in use or a missing address stops the start with one line naming the option."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"{option}: cannot listen on {address}: {reason}") from None
 
 
 async def _stop_smtp(gateway: Gateway) -> None:

@@ -109,3 +109,28 @@ def test_cli_reports_bad_config_in_one_line(tmp_path: Path) -> None:
     assert run.returncode == 2
     assert run.stderr.strip().count("\n") == 0
     assert "smtp.max_recipients" in run.stderr
+
+
+def test_port_in_use_is_a_one_line_error(tmp_path: Path) -> None:
+    """A listener that cannot bind stops the start with one line naming smtp.listen."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "gw.toml"
+        config.write_text(
+            f'[smtp]\nlisten = ["127.0.0.1:{port}"]\n[store]\nurl = "sqlite:///{tmp_path}/s.db"\n'
+            f'[relay]\nurl = "maildir:{tmp_path}/md"\n[http]\nlisten = "127.0.0.1:0"\n'
+        )
+        run = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    (line,) = [ln for ln in run.stderr.splitlines() if ln.startswith("suppression-gateway:")]
+    assert f"smtp.listen: cannot listen on 127.0.0.1:{port}" in line
