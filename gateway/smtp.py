@@ -208,6 +208,17 @@ class GatewaySMTP(SMTP):
             return
         await super().smtp_MAIL(arg)
 
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # aiosmtpd parses every MAIL/RCPT argument with the e-mail header parser (~9 % of the
+        # CPU per message); the plain "<local@domain> params" form is split directly.
+        fast = plain_angle_address(arg)
+        if fast is not None and not (
+            self.local_part_limit and len(fast[0].rpartition("@")[0]) > self.local_part_limit
+        ):
+            return fast
+        result: tuple[str | None, str | None] = super()._getaddr(arg)
+        return result
+
     # --- DATA -------------------------------------------------------------------------
     async def smtp_DATA(self, arg: str) -> None:
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
@@ -357,6 +368,27 @@ _REJECTION_KIND = {
     replies.BAD_LINE_ENDINGS: "syntax",
     replies.NUL_IN_CONTENT: "content",
 }
+
+
+_PLAIN_ANGLE = re.compile(r"<([^\s<>\"\\(),:;@\[\]]+@[^\s<>\"\\(),:;@\[\]]+|)>(.*)", re.DOTALL)
+
+
+def plain_angle_address(arg: str) -> tuple[str, str] | None:
+    """``(address, rest)`` for a plain ``<local@domain> rest`` argument, as aiosmtpd's parser
+    would return it (``"<>"`` for the null path); None for any other form (property-tested)."""
+    match = _PLAIN_ANGLE.fullmatch(arg.lstrip())
+    if match is None:
+        return None
+    address, rest = match.groups()
+    if (
+        address.startswith(".")
+        or address.endswith(".")
+        or ".." in address
+        or ".@" in address
+        or "@." in address
+    ):
+        return None  # leave dot-atom edge cases to the full parser
+    return (address or "<>"), rest.lstrip()
 
 
 def has_bare_cr_or_lf(raw: bytes) -> bool:
