@@ -251,3 +251,24 @@ async def test_store_failure_and_transactional_mail(
                     )
                 assert (failed.value.code, failed.value.message[:5]) == (451, "4.3.0")
     assert len(upstream.received) == (1 if relayed else 0)
+
+
+async def test_store_failure_at_rcpt_tempfails(start_gateway, upstream: Upstream) -> None:
+    """For a client decided at RCPT, a store that cannot answer gives 451 4.3.0 at RCPT."""
+    clients = [
+        {
+            "name": "platform",
+            "networks": ["127.0.0.0/8"],
+            "default_category": "marketing",
+            "default_purpose": "newsletter",
+            "classifying_headers": False,
+        }
+    ]
+    async with start_gateway(smtp={"clients": clients}) as gw:
+        await gw.store.close()
+        async with smtp_client(gw) as client:
+            await client.mail("news@shop.example")
+            with pytest.raises(aiosmtplib.SMTPRecipientRefused) as refused:
+                await client.rcpt("anyone@example.com")
+    assert (refused.value.code, refused.value.message[:5]) == (451, "4.3.0")
+    assert upstream.handler.commands == []
