@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from gateway.app import Gateway, running
 from gateway.settings import Settings
+from tests.pg import DSN as PG_DSN
 from tests.upstream import Upstream
 
 PURPOSES = [
@@ -115,3 +117,17 @@ def message(
     if purpose:
         headers.append(f"X-Gateway-Purpose: {purpose}")
     return ("\r\n".join(headers) + "\r\n" + extra + "\r\n" + body).encode()
+
+
+@pytest.fixture
+async def schema() -> AsyncIterator[str]:
+    """A fresh schema name, dropped with everything in it after the test."""
+    import asyncpg
+
+    name = f"sgw_test_{secrets.token_hex(6)}"
+    yield name
+    conn = await asyncpg.connect(PG_DSN)
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+    finally:
+        await conn.close()

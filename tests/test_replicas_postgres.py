@@ -14,7 +14,6 @@ import email.policy
 import json
 import os
 import re
-import secrets
 import signal
 import socket
 import subprocess
@@ -38,9 +37,8 @@ from suppression.postgres import PostgresStore
 from suppression.store import ConsentChange, StoreOptions
 from suppression.tokens import TokenCodec
 from tests.conftest import PURPOSES, message
+from tests.pg import DSN, schema_url
 from tests.upstream import Upstream
-
-DSN = os.environ.get("SGW_TEST_POSTGRES_DSN", "")
 
 pytestmark = [
     pytest.mark.postgres,
@@ -58,23 +56,6 @@ STOP_DEADLINE = 5.0
 #: writers, ten opt-outs each: the writes span about as many waves as there are writes).
 KILL_INTERVAL = 0.2
 WRITE_PAUSE = 0.2
-
-
-def schema_url(schema: str) -> str:
-    """The test DSN with our ``schema`` parameter added."""
-    return f"{DSN}{'&' if '?' in DSN else '?'}schema={schema}"
-
-
-@pytest.fixture
-async def schema() -> AsyncIterator[str]:
-    """A fresh schema name, dropped with everything in it after the test."""
-    name = f"sgw_test_{secrets.token_hex(6)}"
-    yield name
-    conn = await asyncpg.connect(DSN)
-    try:
-        await conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-    finally:
-        await conn.close()
 
 
 def free_ports(count: int) -> list[int]:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import secrets
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -18,9 +16,8 @@ import pytest
 from suppression.model import RecipientKey
 from suppression.postgres import PostgresStore
 from suppression.store import StoreError, StoreOptions
+from tests.pg import DSN, schema_url
 from tests.store_contract import Backend, StoreContract, at, change
-
-DSN = os.environ.get("SGW_TEST_POSTGRES_DSN", "")
 
 pytestmark = [
     pytest.mark.postgres,
@@ -28,23 +25,6 @@ pytestmark = [
 ]
 
 asyncpg = pytest.importorskip("asyncpg")
-
-
-def schema_url(schema: str) -> str:
-    """The test DSN with our ``schema`` parameter added."""
-    return f"{DSN}{'&' if '?' in DSN else '?'}schema={schema}"
-
-
-@pytest.fixture
-async def schema() -> AsyncIterator[str]:
-    """A fresh schema name, dropped with everything in it after the test."""
-    name = f"sgw_test_{secrets.token_hex(6)}"
-    yield name
-    conn = await asyncpg.connect(DSN)
-    try:
-        await conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-    finally:
-        await conn.close()
 
 
 @pytest.fixture
