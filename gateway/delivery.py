@@ -118,13 +118,14 @@ class Delivery:
             return replies.MALFORMED_MESSAGE, MessageOutcome.REJECTED
         category, purpose = control_headers(message)
         classification = self.gate.classify(tx.client, category, purpose)
+        message_id = message.get("message-id")
         tx.log.update(
             client=tx.client.name if tx.client else None,
             category=classification.category.value,
             purpose=classification.purpose.id if classification.purpose else None,
-            message_id=message.get("message-id"),
+            message_id=message_id,
         )
-        key = _message_key(message, tx.content)
+        key = _message_key(message_id, tx.content)
         outcomes, done = await self._outcomes(tx, classification, key)
         tx.log["recipients"] = _summary(outcomes)
         tx.log["decisions"] = [
@@ -253,9 +254,8 @@ class Delivery:
         return (transient or failures)[0].reply
 
 
-def _message_key(message: RawMessage, content: bytes) -> str:
+def _message_key(message_id: str | None, content: bytes) -> str:
     """Message-ID when present (stable across retries), else a hash of the content."""
-    message_id = message.get("message-id")
     basis = message_id.encode() if message_id else content
     return hashlib.sha256(basis).hexdigest()
 
