@@ -82,7 +82,7 @@ async def test_url_forms_and_parent_directory(tmp_path: Path, monkeypatch: Any) 
     assert (await again.contact_record("id-alice")).consents
     await again.close()
     with sqlite3.connect(tmp_path / "abs/store.db") as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,)]
     with pytest.raises(ValueError):
         SQLiteStore.from_url("sqlite://relative.db")
 
