@@ -388,7 +388,9 @@ def plain_angle_address(arg: str) -> tuple[str, str] | None:
         or "@." in address
     ):
         return None  # leave dot-atom edge cases to the full parser
-    return (address or "<>"), rest.lstrip()
+    if not address:  # aiosmtpd keeps the whitespace after a null path
+        return "<>", rest
+    return address, rest.lstrip()
 
 
 def has_bare_cr_or_lf(raw: bytes) -> bool:
