@@ -43,7 +43,6 @@ secret pepper into the identity the store keys on (:class:`Identities`). The rul
 from __future__ import annotations
 
 import functools
-import hashlib
 import hmac
 import re
 import unicodedata
@@ -283,7 +282,7 @@ class Identities:
         return f"Identities(rules={self.rules!r})"  # never show the pepper
 
     def _digest(self, normalised: str) -> str:
-        return hmac.new(self._pepper, normalised.encode("utf-8"), hashlib.sha256).hexdigest()
+        return hmac.digest(self._pepper, normalised.encode("utf-8"), "sha256").hex()
 
     def of(self, address: str) -> str:
         """The identity of an address."""
