@@ -16,10 +16,13 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from suppression import consent_rules
+from suppression._bulk import add_new_suppressions, bulk_candidate
 from suppression._store_rows import (
     CONSENT_COLS,
     CONTACT_COLS,
+    ENSURE_CONTACT,
     GENESIS,
+    INSERT_SUPPRESSION,
     LEDGER_COLS,
     SUPPRESSION_COLS,
     Row,
@@ -30,6 +33,7 @@ from suppression._store_rows import (
     dumps,
     iso_time,
     ledger_from,
+    supp_detail,
     suppression_from,
 )
 from suppression.model import (
@@ -65,6 +69,10 @@ PURGE_BATCH = 500
 
 class Db(Protocol):
     """One connection (or transaction) of a backend, as the operations see it."""
+
+    #: True when nothing else can write while a transaction of this connection is open
+    #: (SQLite's single writer): bulk paths rely on it.
+    sole_writer: bool
 
     def ts(self, value: datetime) -> Any:
         """A timestamp parameter in the backend's representation."""
@@ -123,13 +131,16 @@ class _Chain:
         source: str,
         actor: str,
         at: datetime,
-        detail: Mapping[str, Any],
+        detail: Mapping[str, Any] | str,
         evidence: Mapping[str, Any] | None = None,
     ) -> int:
-        """Append one event (chained to the previous one); return its sequence number."""
-        if at is not self._at:
+        """Append one event (chained to the previous one); return its sequence number.
+
+        ``detail`` is a mapping, or already in :func:`dumps` form."""
+        if at is not self._at and at != self._at:
             self._iso, self._ts, self._at = iso_time(at), db.ts(at), at
-        seq, prev, detail_json = self.seq + 1, self.prev, dumps(detail)
+        seq, prev = self.seq + 1, self.prev
+        detail_json = detail if isinstance(detail, str) else dumps(detail)
         digest = chain_hash_of(
             prev, seq, self._iso, kind, identity, purpose, source, actor, detail_json
         )
@@ -164,12 +175,7 @@ def _opt_ts(db: Db, value: datetime | None) -> Any:
 async def _ensure_contact(db: Db, identity: str, email: str | None, at: datetime) -> None:
     """Create the contact on first sight; fill a missing address, never an erased one."""
     await db.execute(
-        "INSERT INTO contacts (identity, email, created_at, updated_at) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT (identity) DO UPDATE SET email = excluded.email,"
-        " updated_at = excluded.updated_at"
-        " WHERE contacts.email IS NULL AND excluded.email IS NOT NULL AND NOT EXISTS"
-        " (SELECT 1 FROM suppressions WHERE identity = excluded.identity"
-        " AND reason = 'erasure')",
+        ENSURE_CONTACT,
         identity,
         email,
         db.ts(at),
@@ -279,12 +285,8 @@ async def _record_consent(db: Db, chain: _Chain, change: ConsentChange) -> Conse
             if consent_rules.lifts(change, s):
                 await db.execute("DELETE FROM suppressions WHERE id = ?", s.id)
                 chain.add(db, "suppression-lifted", change.identity, change.purpose,
-                          change.source, change.actor, change.at, _supp_detail(s))  # fmt: skip
+                          change.source, change.actor, change.at, supp_detail(s))  # fmt: skip
     return ConsentResult(True, new)
-
-
-def _supp_detail(s: Suppression) -> dict[str, Any]:
-    return {"id": s.id, "scope": s.scope.value, "reason": s.reason.value, "domain": s.domain}
 
 
 async def upsert_contact(
@@ -326,10 +328,7 @@ _KEY = (
     "coalesce(identity, '') = ? AND coalesce(domain, '') = ? AND scope = ?"
     " AND coalesce(purpose, '') = ? AND reason = ?"
 )
-_INSERT_SUPPRESSION = (
-    "INSERT INTO suppressions (identity, domain, scope, purpose, reason, source, created_at,"
-    " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id"
-)
+_INSERT_SUPPRESSION = INSERT_SUPPRESSION + " ON CONFLICT DO NOTHING RETURNING id"
 
 
 async def add_suppression(db: Db, new: NewSuppression) -> Suppression:
@@ -381,7 +380,7 @@ async def _add_suppression(
         s = suppression_from(rows[0], db.dt)
     if chain is not None:
         chain.add(db, kind, s.identity, s.purpose, new.source, new.actor, new.at,
-                  _supp_detail(s))  # fmt: skip
+                  supp_detail(s))  # fmt: skip
     return s, True
 
 
@@ -395,7 +394,7 @@ async def remove_suppression(db: Db, suppression_id: int, *, actor: str, at: dat
     s = suppression_from(rows[0], db.dt)
     await db.execute("DELETE FROM suppressions WHERE id = ?", suppression_id)
     chain = await _Chain.start(db)
-    chain.add(db, "suppression-removed", s.identity, s.purpose, "", actor, at, _supp_detail(s))
+    chain.add(db, "suppression-removed", s.identity, s.purpose, "", actor, at, supp_detail(s))
     await chain.flush(db)
 
 
@@ -403,8 +402,17 @@ async def apply_batch(db: Db, writes: Sequence[Write]) -> list[WriteResult]:
     """See :meth:`Store.apply_batch`: the per-row operations, in order, on one ledger chain."""
     chain = await _Chain.start(db)
     out: list[WriteResult] = []
-    for w in writes:
-        if isinstance(w, NewSuppression):
+    i = 0
+    while i < len(writes):
+        w = writes[i]
+        i += 1
+        if db.sole_writer and bulk_candidate(w):
+            run = [w]
+            while i < len(writes) and bulk_candidate(nxt := writes[i]):
+                run.append(nxt)
+                i += 1
+            out.extend(await add_new_suppressions(db, chain, run, _add_suppression))
+        elif isinstance(w, NewSuppression):
             s, changed = await _add_suppression(db, chain, w)
             out.append(WriteResult(changed, s))
         elif isinstance(w, ConsentChange):

@@ -43,6 +43,20 @@ LEDGER_COLS = "l.seq, l.at, l.kind, l.identity, l.purpose, l.source, l.actor, e.
 #: ``prev_hash`` of the first ledger event.
 GENESIS = "0" * 64
 
+#: Create the contact on first sight; fill a missing address, never an erased one.
+ENSURE_CONTACT = (
+    "INSERT INTO contacts (identity, email, created_at, updated_at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (identity) DO UPDATE SET email = excluded.email,"
+    " updated_at = excluded.updated_at"
+    " WHERE contacts.email IS NULL AND excluded.email IS NOT NULL AND NOT EXISTS"
+    " (SELECT 1 FROM suppressions WHERE identity = excluded.identity"
+    " AND reason = 'erasure')"
+)
+INSERT_SUPPRESSION = (
+    "INSERT INTO suppressions (identity, domain, scope, purpose, reason, source, created_at,"
+    " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ESCAPE = json.encoder.encode_basestring  # the JSON string encoder json.dumps uses here
 _MICROSECOND = timedelta(microseconds=1)
@@ -200,6 +214,19 @@ def suppression_from(r: Row, dt: ToDatetime) -> Suppression:
         source=r[6],
         created_at=dt(r[7]),
         expires_at=_opt(r[8], dt),
+    )
+
+
+def supp_detail(s: Suppression) -> dict[str, Any]:
+    """The ledger detail of a suppression event."""
+    return {"id": s.id, "scope": s.scope.value, "reason": s.reason.value, "domain": s.domain}
+
+
+def supp_detail_json(sid: int, scope: Scope, reason: SuppressionReason, domain: str | None) -> str:
+    """``dumps(supp_detail(...))`` spelled out directly (bulk writes make one per row)."""
+    return (
+        f'{{"domain":{_js(domain)},"id":{int.__repr__(sid)},'
+        f'"reason":{_ESCAPE(reason.value)},"scope":{_ESCAPE(scope.value)}}}'
     )
 
 

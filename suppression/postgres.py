@@ -92,6 +92,8 @@ def _any_of(column: str) -> str:
 class _PgDb:
     """:class:`suppression._store_ops.Db` over one asyncpg connection."""
 
+    sole_writer = False
+
     def __init__(self, conn: Any) -> None:
         self.conn = conn
 

@@ -72,6 +72,8 @@ def _any_of(column: str) -> str:
 class _SQLiteDb:
     """:class:`suppression._store_ops.Db` over one aiosqlite connection."""
 
+    sole_writer = False
+
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
 
@@ -105,6 +107,8 @@ class _SyncDb:
     Used only on the writer's thread. Its methods are coroutines (the operations are shared with
     PostgreSQL) that never suspend, so :func:`_drive` runs an operation in one go.
     """
+
+    sole_writer = True
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
@@ -383,10 +387,11 @@ class SQLiteStore:
 #: An operation of :mod:`suppression._store_ops` as the writer's thread runs it.
 _Op = Callable[Concatenate[_SyncDb, P], Coroutine[Any, Any, T]]
 
-#: Page cache of the writer connection, KiB (SQLite's default is 2000 KiB). Bulk imports keep
-#: five random-keyed indexes hot: 1M rows took 215 s with 32 MiB, 161 s with 96 MiB (168 MB
-#: peak RSS), 140 s with 112 MiB (187 MB). The cache fills only with pages actually written.
-WRITER_CACHE_KIB = 96 * 1024
+#: Page cache of the writer connection, KiB (SQLite's default is 2000 KiB). Imports write in
+#: identity order, so each batch touches a narrow slice of each index: with that, a 1M-row
+#: import took 84 s with 32 MiB (121 MB peak RSS) and 89 s with 96 MiB (192 MB). The cache
+#: fills only with pages actually used.
+WRITER_CACHE_KIB = 32 * 1024
 
 
 def _run(db: _SyncDb, op: _Op[P, T], /, *a: P.args, **kw: P.kwargs) -> T:
