@@ -138,8 +138,11 @@ def _common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def iter_lines(handle: Any, total: int, show: bool) -> tuple[Iterator[str], Callable[[], None]]:
-    """Decoded lines of a binary file, and a callback drawing progress on a terminal."""
+def iter_lines(
+    handle: Any, total: int, show: bool
+) -> tuple[Iterator[str], Callable[[str, float | None], None]]:
+    """Decoded lines of a binary file, and a callback drawing an import's progress on a
+    terminal: the share of the file read, then the share of its rows written."""
     done = [0]
 
     def lines() -> Iterator[str]:
@@ -150,11 +153,13 @@ def iter_lines(handle: Any, total: int, show: bool) -> tuple[Iterator[str], Call
             first = False
             yield text
 
-    def progress() -> None:
+    def progress(phase: str, fraction: float | None) -> None:
         if show and total:
-            pct = min(100.0, 100.0 * done[0] / total)
+            share = done[0] / total if fraction is None else fraction
+            pct = min(100.0, 100.0 * share)
             bar = "#" * int(pct // 4)
-            print(f"\r[{bar:<25}] {pct:5.1f}%", end="", file=sys.stderr, flush=True)
+            line = f"\r{phase:<8} [{bar:<25}] {pct:5.1f}%"
+            print(line, end="", file=sys.stderr, flush=True)
 
     return lines(), progress
 
@@ -224,6 +229,8 @@ def register(commands: Any) -> None:
     imp.add_argument("--data-format", choices=["csv", "jsonl"], help="default: by suffix")
     imp.add_argument("--strict", action="store_true", help="any bad row: change nothing")
     imp.add_argument("--source", help="source recorded on each row (default: the format)")
+    imp.add_argument("--temp-dir", help="where a large import spills its rows while sorting "
+                     "them (about 140 bytes a row; default: $TMPDIR)")  # fmt: skip
     imp.add_argument("--batch-size", type=int, default=IMPORT_BATCH, help=argparse.SUPPRESS)
     imp.set_defaults(func=run_with_store(c.import_file))
 

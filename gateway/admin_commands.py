@@ -170,7 +170,7 @@ async def import_file(args: argparse.Namespace, env: Env) -> int:
     show = sys.stderr.isatty() and not args.json
     importer = Importer(
         env.store, env.identities, lambda p: None, actor=ACTOR, now=now(),
-        batch_size=max(1, args.batch_size),
+        batch_size=max(1, args.batch_size), temp_dir=args.temp_dir,
     )  # fmt: skip
     if args.strict:
         with path.open("rb") as handle:
@@ -186,7 +186,6 @@ async def import_file(args: argparse.Namespace, env: Env) -> int:
         rows = importers.parse(lines, fmt, data, source=source, purposes=purposes)
         await importer.run(rows, progress)
         if show:
-            progress()
             print(file=sys.stderr)
     _report(args, importer)
     return 1 if importer.summary.failed else 0

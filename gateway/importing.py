@@ -1,7 +1,8 @@
 """Streaming import into a :class:`~suppression.store.Store`: batched, idempotent, never
 resurrecting an opt-out.
 
-Rows arrive one at a time from :func:`suppression.importers.parse`; every ``batch_size`` rows
+Rows arrive one at a time from :func:`suppression.importers.parse` and are first sorted by
+identity (on disk when large, see :meth:`Importer.run`); then, every ``batch_size`` rows,
 the current state of their recipients is read in one ``facts()`` query, rows that would change
 nothing are counted as ``unchanged`` (so importing a file twice writes nothing the second
 time), and the rest are written. Consent changes go through the store's consent rules with
@@ -19,8 +20,10 @@ import asyncio
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from gateway.external_sort import RUN_SIZE, sort_externally
 from suppression import consent_rules
 from suppression.address import Identities
 from suppression.importers import ConsentRow, ContactRow, Row, RowError, SuppressionRow
@@ -38,6 +41,14 @@ from suppression.store import ConsentChange, ContactUpdate, NewSuppression, Stor
 BATCH_SIZE = 10_000
 #: Row errors kept for the report; more are counted, not kept (memory stays flat).
 MAX_ERRORS_KEPT = 1000
+#: Rows read between two progress reports while reading.
+PROGRESS_EVERY = 10_000
+
+#: A parsed row and its target: an identity, or ``domain:NAME`` for a domain suppression.
+Targeted = tuple[str, "SuppressionRow | ConsentRow | ContactRow"]
+#: Called as the import goes: the phase (``reading`` or ``writing``) and, when writing, the
+#: fraction of rows written (reading reports ``None``: the caller knows how far the file is).
+Progress = Callable[[str, float | None], None]
 
 
 @dataclass
@@ -80,6 +91,8 @@ class Importer:
         actor: str,
         now: datetime,
         batch_size: int = BATCH_SIZE,
+        temp_dir: str | Path | None = None,
+        run_size: int = RUN_SIZE,
     ) -> None:
         self.store = store
         self.identities = identities
@@ -87,50 +100,73 @@ class Importer:
         self.actor = actor
         self.now = now
         self.batch_size = batch_size
+        #: Where the reading pass spills its sorted runs (default: the system's temp dir).
+        self.temp_dir = temp_dir
+        #: Rows sorted in memory at a time while reading (see :mod:`gateway.external_sort`).
+        self.run_size = run_size
         self.summary = ImportSummary()
+        #: Rows read so far that parsed.
+        self.valid = 0
 
-    async def run(self, rows: Iterable[Row], progress: Callable[[], None] | None = None) -> None:
+    async def run(self, rows: Iterable[Row], progress: Progress | None = None) -> None:
         """Import every row; errors are counted with their line numbers.
 
-        Pipelined: while the store writes batch N (on its writer thread, or the server), this
-        parses batch N+1 and computes its identities. Batch N+1's facts are read only once
-        batch N is committed, so every decision sees every earlier write.
+        Two passes. Reading: every row is parsed, its identity computed, and the rows are
+        sorted by identity (:func:`~gateway.external_sort.sort_externally`: memory stays
+        flat, the runs go to ``temp_dir``). Writing: batches in identity order, so each batch
+        touches one narrow slice of every identity-keyed index; the store's pages stay in
+        its cache and each commit writes few of them (in file order, a 1M-row import into
+        SQLite spent most of its time rewriting random index pages). Rows about one identity
+        keep their file order; rows about different identities never depend on each other.
+
+        Writing is pipelined: while the store writes batch N (on its writer thread, or the
+        server), this reads the facts of batch N+1 and plans it. That is sound because a
+        batch never splits the rows of one target (see :func:`_batches`), so batch N's writes
+        concern none of batch N+1's recipients; and it matters, because planning costs about
+        as much as writing.
         """
+        report = progress or _no_progress
+        ordered = sort_externally(
+            self._targeted(rows, report),
+            key=_target_of,
+            run_size=self.run_size,
+            directory=self.temp_dir,
+        )
+        done = 0
         writing: asyncio.Future[None] | None = None
         try:
-            for batch in self._batches(rows):
-                targets = [self._target(row) for row in batch]
+            for batch in _batches(ordered, self.batch_size):
+                writes = await self._plan(batch)
                 if writing is not None:
                     await writing
                     writing = None
-                    if progress is not None:
-                        progress()
-                writes = await self._plan(batch, targets)
+                    report("writing", done / max(1, self.valid))
+                done += len(batch)
                 if writes:
                     writing = asyncio.ensure_future(self._write_batch(writes))
-                    await asyncio.sleep(0)  # hand the batch to the store before parsing on
+                    await asyncio.sleep(0)  # hand the batch to the store before planning on
             if writing is not None:
                 await writing
+            report("writing", 1.0)
         except BaseException:
             if writing is not None:  # never leave a write behind unobserved
                 await asyncio.gather(writing, return_exceptions=True)
             raise
 
-    def _batches(
-        self, rows: Iterable[Row]
-    ) -> Iterator[list[SuppressionRow | ConsentRow | ContactRow]]:
-        batch: list[SuppressionRow | ConsentRow | ContactRow] = []
+    def _targeted(self, rows: Iterable[Row], report: Progress) -> Iterator[Targeted]:
+        """The valid rows with their targets; errors are counted and kept for the report."""
+        summary = self.summary
+        target = self._target
         for row in rows:
-            self.summary.rows += 1
+            summary.rows += 1
             if isinstance(row, RowError):
-                self.summary.error(row)
+                summary.error(row)
                 continue
-            batch.append(row)
-            if len(batch) >= self.batch_size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+            self.valid += 1
+            if not self.valid % PROGRESS_EVERY:
+                report("reading", None)
+            yield target(row), row
+        report("reading", None)
 
     def _target(self, row: SuppressionRow | ConsentRow | ContactRow) -> str:
         """The identity a row is about, or ``domain:NAME`` for a domain suppression."""
@@ -140,13 +176,11 @@ class Importer:
             return row.identity
         return "domain:" + (getattr(row, "domain", None) or "")
 
-    async def _plan(
-        self, rows: Sequence[SuppressionRow | ConsentRow | ContactRow], targets: Sequence[str]
-    ) -> list[Write]:
+    async def _plan(self, batch: Sequence[Targeted]) -> list[Write]:
         """The writes that would change something, judged on the recipients' current facts;
         the rest are counted as unchanged (or kept)."""
         keys: dict[str, RecipientKey] = {}
-        for target in targets:
+        for target, _ in batch:
             if target not in keys:
                 domain = target.removeprefix("domain:") if target.startswith("domain:") else ""
                 keys[target] = RecipientKey(target, domain)
@@ -154,7 +188,7 @@ class Importer:
         consents: dict[tuple[str, str], Consent | None] = {}
         seen: set[tuple[Any, ...]] = set()
         writes: list[Write] = []
-        for row, target in zip(rows, targets, strict=True):
+        for target, row in batch:
             f = facts.get(target, NO_FACTS)
             identity = None if target.startswith("domain:") else target
             write: Write | None
@@ -248,3 +282,24 @@ class Importer:
 
 def _identity_of(write: Write) -> str:
     return write.identity or ""
+
+
+def _target_of(item: Targeted) -> str:
+    return item[0]
+
+
+def _no_progress(phase: str, fraction: float | None) -> None:
+    pass
+
+
+def _batches(items: Iterable[Targeted], size: int) -> Iterator[list[Targeted]]:
+    """Batches of about ``size`` items from items sorted by target; the items of one target
+    always share a batch (a batch grows past ``size`` rather than split them)."""
+    batch: list[Targeted] = []
+    for item in items:
+        if len(batch) >= size and item[0] != batch[-1][0]:
+            yield batch
+            batch = []
+        batch.append(item)
+    if batch:
+        yield batch

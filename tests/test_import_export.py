@@ -122,6 +122,51 @@ async def test_import_twice_changes_nothing(store: Store, identities: Identities
     assert await store.contact_record(identities.of("u1@x.org")) == before
 
 
+async def test_rows_about_one_address_keep_their_file_order(
+    store: Store, identities: Identities, tmp_path: Path
+) -> None:
+    """Rows are written in identity order, spilled to disk when many; rows about one
+    address still apply in file order, across runs and batches."""
+    head = "record,email,purpose,status,collected_at,evidence\n"
+    ev = '"{""form"": ""signup""}"'
+    day = timedelta(days=1)
+    body = [
+        f"consent,a@x.org,newsletter,opted_in,{(NOW - 5 * day).isoformat()},{ev}\n",
+        f"consent,b@x.org,newsletter,opted_out,{(NOW - 5 * day).isoformat()},\n",
+        *(f"consent,u{i}@x.org,newsletter,opted_in,{NOW.isoformat()},{ev}\n" for i in range(5)),
+        f"consent,b@x.org,newsletter,opted_in,{(NOW - day).isoformat()},{ev}\n",
+        f"consent,a@x.org,newsletter,opted_out,{(NOW - day).isoformat()},\n",
+    ]
+    seen: list[tuple[str, float | None]] = []
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    spilled: list[int] = []
+
+    def progress(phase: str, share: float | None) -> None:
+        seen.append((phase, share))
+        if phase == "writing":
+            spilled.extend(len(list(d.iterdir())) for d in spill.iterdir())
+
+    importer = Importer(store, identities, lambda p: None, actor="test", now=NOW,
+                        batch_size=2, run_size=2, temp_dir=spill)  # fmt: skip
+    rows = importers.parse(lines(head + "".join(body)), Format.NATIVE, "csv", source="t",
+                           purposes=PURPOSES)  # fmt: skip
+    await importer.run(rows, progress)
+    assert spilled and spilled[0] > 0  # runs were on disk while writing (each goes once read)
+    assert (importer.summary.rows, importer.summary.added) == (9, 9)
+    facts = await store.facts([identities.key("a@x.org"), identities.key("b@x.org")], NOW)
+    a, b = identities.of("a@x.org"), identities.of("b@x.org")
+    assert facts[a].consents["newsletter"].status is ConsentStatus.OPTED_OUT
+    assert facts[b].consents["newsletter"].status is ConsentStatus.OPTED_IN
+    kinds = [e.kind for e in (await store.contact_record(a)).ledger]
+    assert kinds == ["consent-given", "consent-withdrawn"]
+    assert list(spill.iterdir()) == []  # the spilled runs are gone
+    phases = [phase for phase, _ in seen]
+    assert phases == sorted(phases) and phases[0] == "reading" and seen[-1] == ("writing", 1.0)
+    shares = [share for phase, share in seen if phase == "writing"]
+    assert shares == sorted(shares)
+
+
 async def test_import_never_resurrects_an_opt_out(store: Store, identities: Identities) -> None:
     """An imported opt-in does not lift a withdrawal unless it is newer and carries evidence."""
     ident = identities.of("a@x.org")
