@@ -44,22 +44,33 @@ async def _prepare(config: str | None) -> None:
         await store.close()
 
 
-def _spawn(config: str | None, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _spawn(config: str | None, env: dict[str, str], cpu: int | None) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "gateway.cli", "serve", "--reuse-port"]
     if config:
         command += ["--config", config]
+    if cpu is not None:
+        command += ["--cpu", str(cpu)]
     return subprocess.Popen(command, env=env)  # noqa: S603 - our own interpreter and module
 
 
-def supervise(config: str | None, workers: int) -> int:
-    """Run ``workers`` processes until SIGTERM/SIGINT; return the worst exit code."""
+def supervise(config: str | None, workers: int, *, pin: bool = False) -> int:
+    """Run ``workers`` processes until SIGTERM/SIGINT; return the worst exit code.
+
+    With ``pin``, worker i (and its replacement after a crash) runs on the i-th CPU of those
+    this process may use, round robin. Unpinned, the scheduler moves busy workers between
+    CPUs and onto CPUs shared with other busy processes: measured on 2 CPUs with the load
+    generator on the second, pinning took --workers 2 from 1.2-1.7x to 1.6-1.9x --workers 1
+    (bench/RESULTS.md).
+    """
     from gateway.metrics import ENV_MULTIPROC_DIR, mark_process_dead, prepare_multiprocess_dir
 
     asyncio.run(_prepare(config))
     metrics_dir = os.environ.get(ENV_MULTIPROC_DIR) or tempfile.mkdtemp(prefix="sgw-metrics-")
     prepare_multiprocess_dir(metrics_dir)
     env = {**os.environ, ENV_MULTIPROC_DIR: metrics_dir}
-    children = [_spawn(config, env) for _ in range(workers)]
+    allowed = sorted(os.sched_getaffinity(0))
+    cpus = [allowed[i % len(allowed)] if pin else None for i in range(workers)]
+    children = [_spawn(config, env, cpus[i]) for i in range(workers)]
     stopping = False
 
     def forward(signum: int, frame: FrameType | None) -> None:
@@ -81,7 +92,7 @@ def supervise(config: str | None, workers: int) -> int:
                 log.error("worker %d exited with %d; restarting", child.pid, code)
                 mark_process_dead(child.pid, metrics_dir)
                 time.sleep(RESTART_PAUSE)
-                children[index] = _spawn(config, env)
+                children[index] = _spawn(config, env, cpus[index])
                 alive = True
         if not alive:
             break

@@ -138,3 +138,60 @@ async def test_two_workers_share_ports_and_sum_metrics(tmp_path: Path, upstream:
         process.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(process.wait(), 40)
     assert code == 0
+
+
+def _cpus_of(pid: int) -> set[str]:
+    """The CPU lists every thread of ``pid`` may run on."""
+    lists = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith("Cpus_allowed_list:"):
+                lists.add(line.split(":", 1)[1].strip())
+    return lists
+
+
+async def _children(
+    process: asyncio.subprocess.Process, port: int, gone: int | None = None
+) -> list[int]:
+    """The supervisor's two workers, once both listen on ``port`` (and ``gone`` is gone)."""
+    for _ in range(150):
+        found = [
+            int(pid)
+            for pid in Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        ]
+        if len(found) == 2 and gone not in found and all(_listening(p, port) for p in found):
+            return found
+        await asyncio.sleep(0.1)
+    raise AssertionError("the workers did not come up")
+
+
+async def test_pinned_workers_each_keep_one_cpu(tmp_path: Path, upstream: Upstream) -> None:
+    """--pin-workers: each worker, every thread of it, and its replacement after a crash run
+    on one CPU of their own (round robin over the CPUs the gateway may use)."""
+    smtp_port, http_port = free_port(), free_port()
+    config = _config(tmp_path, smtp_port, http_port, upstream.url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SGW_", "PROMETHEUS_"))}
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "metrics")
+    argv = ["-m", "gateway.cli", "serve", "--workers", "2", "--pin-workers", "--config"]
+    process = await asyncio.create_subprocess_exec(sys.executable, *argv, str(config), env=env)
+    allowed = sorted(os.sched_getaffinity(0))
+    expected = {str(allowed[0]), str(allowed[1 % len(allowed)])}
+    try:
+        await _wait_ready(f"http://127.0.0.1:{http_port}/readyz")
+        workers = await _children(process, smtp_port)
+        pinned = {pid: _cpus_of(pid) for pid in workers}
+        assert all(len(cpus) == 1 for cpus in pinned.values()), pinned  # every thread alike
+        assert {cpus.pop() for cpus in pinned.values()} == expected
+        crashed = workers[0]
+        cpu = _cpus_of(crashed)
+        os.kill(crashed, signal.SIGKILL)
+        now = await _children(process, smtp_port, gone=crashed)
+        replacement = next(pid for pid in now if pid != workers[1])
+        assert replacement != crashed and _cpus_of(replacement) == cpu
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=smtp_port, timeout=10) as client:
+            await client.sendmail("shop@shop.example", ["u@example.com"], message())
+        assert len(upstream.received) == 1
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(process.wait(), 40)
+    assert code == 0
