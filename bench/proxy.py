@@ -13,7 +13,8 @@ drives it with two generators in turn, 20 sessions and 5 KB bodies each:
 
 Cases: (a) direct to smtp-sink; (b) bench/passthrough.py; (c) the gateway, transactional;
 (d) marketing to consenting recipients with per-recipient List-Unsubscribe; (e) (d) + DKIM
-RSA-2048; (f) (e) with ``taskset -c 0 serve --workers 1`` and ``taskset -c 0,1 serve --workers 2``,
+RSA-2048; (f) (e) with ``taskset -c 0 serve --workers 1`` and
+``taskset -c 0,1 serve --workers 2 --pin-workers`` (one worker per CPU),
 the generators (``taskset -c 1``) and smtp-sink (affinity set to CPU 1) on CPU 1 in both: with two
 CPUs, the second worker shares CPU 1 with them. Cases (a)-(e) pin nothing. Both proxies get an
 upstream pool of ``--pool-size`` connections (the gateway's default, 8, is below 20 sessions).
@@ -169,6 +170,21 @@ def pin(cpus: str | None) -> list[str]:
     return ["taskset", "-c", cpus] if cpus else []
 
 
+#: smtp-source keeps its connections (``-d``) instead of one new connection per message.
+PERSISTENT = False
+
+#: Niceness of the generators and smtp-sink where they share a CPU with the proxy (case f):
+#: negative gives them priority, standing in for a generator on a machine of its own.
+GENERATOR_NICE = 0
+
+
+def pin_generator(cpus: str | None) -> list[str]:
+    """:func:`pin`, plus ``nice`` when the generator shares its CPU (see GENERATOR_NICE)."""
+    if cpus and GENERATOR_NICE:
+        return [*pin(cpus), "nice", "-n", str(GENERATOR_NICE)]
+    return pin(cpus)
+
+
 def cpus(spec: str | None) -> set[int]:
     return {int(c) for c in spec.split(",")} if spec else set(range(os.cpu_count() or 1))
 
@@ -185,7 +201,8 @@ async def smtp_source(
 
     A count, not a kill, ends the normal run: a killed client leaves transactions half done.
     """
-    argv = [*pin(cpus), SMTP_SOURCE, "-C", "100", "-s", str(SESSIONS), "-l", str(SIZE)]
+    argv = [*pin_generator(cpus), SMTP_SOURCE, "-C", "100", "-s", str(SESSIONS), "-l", str(SIZE)]
+    argv += ["-d"] if PERSISTENT else []
     argv += ["-m", str(messages), "-c", "-f", SENDER, "-t", SOURCE_RCPT, f"127.0.0.1:{port}"]
     window = Window(proxy, ours)
     started = time.monotonic()
@@ -224,7 +241,7 @@ async def loadgen(
     ours: Sequence[int],
     cpus: str | None,
 ) -> Row:
-    argv = [*pin(cpus), PY, str(HERE / "loadgen.py"), f"127.0.0.1:{port}", "--json"]
+    argv = [*pin_generator(cpus), PY, str(HERE / "loadgen.py"), f"127.0.0.1:{port}", "--json"]
     argv += ["--sessions", str(SESSIONS), "--size", str(SIZE), "--seconds", str(seconds)]
     argv += ["--messages", str(max(1, limit // SESSIONS)), "--sender", SENDER]
     argv += ["--to", LOADGEN_RCPT, "--recipients", str(LOADGEN_RCPTS)]
@@ -403,7 +420,8 @@ def build_cases(tmp: Path, sink: int, args: argparse.Namespace) -> list[Case]:
 
     def serve(name: str, workers: int) -> tuple[list[str], int]:
         path, port = configs[name]
-        return [GATEWAY, "serve", "--config", str(path), "--workers", str(workers)], port
+        argv = [GATEWAY, "serve", "--config", str(path), "--workers", str(workers)]
+        return argv + (["--pin-workers"] if workers > 1 else []), port
 
     passthrough = [PY, str(HERE / "passthrough.py"), "--listen", f"127.0.0.1:{pt_port}"]
     passthrough += ["--relay", f"127.0.0.1:{sink}", "--pool-size", str(args.pool_size)]
@@ -438,11 +456,26 @@ def table(rows: list[Row]) -> str:
 
 
 async def main() -> int:
+    global GENERATOR_NICE, PERSISTENT, SESSIONS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15.0, help="per generator and case")
     parser.add_argument("--max-messages", type=int, default=25000, help="per generator and case")
     parser.add_argument("--cases", default="a,b,c,d,e,f")
     parser.add_argument("--pool-size", type=int, default=32, help="upstream pool, both proxies")
+    parser.add_argument("--sessions", type=int, default=SESSIONS, help="per generator")
+    parser.add_argument(
+        "--persistent",
+        action="store_true",
+        help="smtp-source keeps its sessions open (-d) like loadgen.py, instead of one new "
+        "connection per message",
+    )
+    parser.add_argument(
+        "--generator-nice",
+        type=int,
+        default=0,
+        help="niceness of the generators and smtp-sink on the CPU they share with the proxy "
+        "(case f); e.g. -10 lets them run as if on a machine of their own (needs root)",
+    )
     parser.add_argument(
         "--repeat", type=int, default=1, help="tries per case; the quietest one is kept"
     )
@@ -450,6 +483,7 @@ async def main() -> int:
         "--commit", help="measure gateway/ and suppression/ as of this commit (git archive)"
     )
     args = parser.parse_args()
+    GENERATOR_NICE, PERSISTENT, SESSIONS = args.generator_nice, args.persistent, args.sessions
     wanted = set(args.cases.split(","))
     if "f" in wanted and (os.cpu_count() or 1) < 2:
         parser.error("case f needs two CPUs")
@@ -476,6 +510,11 @@ async def main() -> int:
     sink_argv = [SMTP_SINK, *(["-u", "nobody"] if os.geteuid() == 0 else [])]
     print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, code: {code}")
     print(f"# load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if GENERATOR_NICE:
+        print(f"# case f: generators and smtp-sink at nice {GENERATOR_NICE}")
+    if PERSISTENT:
+        print("# smtp-source -d: sessions kept open")
+    print(f"# {SESSIONS} sessions per generator")
     rows: list[Row] = []
     try:
         async with process(*sink_argv, f"127.0.0.1:{sink}", "1024", port=sink) as sink_proc:
@@ -486,6 +525,8 @@ async def main() -> int:
                     continue
                 # smtp-sink goes with the generators (CPU 1 in f), else on any CPU.
                 os.sched_setaffinity(sink_proc.pid, cpus(case.gen_cpus))
+                nice = GENERATOR_NICE if case.gen_cpus else 0
+                os.setpriority(os.PRIO_PROCESS, sink_proc.pid, nice)
                 tries = [await measure(case, sink, sink_proc.pid, args) for _ in range(args.repeat)]
                 # Keep, per generator, the try during which the rest of the machine was quietest.
                 new = [
