@@ -31,12 +31,13 @@ MAX_FAN_IN = 64
 
 def sort_externally(
     items: Iterable[T],
-    key: Callable[[T], Any],
+    key: Callable[[T], Any] | None = None,
     *,
     run_size: int = RUN_SIZE,
     directory: str | Path | None = None,
 ) -> Iterator[T]:
-    """Yield ``items`` ordered by ``key``; items with equal keys keep their input order.
+    """Yield ``items`` ordered by ``key`` (by the items themselves if None); items with equal
+    keys keep their input order.
 
     Nothing touches the disk when the input fits in one run. ``directory`` is where the
     temporary directory for the runs is made (default: :func:`tempfile.gettempdir`).
@@ -71,7 +72,7 @@ def _take(source: Iterator[T], count: int) -> list[T]:
 class _Runs:
     """Sorted run files in one directory, oldest first."""
 
-    def __init__(self, directory: Path, key: Callable[[Any], Any]) -> None:
+    def __init__(self, directory: Path, key: Callable[[Any], Any] | None) -> None:
         self.directory = directory
         self.key = key
         self.paths: list[Path] = []

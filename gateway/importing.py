@@ -44,8 +44,9 @@ MAX_ERRORS_KEPT = 1000
 #: Rows read between two progress reports while reading.
 PROGRESS_EVERY = 10_000
 
-#: A parsed row and its target: an identity, or ``domain:NAME`` for a domain suppression.
-Targeted = tuple[str, "SuppressionRow | ConsentRow | ContactRow"]
+#: A parsed row, after its target (an identity, or ``domain:NAME`` for a domain suppression)
+#: and its number among the valid rows.
+Targeted = tuple[str, int, "SuppressionRow | ConsentRow | ContactRow"]
 #: Called as the import goes: the phase (``reading`` or ``writing``) and, when writing, the
 #: fraction of rows written (reading reports ``None``: the caller knows how far the file is).
 Progress = Callable[[str, float | None], None]
@@ -126,11 +127,10 @@ class Importer:
         as much as writing.
         """
         report = progress or _no_progress
+        # (target, sequence number, row): compared as tuples, so the sort never calls Python
+        # code per comparison, and the sequence number keeps one target's rows in file order.
         ordered = sort_externally(
-            self._targeted(rows, report),
-            key=_target_of,
-            run_size=self.run_size,
-            directory=self.temp_dir,
+            self._targeted(rows, report), run_size=self.run_size, directory=self.temp_dir
         )
         done = 0
         writing: asyncio.Future[None] | None = None
@@ -165,7 +165,7 @@ class Importer:
             self.valid += 1
             if not self.valid % PROGRESS_EVERY:
                 report("reading", None)
-            yield target(row), row
+            yield target(row), self.valid, row
         report("reading", None)
 
     def _target(self, row: SuppressionRow | ConsentRow | ContactRow) -> str:
@@ -180,7 +180,7 @@ class Importer:
         """The writes that would change something, judged on the recipients' current facts;
         the rest are counted as unchanged (or kept)."""
         keys: dict[str, RecipientKey] = {}
-        for target, _ in batch:
+        for target, _, _ in batch:
             if target not in keys:
                 domain = target.removeprefix("domain:") if target.startswith("domain:") else ""
                 keys[target] = RecipientKey(target, domain)
@@ -188,7 +188,7 @@ class Importer:
         consents: dict[tuple[str, str], Consent | None] = {}
         seen: set[tuple[Any, ...]] = set()
         writes: list[Write] = []
-        for target, row in batch:
+        for target, _, row in batch:
             f = facts.get(target, NO_FACTS)
             identity = None if target.startswith("domain:") else target
             write: Write | None
@@ -263,11 +263,7 @@ class Importer:
         )  # fmt: skip
 
     async def _write_batch(self, writes: Sequence[Write]) -> None:
-        # In identity order (stable: one identity's rows keep their file order, and rows about
-        # different identities never depend on each other): the store's indexes on identity
-        # are then walked in order instead of at random, which keeps a large store's
-        # page cache hot. The ledger of a batch follows this order.
-        writes = sorted(writes, key=_identity_of)
+        # Already in target order (see run()): the ledger of a batch follows it.
         results = await self.store.apply_batch(writes)
         for w, result in zip(writes, results, strict=True):
             if result.changed:
@@ -278,14 +274,6 @@ class Importer:
                 self.summary.kept += 1
             else:
                 self.summary.unchanged += 1
-
-
-def _identity_of(write: Write) -> str:
-    return write.identity or ""
-
-
-def _target_of(item: Targeted) -> str:
-    return item[0]
 
 
 def _no_progress(phase: str, fraction: float | None) -> None:

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 OneByOne = Callable[["Db", "_Chain", NewSuppression], Awaitable[tuple[Suppression, bool]]]
 
 _Key = tuple[str, str, str, str]
+#: Stored values of the enums (a dict lookup is cheaper than ``.value`` on a million rows).
+_VALUE: dict[Scope | SuppressionReason, str] = {m: m.value for m in (*Scope, *SuppressionReason)}
 
 
 def bulk_candidate(write: Write) -> TypeGuard[NewSuppression]:
@@ -90,24 +92,27 @@ async def _insert(db: Db, chain: _Chain, writes: Sequence[NewSuppression]) -> li
     )
     (last,) = await db.fetch("SELECT coalesce(max(id), 0) FROM suppressions")
     expiries = [None if w.expires_at is None else db.ts(w.expires_at) for w in writes]
+    values = [(_VALUE[w.scope], _VALUE[w.reason]) for w in writes]
     await db.executemany(
         INSERT_SUPPRESSION,
         [
-            (w.identity, None, w.scope.value, w.purpose, w.reason.value, w.source, t, e)
-            for w, t, e in zip(writes, stamps, expiries, strict=True)
+            (w.identity, None, scope, w.purpose, reason, w.source, t, e)
+            for w, t, e, (scope, reason) in zip(writes, stamps, expiries, values, strict=True)
         ],
     )
     added = await db.fetch("SELECT id FROM suppressions WHERE id > ? ORDER BY id", last[0])
     if len(added) != len(writes):  # only if the writes were not serialised after all
         raise RuntimeError(f"bulk insert: {len(writes)} suppressions, {len(added)} rows")
     out: list[WriteResult] = []
-    for w, t, e, (sid,) in zip(writes, stamps, expiries, added, strict=True):
+    for w, t, e, (scope, reason), (sid,) in zip(
+        writes, stamps, expiries, values, added, strict=True
+    ):
         s = Suppression(
             id=sid, scope=w.scope, reason=w.reason, created_at=db.dt(t), identity=w.identity,
             domain=None, purpose=w.purpose, expires_at=None if e is None else db.dt(e),
             source=w.source,
         )  # fmt: skip
         chain.add(db, "suppression-added", w.identity, w.purpose, w.source, w.actor, w.at,
-                  supp_detail_json(sid, w.scope, w.reason, None))  # fmt: skip
+                  supp_detail_json(sid, scope, reason, None))  # fmt: skip
         out.append(WriteResult(True, s))
     return out

@@ -79,7 +79,9 @@ def aware(value: datetime) -> datetime:
 
 def to_micros(value: datetime) -> int:
     """Microseconds since the Unix epoch (SQLite's timestamp representation)."""
-    return (aware(value) - _EPOCH) // _MICROSECOND
+    if value.tzinfo is not UTC:  # UTC itself needs no check (imports convert millions)
+        aware(value)
+    return (value - _EPOCH) // _MICROSECOND
 
 
 def from_micros(value: int) -> datetime:
@@ -140,7 +142,9 @@ def chain_hash(
 
 def iso_time(at: datetime) -> str:
     """The ledger hash's spelling of an event time."""
-    return aware(at).astimezone(UTC).isoformat(timespec="microseconds")
+    if at.tzinfo is not UTC:
+        at = aware(at).astimezone(UTC)
+    return at.isoformat(timespec="microseconds")
 
 
 def _js(value: str | None) -> str:
@@ -222,11 +226,12 @@ def supp_detail(s: Suppression) -> dict[str, Any]:
     return {"id": s.id, "scope": s.scope.value, "reason": s.reason.value, "domain": s.domain}
 
 
-def supp_detail_json(sid: int, scope: Scope, reason: SuppressionReason, domain: str | None) -> str:
-    """``dumps(supp_detail(...))`` spelled out directly (bulk writes make one per row)."""
+def supp_detail_json(sid: int, scope: str, reason: str, domain: str | None) -> str:
+    """``dumps(supp_detail(...))`` from the stored values, spelled out directly (bulk writes
+    make one per row)."""
     return (
         f'{{"domain":{_js(domain)},"id":{int.__repr__(sid)},'
-        f'"reason":{_ESCAPE(reason.value)},"scope":{_ESCAPE(scope.value)}}}'
+        f'"reason":{_ESCAPE(reason)},"scope":{_ESCAPE(scope)}}}'
     )
 
 

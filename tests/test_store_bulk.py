@@ -125,4 +125,6 @@ def test_suppression_detail_spelled_like_dumps() -> None:
     for domain in (None, "b\u00fccher.example", 'q"uote.example'):
         s = Suppression(id=2**40 + 7, scope=Scope.PURPOSE, reason=SuppressionReason.COMPLAINT,
                         created_at=AT, domain=domain, purpose="p")  # fmt: skip
-        assert supp_detail_json(s.id, s.scope, s.reason, domain) == dumps(supp_detail(s))
+        assert supp_detail_json(s.id, s.scope.value, s.reason.value, domain) == dumps(
+            supp_detail(s)
+        )
