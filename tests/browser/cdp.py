@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -234,6 +235,7 @@ async def launch(executable: str) -> AsyncIterator[Browser]:
             "about:blank",
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,  # its helpers (renderer, GPU, crashpad) share the group
         )
         try:
             port_file = Path(profile) / "DevToolsActivePort"
@@ -258,6 +260,18 @@ async def launch(executable: str) -> AsyncIterator[Browser]:
                 finally:
                     browser._reader.cancel()
         finally:
-            if process.returncode is None:
-                process.kill()
-            await process.wait()
+            await _kill_group(process)
+
+
+async def _kill_group(process: asyncio.subprocess.Process) -> None:
+    """Kill Chromium and every helper process it started, and wait until all are gone: a
+    helper still writing into the profile would make removing it fail."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    await process.wait()
+    for _ in range(200):
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        await asyncio.sleep(0.05)
