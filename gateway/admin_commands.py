@@ -164,6 +164,8 @@ async def import_file(args: argparse.Namespace, env: Env) -> int:
     except ValueError:
         raise ConfigError(f"unknown format {args.format!r}") from None
     path = Path(args.file)
+    if args.temp_dir is not None and not Path(args.temp_dir).is_dir():
+        raise ConfigError(f"--temp-dir: {args.temp_dir} is not a directory")
     data = _data_format(args, path.name)
     purposes = set(env.settings.policy.catalogue())
     source = args.source or f"import:{fmt.value}"

@@ -109,6 +109,21 @@ def test_import_strict_then_lenient_then_idempotent(cli: Cli) -> None:
     assert again.returncode == 0 and "nothing changed" in again.stdout
 
 
+def test_import_temp_dir(cli: Cli) -> None:
+    """--temp-dir must be a directory (a one-line error naming the option, before any row is
+    read); a good one is used and left empty."""
+    data = cli.dir / "bounces.csv"
+    data.write_text("email,created\na@x.org,1700000000\n")
+    bad = cli("import", str(data), "--format", "sendgrid-bounces", "--temp-dir", str(data))
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        f"suppression-gateway: --temp-dir: {data} is not a directory"
+    ]
+    spill = cli.dir / "spill"
+    spill.mkdir()
+    good = cli("import", str(data), "--format", "sendgrid-bounces", "--temp-dir", str(spill))
+    assert good.returncode == 0 and "1 added" in good.stdout and list(spill.iterdir()) == []
+
+
 def test_export_csv_neutralises_formulas(cli: Cli) -> None:
     """An exported CSV never starts a cell with a formula character."""
     cli.json("suppress", "add", "--email", "a@example.com", "--scope", "all", "--source",
