@@ -1,6 +1,6 @@
 """Import benchmark: N rows of a SendGrid bounce export into a fresh SQLite store.
 
-Usage: ``.venv/bin/python bench/import_rows.py [--rows 1000000] [--batch-size 10000]``
+Usage: ``.venv/bin/python bench/import_rows.py [--rows 1000000] [--once] [--processes N]``
 
 Writes the CSV to a temporary directory (streamed, never held in memory), imports it through
 the same path as ``suppression-gateway import`` (parse -> batch facts() -> one transaction per
@@ -32,7 +32,9 @@ def write_csv(path: Path, rows: int) -> None:
             out.write(f"user{i}@bench{i % 97}.example,1700000000,550 5.1.1 unknown user,5.1.1\n")
 
 
-async def import_once(db: Path, csv_path: Path, batch: int) -> tuple[float, Importer]:
+async def import_once(
+    db: Path, csv_path: Path, batch: int, processes: int
+) -> tuple[float, Importer]:
     """Import the file once; return the seconds taken and the importer (its summary)."""
     store = await open_store(f"sqlite:///{db}")
     ids = Identities(b"b" * 32, NormalisationRules())
@@ -41,8 +43,9 @@ async def import_once(db: Path, csv_path: Path, batch: int) -> tuple[float, Impo
     )
     started = time.perf_counter()
     with csv_path.open(encoding="utf-8") as handle:
-        rows = importers.parse(handle, importers.Format.SENDGRID_BOUNCES, "csv", source="bench")
-        await importer.run(rows)
+        reader = importers.RowReader(importers.Format.SENDGRID_BOUNCES, "bench")
+        records = importers.records(handle, "csv")
+        await importer.run_records(records, reader, processes=processes)
     elapsed = time.perf_counter() - started
     await store.close()
     return elapsed, importer
@@ -54,6 +57,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     parser.add_argument("--once", action="store_true", help="skip the second (no-op) import")
+    parser.add_argument("--processes", type=int, default=1, help="as import --processes")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         csv_path, db = Path(tmp) / "bounces.csv", Path(tmp) / "bench.db"
@@ -61,13 +65,17 @@ def main() -> None:
         size = csv_path.stat().st_size
         labels = ["first import", "second import (no-op)"][: 1 if args.once else 2]
         for label in labels:
-            elapsed, importer = asyncio.run(import_once(db, csv_path, args.batch_size))
+            elapsed, importer = asyncio.run(
+                import_once(db, csv_path, args.batch_size, args.processes)
+            )
             s = importer.summary
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
             print(
                 f"{label}: {s.rows} rows ({size / 1e6:.0f} MB) in {elapsed:.1f} s = "
                 f"{s.rows / elapsed:,.0f} rows/s; added {s.added}, unchanged {s.unchanged}, "
-                f"failed {s.failed}; peak RSS {peak:.0f} MB"
+                f"failed {s.failed}; peak RSS {peak:.0f} MB (largest reading process "
+                f"{workers:.0f} MB)"
             )
 
 

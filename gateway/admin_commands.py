@@ -185,8 +185,9 @@ async def import_file(args: argparse.Namespace, env: Env) -> int:
             return 1
     with path.open("rb") as handle:
         lines, progress = iter_lines(handle, path.stat().st_size, show)
-        rows = importers.parse(lines, fmt, data, source=source, purposes=purposes)
-        await importer.run(rows, progress)
+        reader = importers.RowReader(fmt, source, frozenset(purposes))
+        records = importers.records(lines, data)
+        await importer.run_records(records, reader, progress, processes=max(1, args.processes))
         if show:
             print(file=sys.stderr)
     _report(args, importer)

@@ -51,7 +51,7 @@ def sort_externally(
         yield from first
         return
     with tempfile.TemporaryDirectory(prefix="sgw-sort-", dir=directory) as tmp:
-        runs = _Runs(Path(tmp), key)
+        runs = SortedRuns(Path(tmp), key)
         runs.spill(first)
         del first
         while chunk := _take(source, run_size):
@@ -69,22 +69,41 @@ def _take(source: Iterator[T], count: int) -> list[T]:
     return chunk
 
 
-class _Runs:
-    """Sorted run files in one directory, oldest first."""
+class SortedRuns:
+    """Sorted run files in one private directory, oldest first, merged on demand.
 
-    def __init__(self, directory: Path, key: Callable[[Any], Any] | None) -> None:
+    Runs come from :meth:`spill` (sorted here) or are written elsewhere, e.g. by another
+    process, with :func:`write_run` at :meth:`next_path` and then :meth:`add`-ed.
+    """
+
+    def __init__(self, directory: Path, key: Callable[[Any], Any] | None = None) -> None:
         self.directory = directory
         self.key = key
         self.paths: list[Path] = []
         self.made = 0
 
+    def next_path(self) -> Path:
+        """A fresh file name for a run."""
+        path = self.directory / f"run-{self.made:06d}"
+        self.made += 1
+        return path
+
     def spill(self, chunk: list[Any]) -> None:
-        """Sort a chunk and write it as a new run (merging old runs first if there are many)."""
+        """Sort a chunk and write it as a new run."""
         chunk.sort(key=self.key)
+        path = self.next_path()
+        write_run(path, chunk)
+        self.add(path)
+
+    def add(self, path: Path) -> None:
+        """Take a run file written (sorted) at :meth:`next_path` (merging old runs first if
+        there are many)."""
         if len(self.paths) >= MAX_FAN_IN:
             # Stability: the merged run holds the oldest items, so it stays first.
-            self.paths = [self._write(self._merge(self.paths))]
-        self.paths.append(self._write(chunk))
+            merged = self.next_path()
+            write_run(merged, self._merge(self.paths))
+            self.paths = [merged]
+        self.paths.append(path)
 
     def merged(self) -> Iterator[Any]:
         """Every item of every run, in order."""
@@ -95,19 +114,18 @@ class _Runs:
         # order, so equal keys keep their input order.
         return heapq.merge(*(_read(p) for p in paths), key=self.key)
 
-    def _write(self, items: Iterable[Any]) -> Path:
-        path = self.directory / f"run-{self.made:06d}"
-        self.made += 1
-        with path.open("wb") as out:
-            frame: list[Any] = []
-            for item in items:
-                frame.append(item)
-                if len(frame) >= FRAME:
-                    pickle.dump(frame, out, pickle.HIGHEST_PROTOCOL)
-                    frame = []
-            if frame:
+
+def write_run(path: Path, items: Iterable[Any]) -> None:
+    """Write sorted ``items`` as a run file: pickle frames of :data:`FRAME` items."""
+    with path.open("wb") as out:
+        frame: list[Any] = []
+        for item in items:
+            frame.append(item)
+            if len(frame) >= FRAME:
                 pickle.dump(frame, out, pickle.HIGHEST_PROTOCOL)
-        return path
+                frame = []
+        if frame:
+            pickle.dump(frame, out, pickle.HIGHEST_PROTOCOL)
 
 
 def _read(path: Path) -> Iterator[Any]:

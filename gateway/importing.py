@@ -17,16 +17,25 @@ SQLite) with the same rules and ledger events as the per-row methods.
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.external_sort import RUN_SIZE, sort_externally
+from gateway.external_sort import RUN_SIZE, SortedRuns, sort_externally
+from gateway.import_reading import ParallelReader, Record, Targeted, target_of
 from suppression import consent_rules
 from suppression.address import Identities
-from suppression.importers import ConsentRow, ContactRow, Row, RowError, SuppressionRow
+from suppression.importers import (
+    ConsentRow,
+    ContactRow,
+    Row,
+    RowError,
+    RowReader,
+    SuppressionRow,
+)
 from suppression.model import (
     NO_FACTS,
     Consent,
@@ -44,9 +53,6 @@ MAX_ERRORS_KEPT = 1000
 #: Rows read between two progress reports while reading.
 PROGRESS_EVERY = 10_000
 
-#: A parsed row, after its target (an identity, or ``domain:NAME`` for a domain suppression)
-#: and its number among the valid rows.
-Targeted = tuple[str, int, "SuppressionRow | ConsentRow | ContactRow"]
 #: Called as the import goes: the phase (``reading`` or ``writing``) and, when writing, the
 #: fraction of rows written (reading reports ``None``: the caller knows how far the file is).
 Progress = Callable[[str, float | None], None]
@@ -127,11 +133,41 @@ class Importer:
         as much as writing.
         """
         report = progress or _no_progress
-        # (target, sequence number, row): compared as tuples, so the sort never calls Python
-        # code per comparison, and the sequence number keeps one target's rows in file order.
         ordered = sort_externally(
             self._targeted(rows, report), run_size=self.run_size, directory=self.temp_dir
         )
+        await self._write_all(ordered, report)
+
+    async def run_records(
+        self,
+        records: Iterable[Record | RowError],
+        reader: RowReader,
+        progress: Progress | None = None,
+        *,
+        processes: int = 1,
+    ) -> None:
+        """:meth:`run` from raw records (:func:`suppression.importers.records`), read by
+        ``processes`` worker processes when there is more than one chunk of them (see
+        :mod:`gateway.import_reading`)."""
+        report = progress or _no_progress
+
+        def count(valid: int, errors: list[RowError]) -> None:
+            self.summary.rows += valid + len(errors)
+            self.valid += valid
+            for error in errors:
+                self.summary.error(error)
+            report("reading", None)
+
+        with tempfile.TemporaryDirectory(prefix="sgw-sort-", dir=self.temp_dir) as tmp:
+            runs = SortedRuns(Path(tmp))
+            ParallelReader(
+                reader, self.identities, runs, processes=processes, chunk_size=self.run_size,
+                on_rows=count,
+            ).read(records)  # fmt: skip
+            await self._write_all(runs.merged(), report)
+
+    async def _write_all(self, ordered: Iterable[Targeted], report: Progress) -> None:
+        """The writing pass over rows in target order (see :meth:`run`)."""
         done = 0
         writing: asyncio.Future[None] | None = None
         try:
@@ -156,7 +192,6 @@ class Importer:
     def _targeted(self, rows: Iterable[Row], report: Progress) -> Iterator[Targeted]:
         """The valid rows with their targets; errors are counted and kept for the report."""
         summary = self.summary
-        target = self._target
         for row in rows:
             summary.rows += 1
             if isinstance(row, RowError):
@@ -165,16 +200,8 @@ class Importer:
             self.valid += 1
             if not self.valid % PROGRESS_EVERY:
                 report("reading", None)
-            yield target(row), self.valid, row
+            yield target_of(row, self.identities), self.valid, row
         report("reading", None)
-
-    def _target(self, row: SuppressionRow | ConsentRow | ContactRow) -> str:
-        """The identity a row is about, or ``domain:NAME`` for a domain suppression."""
-        if row.email is not None:
-            return self.identities.of(row.email)
-        if row.identity is not None:
-            return row.identity
-        return "domain:" + (getattr(row, "domain", None) or "")
 
     async def _plan(self, batch: Sequence[Targeted]) -> list[Write]:
         """The writes that would change something, judged on the recipients' current facts;

@@ -324,6 +324,24 @@ def _native(line: int, r: Mapping[str, Any], source: str, purposes: Collection[s
     raise ValueError(f"record must be suppression, consent or contact, not {str(kind)[:20]!r}")
 
 
+@dataclass(frozen=True)
+class RowReader:
+    """Turns one raw record of a format into a row (picklable: import workers use it)."""
+
+    fmt: Format
+    source: str
+    purposes: frozenset[str] = frozenset()
+
+    def row(self, line: int, record: Mapping[str, Any]) -> Row:
+        """The record's row, or a :class:`RowError` saying what is wrong with it."""
+        try:
+            if self.fmt is Format.NATIVE:
+                return _native(line, record, self.source, self.purposes)
+            return _provider(line, record, self.fmt, self.source)
+        except (ValueError, TypeError, AddressError) as exc:
+            return RowError(line, str(exc)[:300])
+
+
 def parse(
     lines: Iterable[str],
     fmt: Format,
@@ -333,15 +351,6 @@ def parse(
     purposes: Collection[str] = (),
 ) -> Iterator[Row]:
     """Rows of an import file, one at a time; a bad row becomes a :class:`RowError`."""
+    reader = RowReader(fmt, source, frozenset(purposes))
     for item in records(lines, data):
-        if isinstance(item, RowError):
-            yield item
-            continue
-        line, record = item
-        try:
-            if fmt is Format.NATIVE:
-                yield _native(line, record, source, purposes)
-            else:
-                yield _provider(line, record, fmt, source)
-        except (ValueError, TypeError, AddressError) as exc:
-            yield RowError(line, str(exc)[:300])
+        yield item if isinstance(item, RowError) else reader.row(*item)

@@ -9,12 +9,13 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import exporting
+from gateway import exporting, import_reading
 from gateway.importing import Importer
 from suppression import importers
 from suppression.address import (
@@ -165,6 +166,57 @@ async def test_rows_about_one_address_keep_their_file_order(
     assert phases == sorted(phases) and phases[0] == "reading" and seen[-1] == ("writing", 1.0)
     shares = [share for phase, share in seen if phase == "writing"]
     assert shares == sorted(shares)
+
+
+async def test_worker_processes_import_like_one_process(
+    tmp_path: Path, identities: Identities, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read by two worker processes in chunks of three records, a file imports exactly as in
+    one process: same counts, same errors at the same lines, same ledger."""
+    head = "record,email,purpose,status,collected_at,evidence\n"
+    ev = '"{""form"": ""signup""}"'
+    body = [
+        f"consent,u{i % 4}@x.org,newsletter,{'opted_out' if i % 3 else 'opted_in'},"
+        f"{(NOW - timedelta(days=20 - i)).isoformat()},{ev if i % 3 == 0 else ''}\n"
+        for i in range(14)
+    ]
+    body.insert(5, "consent,not-an-address,newsletter,opted_in,,\n")
+    body.insert(9, '"unterminated,quote\n')
+    text = head + "".join(body)
+    pools: list[int] = []
+    real_pool = import_reading.ProcessPoolExecutor
+
+    def counted_pool(workers: int, **kw: Any) -> Any:
+        pools.append(workers)
+        return real_pool(workers, **kw)
+
+    monkeypatch.setattr(import_reading, "ProcessPoolExecutor", counted_pool)
+    results = []
+    for processes in (0, 1, 2):  # 0: parsed rows through run(); 1: records, no pool
+        store = await open_store(f"sqlite:///{tmp_path}/p{processes}.db")
+        importer = Importer(store, identities, lambda p: None, actor="test", now=NOW,
+                            batch_size=2, run_size=3, temp_dir=tmp_path)  # fmt: skip
+        reader = importers.RowReader(Format.NATIVE, "t", frozenset(PURPOSES))
+        records = importers.records(lines(text), "csv")
+        if processes == 0:
+            await importer.run(importers.parse(lines(text), Format.NATIVE, "csv", source="t",
+                                               purposes=PURPOSES))  # fmt: skip
+        else:
+            await importer.run_records(records, reader, processes=processes)
+        ledgers = [
+            [
+                (e.kind, e.purpose)
+                for e in (await store.contact_record(identities.of(f"u{i}@x.org"))).ledger
+            ]
+            for i in range(4)
+        ]
+        results.append((importer.summary.as_dict(), ledgers))
+        await store.close()
+    assert pools == [2]  # the last import really ran in worker processes
+    assert results[0] == results[1] == results[2]
+    summary = results[2][0]
+    assert summary["failed"] >= 1 and summary["errors"][0]["line"] == 7
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("sgw-sort")] == []
 
 
 async def test_import_never_resurrects_an_opt_out(store: Store, identities: Identities) -> None:
