@@ -61,12 +61,19 @@ def _start_worker(reader: RowReader, identities: Identities) -> None:
     _WORKER = (reader, identities)
 
 
-def _spill_chunk(chunk: list[Record], path: Path) -> tuple[int, list[RowError]]:
-    """In a worker: write the chunk's sorted run at ``path``; its row count and errors."""
-    assert _WORKER is not None
-    items, errors = targeted_run(chunk, *_WORKER)
+def spill_chunk(
+    chunk: Iterable[Record], path: Path, reader: RowReader, identities: Identities
+) -> tuple[int, list[RowError]]:
+    """Write the chunk's sorted run at ``path``; its row count and row errors."""
+    items, errors = targeted_run(chunk, reader, identities)
     write_run(path, items)
     return len(items), errors
+
+
+def _spill_chunk(chunk: list[Record], path: Path) -> tuple[int, list[RowError]]:
+    """:func:`spill_chunk` in a worker process."""
+    assert _WORKER is not None
+    return spill_chunk(chunk, path, *_WORKER)
 
 
 class ParallelReader:
@@ -114,11 +121,10 @@ class ParallelReader:
                 self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _spill_here(self, chunk: list[Record]) -> None:
-        items, errors = targeted_run(chunk, self.reader, self.identities)
         path = self.runs.next_path()
-        write_run(path, items)
+        count, errors = spill_chunk(chunk, path, self.reader, self.identities)
         self.runs.add(path)
-        self.on_rows(len(items), errors)
+        self.on_rows(count, errors)
 
     def _submit(self, chunk: list[Record]) -> None:
         if self.processes <= 1:
