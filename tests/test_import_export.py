@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+import hmac
 import io
 import itertools
 import os
+import pickle
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway import exporting, import_reading
-from gateway.importing import Importer
+from gateway.importing import IMPORT_GC_THRESHOLD, Importer
 from suppression import importers
 from suppression.address import (
     Identities,
@@ -110,6 +113,43 @@ async def test_errors_have_line_numbers_and_the_rest_imports(
     s = importer.summary
     assert (s.rows, s.added, s.failed) == (4, 2, 2)
     assert [e.line for e in s.errors] == [3, 4]
+
+
+async def test_collector_runs_less_often_only_while_importing(
+    store: Store, identities: Identities, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The import raises the young generation's threshold and restores it, even on failure."""
+    before = gc.get_threshold()
+    seen: list[tuple[int, int, int]] = []
+    real_plan = Importer._plan
+
+    async def plan(self: Importer, batch: Any) -> Any:
+        seen.append(gc.get_threshold())
+        return await real_plan(self, batch)
+
+    monkeypatch.setattr(Importer, "_plan", plan)
+    await run(store, identities, "email,created\na@x.org,1\n", Format.SENDGRID_BOUNCES)
+    assert seen == [(IMPORT_GC_THRESHOLD, *before[1:])]
+    assert gc.get_threshold() == before
+
+    async def broken(self: Importer, batch: Any) -> Any:
+        raise RuntimeError("store gone")
+
+    monkeypatch.setattr(Importer, "_plan", broken)
+    with pytest.raises(RuntimeError):
+        await run(store, identities, "email,created\nb@x.org,1\n", Format.SENDGRID_BOUNCES)
+    assert gc.get_threshold() == before
+
+
+def test_identities_survive_pickling(identities: Identities) -> None:
+    """The reading processes get the identity key by pickle: same identities, still the
+    plain HMAC-SHA256 of the normalised address."""
+    copy = pickle.loads(pickle.dumps(identities))
+    for address in ("a@x.org", "Jöhn.Doe+tag@Exämple.ORG"):
+        assert copy.of(address) == identities.of(address)
+    expected = hmac.digest(b"p" * 32, b"a@x.org", "sha256").hex()
+    assert identities.of("A@X.org") == copy.of("a@x.org") == expected
+    assert "ppp" not in repr(copy)
 
 
 async def test_import_twice_changes_nothing(store: Store, identities: Identities) -> None:
