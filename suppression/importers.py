@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import csv
 import json
-import operator
 import re
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Any, Literal, NamedTuple
 
 from suppression.address import (
     AddressError,
@@ -91,27 +91,13 @@ MAPPINGS: dict[Format, _Mapping] = {
 _SES_REASONS = {"BOUNCE": SuppressionReason.BOUNCE, "COMPLAINT": SuppressionReason.COMPLAINT}
 
 
-class _Picklable:
-    """Pickles a frozen, slotted dataclass as its field values: a large import spills its
-    rows to disk while sorting them, and dataclasses' own frozen-slots pickling is slow."""
+class SuppressionRow(NamedTuple):
+    """A suppression to import: on ``email`` (or a known ``identity``) or on ``domain``.
 
-    __slots__ = ()
-
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        cls = type(self)
-        values = _FIELD_VALUES.get(cls)
-        if values is None:
-            names: tuple[str, ...] = cls.__slots__  # the dataclass's fields, in order
-            values = _FIELD_VALUES[cls] = operator.attrgetter(*names)
-        return cls, values(self)
-
-
-_FIELD_VALUES: dict[type, Callable[[Any], tuple[Any, ...]]] = {}
-
-
-@dataclass(frozen=True, slots=True)
-class SuppressionRow(_Picklable):
-    """A suppression to import: on ``email`` (or a known ``identity``) or on ``domain``."""
+    The row types are named tuples, not frozen dataclasses: an import makes each row twice
+    (parsed, then read back from its sorted run on disk), and a tuple is built and pickled in
+    C where a frozen dataclass sets each field through ``object.__setattr__``.
+    """
 
     line: int
     scope: Scope
@@ -125,8 +111,7 @@ class SuppressionRow(_Picklable):
     expires_at: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ConsentRow(_Picklable):
+class ConsentRow(NamedTuple):
     """A consent state to import (``explicit`` only for an opt-in carrying evidence)."""
 
     line: int
@@ -137,13 +122,12 @@ class ConsentRow(_Picklable):
     at: datetime | None
     email: str | None = None
     identity: str | None = None
-    evidence: Mapping[str, Any] = field(default_factory=dict)
+    evidence: Mapping[str, Any] = MappingProxyType({})
     #: A withdrawal's original consent date (``at`` is then the withdrawal time).
     collected_at: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ContactRow(_Picklable):
+class ContactRow(NamedTuple):
     """Contact attributes to import."""
 
     line: int
