@@ -39,11 +39,12 @@ LEDGER_COLS = "seq, at, kind, identity, purpose, source, actor, detail, prev_has
 
 
 @contextlib.contextmanager
-def only_migration_0001(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Stores opened inside see only migration 0001: the schema an older release created."""
+def only_migrations(monkeypatch: pytest.MonkeyPatch, count: int = 1) -> Iterator[None]:
+    """Stores opened inside see only the first ``count`` migrations: the schema an older
+    release created."""
     real = migrations.load
     with monkeypatch.context() as patch:
-        patch.setattr(migrations, "load", lambda dialect: real(dialect)[:1])
+        patch.setattr(migrations, "load", lambda dialect: real(dialect)[:count])
         yield
 
 
@@ -158,7 +159,7 @@ def sqlite_schema(path: Path) -> list[tuple[Any, ...]]:
 
 
 async def sqlite_store_at_0001(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with only_migration_0001(monkeypatch):
+    with only_migrations(monkeypatch):
         store = SQLiteStore(path)
         await store.open()
         try:
@@ -267,7 +268,7 @@ async def other_schema() -> AsyncIterator[str]:
 
 
 async def postgres_store_at_0001(schema: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    with only_migration_0001(monkeypatch):
+    with only_migrations(monkeypatch):
         store = PostgresStore.from_url(schema_url(schema))
         await store.open()
         try:

@@ -15,11 +15,16 @@ from typing import Any
 
 import pytest
 
-from suppression import migrations
 from suppression.model import RecipientKey
 from suppression.sqlite import SQLiteStore
 from tests.store_contract import StoreContract, at, change, suppression, writes_for
-from tests.test_migration_0002 import fill, sqlite_backend, sqlite_rows, sqlite_schema
+from tests.test_migration_0002 import (
+    fill,
+    only_migrations,
+    sqlite_backend,
+    sqlite_rows,
+    sqlite_schema,
+)
 
 REBUILT = {
     "contacts": "identity",
@@ -69,9 +74,7 @@ async def test_sqlite_0003_rebuilds_three_tables_losing_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "store.db"
-    real = migrations.load
-    with monkeypatch.context() as patch:
-        patch.setattr(migrations, "load", lambda dialect: real(dialect)[:2])
+    with only_migrations(monkeypatch, 2):
         store = SQLiteStore(path)
         await store.open()
         try:
@@ -136,9 +139,7 @@ async def test_sqlite_fresh_store_matches_a_migrated_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     migrated, fresh = tmp_path / "migrated.db", tmp_path / "fresh.db"
-    real = migrations.load
-    with monkeypatch.context() as patch:
-        patch.setattr(migrations, "load", lambda dialect: real(dialect)[:2])
+    with only_migrations(monkeypatch, 2):
         store = SQLiteStore(migrated)
         await store.open()
         await store.close()
