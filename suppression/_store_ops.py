@@ -324,10 +324,11 @@ async def _upsert_contact(db: Db, chain: _Chain, u: ContactUpdate) -> Contact:
     return contact_from(rows[0], db.dt)
 
 
-_KEY = (
-    "coalesce(identity, '') = ? AND coalesce(domain, '') = ? AND scope = ?"
-    " AND coalesce(purpose, '') = ? AND reason = ?"
-)
+#: A suppression's unique key, per kind of target (the indexes of migration 0004).
+_KEY = {
+    target: f"{target} = ? AND scope = ? AND coalesce(purpose, '') = ? AND reason = ?"
+    for target in ("identity", "domain")
+}
 _INSERT_SUPPRESSION = INSERT_SUPPRESSION + " ON CONFLICT DO NOTHING RETURNING id"
 
 
@@ -360,12 +361,12 @@ async def _add_suppression(
             expires_at=None if expires is None else db.dt(expires), source=new.source,
         )  # fmt: skip
     else:  # the row exists: extend it, never shorten it
-        key = (new.identity or "", new.domain or "", new.scope.value, new.purpose or "",
-               new.reason.value)  # fmt: skip
-        old = suppression_from(
-            (await db.fetch(f"SELECT {SUPPRESSION_COLS} FROM suppressions WHERE {_KEY}", *key))[0],
-            db.dt,
-        )
+        target, value = ("identity", new.identity) if new.domain is None else ("domain", new.domain)
+        found = await db.fetch(
+            f"SELECT {SUPPRESSION_COLS} FROM suppressions WHERE {_KEY[target]}",
+            value, new.scope.value, new.purpose or "", new.reason.value,
+        )  # fmt: skip
+        old = suppression_from(found[0], db.dt)
         extends = old.expires_at is not None and (
             new.expires_at is None or new.expires_at > old.expires_at
         )

@@ -119,9 +119,9 @@ def message(
     return ("\r\n".join(headers) + "\r\n" + extra + "\r\n" + body).encode()
 
 
-@pytest.fixture
-async def schema() -> AsyncIterator[str]:
-    """A fresh schema name, dropped with everything in it after the test."""
+@contextlib.asynccontextmanager
+async def fresh_schema() -> AsyncIterator[str]:
+    """A fresh PostgreSQL schema name, dropped with everything in it afterwards."""
     import asyncpg
 
     name = f"sgw_test_{secrets.token_hex(6)}"
@@ -131,3 +131,17 @@ async def schema() -> AsyncIterator[str]:
         await conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def schema() -> AsyncIterator[str]:
+    """A fresh schema name, dropped with everything in it after the test."""
+    async with fresh_schema() as name:
+        yield name
+
+
+@pytest.fixture
+async def other_schema() -> AsyncIterator[str]:
+    """A second fresh schema (besides ``schema``), dropped after the test."""
+    async with fresh_schema() as name:
+        yield name

@@ -261,12 +261,23 @@ class StoreContract:
         assert kinds == ["suppression-added"]
 
     async def test_re_adding_extends_but_never_shortens(self, backend: Backend) -> None:
-        """Re-adding a temporary suppression extends its expiry (or makes it permanent)."""
-        first = await backend.store.add_suppression(suppression(expires_at=at(10)))
-        shorter = await backend.store.add_suppression(suppression(expires_at=at(5)))
-        assert shorter.expires_at == at(10)
-        forever = await backend.store.add_suppression(suppression(expires_at=None))
-        assert forever.id == first.id and forever.expires_at is None
+        """Re-adding a temporary suppression extends its expiry (or makes it permanent), on
+        each kind of target and scope: each has its own unique key."""
+        targets: list[dict[str, Any]] = [
+            {},
+            {"domain": "example.org"},
+            {"scope": Scope.PURPOSE, "purpose": "newsletter"},
+            {"scope": Scope.PURPOSE, "purpose": "newsletter", "domain": "example.org"},
+        ]
+        ids = set()
+        for target in targets:
+            first = await backend.store.add_suppression(suppression(expires_at=at(10), **target))
+            shorter = await backend.store.add_suppression(suppression(expires_at=at(5), **target))
+            assert shorter.expires_at == at(10) and shorter.id == first.id
+            forever = await backend.store.add_suppression(suppression(expires_at=None, **target))
+            assert forever.id == first.id and forever.expires_at is None
+            ids.add(first.id)
+        assert len(ids) == len(targets)
 
     async def test_add_suppression_needs_exactly_one_target(self, backend: Backend) -> None:
         """A suppression on both or neither of identity and domain is refused."""

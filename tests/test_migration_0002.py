@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import re
-import secrets
 import sqlite3
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -251,20 +250,6 @@ async def test_sqlite_fresh_store_has_the_migrated_schema(
 needs_postgres = pytest.mark.skipif(
     not DSN, reason="SGW_TEST_POSTGRES_DSN is not set: no PostgreSQL to test"
 )
-
-
-@pytest.fixture
-async def other_schema() -> AsyncIterator[str]:
-    """A second fresh schema (the ``schema`` fixture gives one), dropped after the test."""
-    import asyncpg
-
-    name = f"sgw_test_{secrets.token_hex(6)}"
-    yield name
-    conn = await asyncpg.connect(DSN)
-    try:
-        await conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-    finally:
-        await conn.close()
 
 
 async def postgres_store_at_0001(schema: str, monkeypatch: pytest.MonkeyPatch) -> None:

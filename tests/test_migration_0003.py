@@ -92,8 +92,9 @@ async def test_sqlite_0003_rebuilds_three_tables_losing_nothing(
         path, "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'index' ORDER BY name"
     )
 
-    store = SQLiteStore(path)
-    await store.open()  # applies 0003 on the writer connection (foreign_keys = ON)
+    with only_migrations(monkeypatch, 3):
+        store = SQLiteStore(path)
+        await store.open()  # applies 0003 on the writer connection (foreign_keys = ON)
     try:
         assert sqlite_rows(path, "SELECT version, name FROM schema_version WHERE version = 3") == [
             (3, "checks_without_in_lists")
