@@ -63,6 +63,14 @@ T = TypeVar("T")
 
 URL_PREFIX = "sqlite:///"
 
+# sqlite3 binds str, int, float and bytearray directly; for anything else, None included, it
+# looks for an adapter, and a failed lookup builds and discards an AttributeError: about 3,000
+# instructions per NULL parameter, 8 % of a bulk import's writer thread. With an adapter
+# registered for NoneType the lookup is one dict hit, and ``{}.get`` (a C function returning
+# None for any argument) adapts None to itself without a Python frame. It changes nothing
+# but speed, for every sqlite3 connection of the process.
+sqlite3.register_adapter(type(None), {}.get)
+
 
 def _any_of(column: str) -> str:
     # One statement text whatever the list length, so the statement cache always hits.
