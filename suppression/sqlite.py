@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import aiosqlite
 
@@ -69,7 +69,8 @@ URL_PREFIX = "sqlite:///"
 # registered for NoneType the lookup is one dict hit, and ``{}.get`` (a C function returning
 # None for any argument) adapts None to itself without a Python frame. It changes nothing
 # but speed, for every sqlite3 connection of the process.
-sqlite3.register_adapter(type(None), {}.get)
+_NONE_AS_NULL = cast("Callable[[None], None]", {}.get)
+sqlite3.register_adapter(type(None), _NONE_AS_NULL)
 
 
 def _any_of(column: str) -> str:
