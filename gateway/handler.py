@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -18,6 +19,7 @@ from gateway import replies
 from gateway.delivery import Delivery, Transaction
 from gateway.metrics import MessageOutcome, Metrics, RejectionCode
 from gateway.policy_gate import PolicyError, PolicyGate
+from gateway.rate_limit import ClientRate, Limited, RateLimits
 from gateway.relay import Relay, RelayFailure
 from gateway.settings import Settings
 from gateway.smtp import GatewayEnvelope, GatewaySession, hook_names, release_upstream
@@ -61,6 +63,11 @@ class GatewayHandler:
         self.clock = clock
         self.mailto_domain = (settings.unsubscribe.mailto_domain or "").lower()
         self.max_recipients = settings.smtp.max_recipients
+        rates = [
+            ClientRate(c.name, c.messages_per_minute, c.recipients_per_minute)
+            for c in settings.smtp.clients
+        ]
+        self.rates = RateLimits(rates, time.monotonic())
 
     def __dir__(self) -> list[str]:
         # aiosmtpd introspects the handler on every connection (see GatewaySMTP.__dir__).
@@ -132,6 +139,14 @@ class GatewayHandler:
             if not session.authenticated and server.tls_context is not None:
                 return self._reject(RejectionCode.AUTH, replies.AUTH_REQUIRED)
             return self._reject(RejectionCode.RELAY_DENIED, replies.RELAY_DENIED)
+        limited = self.rates.admit(client.name, new_message=not envelope.counted,
+                                   now=time.monotonic())  # fmt: skip
+        if limited is not None:
+            log.info("client %s over its %s per minute", client.name, limited.value)
+            reply = (replies.MESSAGE_RATE_EXCEEDED if limited is Limited.MESSAGES
+                     else replies.RECIPIENT_RATE_EXCEEDED)  # fmt: skip
+            return self._reject(RejectionCode.RATE, reply)
+        envelope.counted = True
         if self.gate.final_at_rcpt(client):
             refusal = await self._decide_at_rcpt(session, envelope, mailbox)
             if refusal is not None:

@@ -54,6 +54,8 @@ RELAY_TEMPFAIL = Reply(451, "4.4.0", "Relay deferred the message, try again late
 LOCAL_ERROR = Reply(451, "4.3.0", "Local error in processing, try again later")
 STORE_UNAVAILABLE = Reply(451, "4.3.0", "Consent store unavailable, try again later")
 TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
+MESSAGE_RATE_EXCEEDED = Reply(450, "4.7.1", "Message rate limit exceeded, try again later")
+RECIPIENT_RATE_EXCEEDED = Reply(450, "4.7.1", "Recipient rate limit exceeded, try again later")
 
 # 5xx: final.
 LINE_TOO_LONG = Reply(500, "5.5.2", "Line too long (RFC 5321 4.5.3.1.6)")

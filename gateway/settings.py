@@ -86,6 +86,10 @@ class SmtpClient(_Section):
     classifying_headers: bool = True
     #: Overrides ``[policy] mode`` for this client (roll out with "monitor").
     policy_mode: PolicyMode | None = None
+    #: Messages (transactions with an accepted recipient) and recipients per minute, per
+    #: gateway process; past either, RCPT gets ``450 4.7.1`` (:mod:`gateway.rate_limit`).
+    messages_per_minute: Annotated[int, Field(ge=1)] | None = None
+    recipients_per_minute: Annotated[int, Field(ge=1)] | None = None
 
     _name = field_validator("name")(classmethod(lambda cls, v: _not_reserved(v)))
 

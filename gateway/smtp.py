@@ -57,6 +57,7 @@ class GatewayEnvelope(Envelope):
         self.unsubscribes: list[TokenClaims] = []  # mailto unsubscribe recipients
         self.upstream: UpstreamTransaction | None = None
         self.decided_at_rcpt: dict[str, Outcome] = {}  # for clients whose RCPT is final
+        self.counted = False  # this transaction took its message from the client's rate
 
 
 class SessionRegistry:

@@ -70,6 +70,10 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ({"SGW_SMTP_NOPE": "1"}, "SGW_SMTP_NOPE"),
         ({"SGW_RELAY_STARTTLS": "sometimes"}, "relay.starttls"),
         ({"SGW_STORE_URL": "mysql://x"}, "store.url"),
+        (
+            {"SGW_SMTP_CLIENTS": '[{"name": "p", "networks": [], "messages_per_minute": 0}]'},
+            "smtp.clients.0.messages_per_minute",
+        ),
     ],
 )
 def test_bad_values_name_the_key(environ: dict[str, str], expected: str) -> None:
