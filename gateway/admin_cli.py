@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,8 +20,10 @@ from pydantic import BaseModel
 
 from gateway import secrets as secrets_file
 from gateway.importing import BATCH_SIZE as IMPORT_BATCH
+from gateway.importing import Progress
 from gateway.settings import ConfigError, Settings, load_settings
 from suppression.address import AddressError, Identities, NormalisationRules, parse_mailbox
+from suppression.import_lines import FileLines
 from suppression.store import NotFound, Store, StoreError, StoreOptions, open_store
 
 ACTOR = "cli"
@@ -138,30 +140,19 @@ def _common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def iter_lines(
-    handle: Any, total: int, show: bool
-) -> tuple[Iterator[str], Callable[[str, float | None], None]]:
-    """Decoded lines of a binary file, and a callback drawing an import's progress on a
-    terminal: the share of the file read, then the share of its rows written."""
-    done = [0]
-
-    def lines() -> Iterator[str]:
-        first = True
-        for raw in handle:
-            done[0] += len(raw)
-            text = raw.decode("utf-8-sig" if first else "utf-8", errors="replace")
-            first = False
-            yield text
+def import_progress(lines: FileLines, total: int, show: bool) -> Progress:
+    """A callback drawing an import's progress on a terminal: the share of the file read,
+    then the share of its rows written."""
 
     def progress(phase: str, fraction: float | None) -> None:
         if show and total:
-            share = done[0] / total if fraction is None else fraction
+            share = lines.read / total if fraction is None else fraction
             pct = min(100.0, 100.0 * share)
             bar = "#" * int(pct // 4)
             line = f"\r{phase:<8} [{bar:<25}] {pct:5.1f}%"
             print(line, end="", file=sys.stderr, flush=True)
 
-    return lines(), progress
+    return progress
 
 
 def register(commands: Any) -> None:

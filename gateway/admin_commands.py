@@ -16,7 +16,7 @@ from typing import TextIO
 from prometheus_client import CollectorRegistry
 
 from gateway import exporting
-from gateway.admin_cli import ACTOR, Env, emit, iter_lines, now
+from gateway.admin_cli import ACTOR, Env, emit, import_progress, now
 from gateway.http import admin_views as views
 from gateway.http.admin import AdminContext
 from gateway.importing import Importer
@@ -25,6 +25,7 @@ from gateway.policy_gate import PolicyError
 from gateway.settings import ConfigError
 from suppression import importers
 from suppression.address import AddressError, normalise_domain
+from suppression.import_lines import FileLines
 from suppression.model import ConsentStatus, Scope, SuppressionReason
 from suppression.store import ConsentChange, NewSuppression
 
@@ -176,17 +177,20 @@ async def import_file(args: argparse.Namespace, env: Env) -> int:
     )  # fmt: skip
     if args.strict:
         with path.open("rb") as handle:
-            lines, _ = iter_lines(handle, 0, False)
-            for row in importers.parse(lines, fmt, data, source=source, purposes=purposes):
+            lines = FileLines(handle)
+            rows = importers.parse(lines, fmt, data, source=source, purposes=purposes,
+                                   problems=lines.problems)  # fmt: skip
+            for row in rows:
                 if isinstance(row, importers.RowError):
                     importer.summary.error(row)
         if importer.summary.failed:
             _report(args, importer, strict_abort=True)
             return 1
     with path.open("rb") as handle:
-        lines, progress = iter_lines(handle, path.stat().st_size, show)
+        lines = FileLines(handle)
+        progress = import_progress(lines, path.stat().st_size, show)
         reader = importers.RowReader(fmt, source, frozenset(purposes))
-        records = importers.records(lines, data)
+        records = importers.records(lines, data, lines.problems)
         await importer.run_records(records, reader, progress, processes=max(1, args.processes))
         if show:
             print(file=sys.stderr)

@@ -163,11 +163,18 @@ def _key(name: str) -> str:
 
 
 def records(
-    lines: Iterable[str], data: DataFormat
+    lines: Iterable[str], data: DataFormat, problems: Mapping[int, str] | None = None
 ) -> Iterator[tuple[int, dict[str, Any]] | RowError]:
-    """Raw records with their line numbers: a CSV with a header row, or JSON Lines."""
+    """Raw records with their line numbers: a CSV with a header row, or JSON Lines.
+
+    ``problems`` names lines that could not be read (:class:`~suppression.import_lines.
+    FileLines`): the record that holds one becomes a row error."""
+    bad: Mapping[int, str] = {} if problems is None else problems  # filled as lines are read
     if data == "jsonl":
         for number, text in enumerate(lines, 1):
+            if number in bad:
+                yield RowError(number, bad[number])
+                continue
             if not text.strip():
                 continue
             try:
@@ -189,17 +196,28 @@ def records(
     except csv.Error as exc:
         yield RowError(1, f"bad CSV header: {exc}")
         return
+    if 1 in bad:
+        yield RowError(1, f"bad CSV header: {bad[1]}")
+        return
+    last = reader.line_num
     while True:
+        first = last + 1
         try:
             cells = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            yield RowError(reader.line_num, f"bad CSV: {exc}")
+            last = reader.line_num
+            yield RowError(last, f"bad CSV: {exc}")
+            continue
+        last = reader.line_num
+        unread = [n for n in range(first, last + 1) if n in bad] if bad else None
+        if unread:
+            yield RowError(unread[0], bad[unread[0]])
             continue
         if not any(cells):
             continue
-        yield reader.line_num, dict(zip(header, cells, strict=False))
+        yield last, dict(zip(header, cells, strict=False))
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -333,8 +351,10 @@ def parse(
     *,
     source: str,
     purposes: Collection[str] = (),
+    problems: Mapping[int, str] | None = None,
 ) -> Iterator[Row]:
-    """Rows of an import file, one at a time; a bad row becomes a :class:`RowError`."""
+    """Rows of an import file, one at a time; a bad row becomes a :class:`RowError`
+    (``problems``: as for :func:`records`)."""
     reader = RowReader(fmt, source, frozenset(purposes))
-    for item in records(lines, data):
+    for item in records(lines, data, problems):
         yield item if isinstance(item, RowError) else reader.row(*item)

@@ -150,3 +150,33 @@ def test_token_inspect_shows_claims_not_keys(cli: Cli) -> None:
         assert key.hex() not in done.stdout
     bad = cli("token", "inspect", token[:-2] + "AA")
     assert bad.returncode == 2 and "bad-signature" in bad.stderr
+
+
+def test_import_reports_unreadable_lines_and_takes_the_rest(cli: Cli) -> None:
+    """A line that is not UTF-8, or longer than 1 MiB, is a row error with its number (never
+    imported as a guess, never held whole in memory); the other rows import, in both formats,
+    and --strict refuses the file."""
+    overlong = b"z" * (3 << 20)
+    csv_data = cli.dir / "unsub.csv"
+    csv_data.write_bytes(
+        b"email,created\na@x.org,1\nb\xe9d@x.org,1\n" + overlong + b"\nc@x.org,1\n"
+    )
+    jsonl_data = cli.dir / "unsub.jsonl"
+    jsonl_data.write_bytes(
+        b'{"email": "d@x.org"}\n{"email": "' + overlong + b'"}\n{"email": "\xff@x.org"}\n'
+        b'{"email": "e@x.org"}\n'
+    )
+    strict = cli("import", str(csv_data), "--format", "sendgrid-unsubscribes", "--strict")
+    assert strict.returncode == 1 and cli.json("suppress", "list")["items"] == []
+    for data, errors in [
+        (csv_data, [(3, "not UTF-8 (byte 0xe9 at column 2)"), (4, "line longer than")]),
+        (jsonl_data, [(2, "line longer than"), (3, "not UTF-8 (byte 0xff at column 12)")]),
+    ]:
+        done = cli("import", str(data), "--format", "sendgrid-unsubscribes", "--json")
+        summary = json.loads(done.stdout)
+        assert (done.returncode, summary["added"], summary["failed"]) == (1, 2, 2)
+        got = [(e["line"], e["message"]) for e in summary["errors"]]
+        assert [line for line, _ in got] == [line for line, _ in errors]
+        assert all(m.startswith(want) for (_, m), (_, want) in zip(got, errors, strict=True))
+    emails = sorted(s["email"] for s in cli.json("suppress", "list")["items"])
+    assert emails == ["a@x.org", "c@x.org", "d@x.org", "e@x.org"]

@@ -28,6 +28,7 @@ from suppression.address import (
     fast_canonical,
     normalise,
 )
+from suppression.import_lines import MAX_LINE, FileLines
 from suppression.importers import ConsentRow, Format, RowError, SuppressionRow
 from suppression.model import Basis, ConsentStatus, Scope, SuppressionReason
 from suppression.store import ConsentChange, Store, open_store
@@ -102,6 +103,54 @@ def test_parsing_streams() -> None:
     endless = itertools.chain(["email,created\n"], (f"u{i}@x.org,1\n" for i in itertools.count()))
     rows = importers.parse(endless, Format.SENDGRID_UNSUBSCRIBES, "csv", source="s")
     assert [r.email for r in itertools.islice(rows, 3)] == ["u0@x.org", "u1@x.org", "u2@x.org"]  # type: ignore[union-attr]
+
+
+class RecordingFile(io.BytesIO):
+    """A binary file that remembers the longest piece any readline() returned."""
+
+    longest = 0
+
+    def readline(self, size: int | None = -1) -> bytes:
+        raw = super().readline(size)
+        self.longest = max(self.longest, len(raw))
+        return raw
+
+
+def test_file_lines_are_bounded_and_checked() -> None:
+    """Lines keep their endings and numbers; a BOM goes from the first line only; a line that
+    is not UTF-8 or over MAX_LINE is named, and an overlong one never held whole (what stands
+    in for it keeps CSV quotes balanced)."""
+    data = (
+        b"\xef\xbb\xbfemail,created\r\n"
+        b"a@x.org,1\r\n"
+        b"\xef\xbb\xbfb@x.org,1\n"
+        + b'"q' * (MAX_LINE * 2)  # an odd number of quotes in all
+        + b'"\nc\xc3@x.org,1\nd@x.org,1'
+    )
+    handle = RecordingFile(data)
+    lines = FileLines(handle)
+    got = list(lines)
+    assert got == ["email,created\r\n", "a@x.org,1\r\n", "\ufeffb@x.org,1\n", '"\n',
+                   "c\ufffd@x.org,1\n", "d@x.org,1"]  # fmt: skip
+    assert lines.problems == {
+        4: f"line longer than {MAX_LINE} bytes",
+        5: "not UTF-8 (byte 0xc3 at column 2)",
+    }
+    assert lines.read == len(data)
+    assert handle.longest <= MAX_LINE + 1
+
+
+def test_a_quoted_field_over_an_unreadable_line_is_one_row_error() -> None:
+    """The CSV record that spans an unreadable line is reported at that line; the rows
+    around it are read."""
+    data = b'email,created\na@x.org,1\n"b@x.org\n\xff",1\nc@x.org,1\n'
+    lines = FileLines(io.BytesIO(data))
+    got = list(importers.records(lines, "csv", lines.problems))
+    assert got == [
+        (2, {"email": "a@x.org", "created": "1"}),
+        RowError(4, "not UTF-8 (byte 0xff at column 1)"),
+        (5, {"email": "c@x.org", "created": "1"}),
+    ]
 
 
 async def test_errors_have_line_numbers_and_the_rest_imports(
