@@ -24,10 +24,11 @@ from suppression.model import Scope, Suppression, SuppressionReason
 from suppression.store import NewSuppression, Write, WriteResult
 
 if TYPE_CHECKING:
-    from suppression._store_ops import Db, _Chain
+    from suppression._ledger_chain import LedgerChain
+    from suppression._store_db import Db
 
 #: Adds one suppression the one-by-one way: the row and whether the store changed.
-OneByOne = Callable[["Db", "_Chain", NewSuppression], Awaitable[tuple[Suppression, bool]]]
+OneByOne = Callable[["Db", "LedgerChain", NewSuppression], Awaitable[tuple[Suppression, bool]]]
 
 _Key = tuple[str, str, str, str]
 #: Stored values of the enums (a dict lookup is cheaper than ``.value`` on a million rows).
@@ -46,7 +47,7 @@ def bulk_candidate(write: Write) -> TypeGuard[NewSuppression]:
 
 
 async def add_new_suppressions(
-    db: Db, chain: _Chain, writes: Sequence[NewSuppression], one_by_one: OneByOne
+    db: Db, chain: LedgerChain, writes: Sequence[NewSuppression], one_by_one: OneByOne
 ) -> list[WriteResult]:
     """Apply ``writes`` (all :func:`bulk_candidate`) in order; see the module docstring."""
     for w in writes:
@@ -79,7 +80,9 @@ async def add_new_suppressions(
     return out
 
 
-async def _insert(db: Db, chain: _Chain, writes: Sequence[NewSuppression]) -> list[WriteResult]:
+async def _insert(
+    db: Db, chain: LedgerChain, writes: Sequence[NewSuppression]
+) -> list[WriteResult]:
     """Insert suppressions known to be new, with their contacts and ledger events."""
     stamps = [db.ts(w.at) for w in writes]
     await db.executemany(

@@ -1,4 +1,5 @@
-"""The store operations, written once over a tiny :class:`Db` interface both backends provide.
+"""The store's write operations, written once over :class:`~suppression._store_db.Db`
+(reads: :mod:`suppression._store_reads`).
 
 SQL here is the common subset of SQLite and PostgreSQL with ``?`` placeholders (the
 PostgreSQL adapter renumbers them). The backends own connections, transactions, timeouts
@@ -10,29 +11,24 @@ and error mapping; these functions own what a write means, including its ledger 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from suppression import consent_rules
 from suppression._bulk import add_new_suppressions, bulk_candidate
+from suppression._ledger_chain import LedgerChain
+from suppression._store_db import Db
 from suppression._store_rows import (
     CONSENT_COLS,
     CONTACT_COLS,
     ENSURE_CONTACT,
-    GENESIS,
     INSERT_SUPPRESSION,
-    LEDGER_COLS,
     SUPPRESSION_COLS,
-    Row,
-    build_facts,
-    chain_hash_of,
     consent_from,
     contact_from,
     dumps,
-    iso_time,
-    ledger_from,
     supp_detail,
     suppression_from,
 )
@@ -40,132 +36,24 @@ from suppression.model import (
     Audience,
     ConsentStatus,
     Contact,
-    RecipientFacts,
-    RecipientKey,
     Scope,
     Suppression,
     SuppressionReason,
 )
 from suppression.store import (
     ConsentChange,
-    ConsentEntry,
     ConsentResult,
-    ContactRecord,
     ContactUpdate,
-    Lookup,
     NewSuppression,
     NotFound,
-    SuppressionFilter,
     Write,
     WriteResult,
 )
 
 T = TypeVar("T")
 
-MAX_PAGE = 1000
 #: Expired delivery rows purged per ``remember_delivered`` call (keeps the SMTP path short).
 PURGE_BATCH = 500
-
-
-class Db(Protocol):
-    """One connection (or transaction) of a backend, as the operations see it."""
-
-    #: True when nothing else can write while a transaction of this connection is open
-    #: (SQLite's single writer): bulk paths rely on it.
-    sole_writer: bool
-
-    def ts(self, value: datetime) -> Any:
-        """A timestamp parameter in the backend's representation."""
-
-    def dt(self, value: Any) -> datetime:
-        """A stored, non-null timestamp as an aware UTC datetime."""
-
-    def any_of(self, column: str) -> str:
-        """SQL for "``column`` is in the list parameter" (one ``?``)."""
-
-    def list_param(self, values: Sequence[str]) -> Any:
-        """A list of strings as the parameter :meth:`any_of` expects."""
-
-    async def fetch(self, sql: str, *params: Any) -> Sequence[Row]:
-        """Run a query and return all rows."""
-
-    async def execute(self, sql: str, *params: Any) -> None:
-        """Run a statement."""
-
-    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        """Run a statement once per parameter row."""
-
-
-class _Chain:
-    """The ledger events of one transaction: hashed in order as they are added, inserted
-    together by :meth:`flush` before the transaction commits (callers hold the writer lock).
-
-    Nothing inside a write transaction reads the ledger but its head, so deferring the inserts
-    to the end of the transaction stores exactly what inserting each event at once would.
-    """
-
-    __slots__ = ("_at", "_iso", "_ts", "evidence", "prev", "rows", "seq")
-
-    def __init__(self, seq: int, prev: str) -> None:
-        self.seq = seq
-        self.prev = prev
-        self.rows: list[tuple[Any, ...]] = []
-        self.evidence: list[tuple[int, str]] = []
-        # The last event time and its two spellings: bulk writes often share one time.
-        self._at: datetime | None = None
-        self._iso = ""
-        self._ts: Any = None
-
-    @classmethod
-    async def start(cls, db: Db) -> _Chain:
-        """A chain continuing from the last stored event."""
-        head = await db.fetch("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
-        return cls(head[0][0], head[0][1]) if head else cls(0, GENESIS)
-
-    def add(
-        self,
-        db: Db,
-        kind: str,
-        identity: str | None,
-        purpose: str | None,
-        source: str,
-        actor: str,
-        at: datetime,
-        detail: Mapping[str, Any] | str,
-        evidence: Mapping[str, Any] | None = None,
-    ) -> int:
-        """Append one event (chained to the previous one); return its sequence number.
-
-        ``detail`` is a mapping, or already in :func:`dumps` form."""
-        if at is not self._at and at != self._at:
-            self._iso, self._ts, self._at = iso_time(at), db.ts(at), at
-        seq, prev = self.seq + 1, self.prev
-        detail_json = detail if isinstance(detail, str) else dumps(detail)
-        digest = chain_hash_of(
-            prev, seq, self._iso, kind, identity, purpose, source, actor, detail_json
-        )
-        self.rows.append(
-            (seq, self._ts, kind, identity, purpose, source, actor, detail_json, prev, digest)
-        )
-        if evidence:
-            self.evidence.append((seq, dumps(evidence)))
-        self.seq, self.prev = seq, digest
-        return seq
-
-    async def flush(self, db: Db) -> None:
-        """Insert the events added since the last flush."""
-        if self.rows:
-            await db.executemany(
-                "INSERT INTO ledger (seq, at, kind, identity, purpose, source, actor, detail,"
-                " prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                self.rows,
-            )
-            self.rows = []
-        if self.evidence:
-            await db.executemany(
-                "INSERT INTO ledger_evidence (seq, evidence) VALUES (?, ?)", self.evidence
-            )
-            self.evidence = []
 
 
 def _opt_ts(db: Db, value: datetime | None) -> Any:
@@ -183,34 +71,8 @@ async def _ensure_contact(db: Db, identity: str, email: str | None, at: datetime
     )
 
 
-async def facts(
-    db: Db, sql: str, keys: Sequence[RecipientKey], now: datetime
-) -> dict[str, RecipientFacts]:
-    """See :meth:`Store.facts`; ``sql`` is :func:`facts_sql` rendered for the backend."""
-    if not keys:
-        return {}
-    ids = db.list_param(list(dict.fromkeys(k.identity for k in keys)))
-    domains = db.list_param(list(dict.fromkeys(k.domain for k in keys)))
-    rows = await db.fetch(sql, ids, ids, ids, db.ts(now), domains, db.ts(now))
-    return build_facts(rows, keys, db.dt)
-
-
-async def lookup(
-    db: Db, sql: str, keys: Sequence[RecipientKey], now: datetime, message_key: str
-) -> Lookup:
-    """See :meth:`Store.lookup`; ``sql`` is :func:`lookup_sql` rendered for the backend."""
-    if not keys:
-        return Lookup({}, set())
-    ids = db.list_param(list(dict.fromkeys(k.identity for k in keys)))
-    domains = db.list_param(list(dict.fromkeys(k.domain for k in keys)))
-    stamp = db.ts(now)
-    rows = await db.fetch(sql, ids, ids, ids, stamp, domains, stamp, message_key, stamp, ids)
-    delivered = {r[1] for r in rows if r[0] == "d"}
-    return Lookup(build_facts(rows, keys, db.dt), delivered)
-
-
-async def _in_chain(db: Db, op: Callable[[_Chain], Awaitable[T]]) -> T:
-    chain = await _Chain.start(db)
+async def _in_chain(db: Db, op: Callable[[LedgerChain], Awaitable[T]]) -> T:
+    chain = await LedgerChain.start(db)
     result = await op(chain)
     await chain.flush(db)
     return result
@@ -230,7 +92,7 @@ _UPSERT_CONSENT = (
 )
 
 
-async def _record_consent(db: Db, chain: _Chain, change: ConsentChange) -> ConsentResult:
+async def _record_consent(db: Db, chain: LedgerChain, change: ConsentChange) -> ConsentResult:
     if change.collected_at is not None and (
         change.status is not ConsentStatus.OPTED_OUT or change.collected_at > change.at
     ):
@@ -305,7 +167,7 @@ async def upsert_contact(
     return await _in_chain(db, lambda chain: _upsert_contact(db, chain, update))
 
 
-async def _upsert_contact(db: Db, chain: _Chain, u: ContactUpdate) -> Contact:
+async def _upsert_contact(db: Db, chain: LedgerChain, u: ContactUpdate) -> Contact:
     aud = u.audience.value if u.audience is not None else None
     since = _opt_ts(db, u.customer_since)
     rows = await db.fetch(
@@ -338,7 +200,7 @@ async def add_suppression(db: Db, new: NewSuppression) -> Suppression:
 
 
 async def _add_suppression(
-    db: Db, chain: _Chain | None, new: NewSuppression
+    db: Db, chain: LedgerChain | None, new: NewSuppression
 ) -> tuple[Suppression, bool]:
     """Add or extend; True when the store changed. ``chain=None`` logs nothing (erasure)."""
     if (new.identity is None) == (new.domain is None):
@@ -394,14 +256,14 @@ async def remove_suppression(db: Db, suppression_id: int, *, actor: str, at: dat
         raise NotFound(f"suppression {suppression_id}")
     s = suppression_from(rows[0], db.dt)
     await db.execute("DELETE FROM suppressions WHERE id = ?", suppression_id)
-    chain = await _Chain.start(db)
+    chain = await LedgerChain.start(db)
     chain.add(db, "suppression-removed", s.identity, s.purpose, "", actor, at, supp_detail(s))
     await chain.flush(db)
 
 
 async def apply_batch(db: Db, writes: Sequence[Write]) -> list[WriteResult]:
     """See :meth:`Store.apply_batch`: the per-row operations, in order, on one ledger chain."""
-    chain = await _Chain.start(db)
+    chain = await LedgerChain.start(db)
     out: list[WriteResult] = []
     i = 0
     while i < len(writes):
@@ -427,86 +289,6 @@ async def apply_batch(db: Db, writes: Sequence[Write]) -> list[WriteResult]:
     return out
 
 
-async def count_suppressions(db: Db, now: datetime) -> dict[str, int]:
-    """See :meth:`Store.count_suppressions`."""
-    rows = await db.fetch(
-        "SELECT reason, count(*) FROM suppressions WHERE expires_at IS NULL OR expires_at > ?"
-        " GROUP BY reason",
-        db.ts(now),
-    )
-    counts = dict.fromkeys((r.value for r in SuppressionReason), 0)
-    counts.update((r[0], int(r[1])) for r in rows)
-    return counts
-
-
-async def list_consents(db: Db, after: tuple[str, str] | None, limit: int) -> list[ConsentEntry]:
-    """See :meth:`Store.list_consents`: keyset pages on the consents' primary key."""
-    where, params = ("", []) if after is None else ("WHERE (k.identity, k.purpose) > (?, ?)",
-                                                    list(after))  # fmt: skip
-    cols = ", ".join(f"k.{c.strip()}" for c in CONSENT_COLS.split(","))
-    rows = await db.fetch(
-        f"SELECT k.identity, c.email, {cols} FROM consents k"
-        f" LEFT JOIN contacts c ON c.identity = k.identity {where}"
-        " ORDER BY k.identity, k.purpose LIMIT ?",
-        *params,
-        max(1, min(limit, MAX_PAGE)),
-    )
-    return [ConsentEntry(r[0], r[1], consent_from(r[2:], db.dt)) for r in rows]
-
-
-async def list_contacts(db: Db, after: str | None, limit: int) -> list[Contact]:
-    """See :meth:`Store.list_contacts`: keyset pages on the contacts' primary key."""
-    where, params = ("", []) if after is None else ("WHERE identity > ?", [after])
-    rows = await db.fetch(
-        f"SELECT {CONTACT_COLS} FROM contacts {where} ORDER BY identity LIMIT ?",
-        *params,
-        max(1, min(limit, MAX_PAGE)),
-    )
-    return [contact_from(r, db.dt) for r in rows]
-
-
-async def list_suppressions(db: Db, flt: SuppressionFilter) -> list[Suppression]:
-    """See :meth:`Store.list_suppressions`; exact matches only."""
-    where: list[str] = ["id > ?"]
-    params: list[Any] = [flt.after_id]
-    wanted = {"identity": flt.identity, "domain": flt.domain, "reason": flt.reason}
-    wanted["scope"] = flt.scope
-    for column, value in wanted.items():
-        if value is not None:
-            where.append(f"{column} = ?")
-            params.append(str(value))
-    limit = max(1, min(flt.limit, MAX_PAGE))
-    rows = await db.fetch(
-        f"SELECT {SUPPRESSION_COLS} FROM suppressions WHERE {' AND '.join(where)}"
-        " ORDER BY id LIMIT ?",
-        *params,
-        limit,
-    )
-    return [suppression_from(r, db.dt) for r in rows]
-
-
-async def contact_record(db: Db, identity: str) -> ContactRecord:
-    """See :meth:`Store.contact_record`; run it in one read transaction for a consistent view."""
-    contact = await db.fetch(f"SELECT {CONTACT_COLS} FROM contacts WHERE identity = ?", identity)
-    consents = await db.fetch(
-        f"SELECT {CONSENT_COLS} FROM consents WHERE identity = ? ORDER BY purpose", identity
-    )
-    supps = await db.fetch(
-        f"SELECT {SUPPRESSION_COLS} FROM suppressions WHERE identity = ? ORDER BY id", identity
-    )
-    ledger = await db.fetch(
-        f"SELECT {LEDGER_COLS} FROM ledger l LEFT JOIN ledger_evidence e ON e.seq = l.seq"
-        " WHERE l.identity = ? ORDER BY l.seq",
-        identity,
-    )
-    return ContactRecord(
-        contact=contact_from(contact[0], db.dt) if contact else None,
-        consents=[consent_from(r, db.dt) for r in consents],
-        suppressions=[suppression_from(r, db.dt) for r in supps],
-        ledger=[ledger_from(r, db.dt) for r in ledger],
-    )
-
-
 async def erase(db: Db, identity: str, *, actor: str, at: datetime) -> None:
     """See :meth:`Store.erase`: scrub personal data, keep the identity suppressed."""
     await db.execute(
@@ -520,23 +302,9 @@ async def erase(db: Db, identity: str, *, actor: str, at: datetime) -> None:
     await db.execute("DELETE FROM deliveries WHERE identity = ?", identity)
     new = NewSuppression(Scope.ALL, SuppressionReason.ERASURE, "erasure", actor, at, identity)
     s, _ = await _add_suppression(db, None, new)
-    chain = await _Chain.start(db)
+    chain = await LedgerChain.start(db)
     chain.add(db, "erasure", identity, None, "erasure", actor, at, {"id": s.id})
     await chain.flush(db)
-
-
-async def delivered(db: Db, message_key: str, identities: Sequence[str], now: datetime) -> set[str]:
-    """See :meth:`Store.delivered`."""
-    if not identities:
-        return set()
-    rows = await db.fetch(
-        "SELECT identity FROM deliveries WHERE message_key = ? AND until > ? AND "
-        + db.any_of("identity"),
-        message_key,
-        db.ts(now),
-        db.list_param(list(identities)),
-    )
-    return {r[0] for r in rows}
 
 
 async def remember_delivered(

@@ -36,6 +36,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from suppression import _store_ops as ops
+from suppression import _store_reads as reads
 from suppression import migrations
 from suppression._store_rows import Row, aware, facts_sql, lookup_sql
 from suppression.model import Audience, Contact, RecipientFacts, RecipientKey, Suppression
@@ -90,7 +91,7 @@ def _any_of(column: str) -> str:
 
 
 class _PgDb:
-    """:class:`suppression._store_ops.Db` over one asyncpg connection."""
+    """:class:`suppression._store_db.Db` over one asyncpg connection."""
 
     sole_writer = False
 
@@ -291,11 +292,11 @@ class PostgresStore:
         self, keys: Sequence[RecipientKey], now: datetime
     ) -> Mapping[str, RecipientFacts]:
         """Facts for all recipients of a message: one query, one round trip."""
-        return await self._read(ops.facts, self._facts_sql, keys, now)
+        return await self._read(reads.facts, self._facts_sql, keys, now)
 
     async def lookup(self, keys: Sequence[RecipientKey], now: datetime, message_key: str) -> Lookup:
         """Facts and deliveries of one message: one statement, one round trip."""
-        return await self._read(ops.lookup, self._lookup_sql, keys, now, message_key)
+        return await self._read(reads.lookup, self._lookup_sql, keys, now, message_key)
 
     async def record_consent(self, change: ConsentChange) -> ConsentResult:
         """Record consent or its withdrawal (rules: :mod:`suppression.consent_rules`)."""
@@ -328,12 +329,12 @@ class PostgresStore:
 
     async def list_suppressions(self, flt: SuppressionFilter) -> Sequence[Suppression]:
         """Suppressions matching the filter exactly, by id."""
-        return await self._read(ops.list_suppressions, flt)
+        return await self._read(reads.list_suppressions, flt)
 
     async def contact_record(self, identity: str) -> ContactRecord:
         """Everything held about an identity, from one repeatable-read transaction."""
         async with self._transaction(lock=False, readonly=True) as db:
-            return await ops.contact_record(db, identity)
+            return await reads.contact_record(db, identity)
 
     async def erase(self, identity: str, *, actor: str, at: datetime) -> None:
         """Erase the address and personal evidence; keep an ``erasure`` suppression."""
@@ -341,7 +342,7 @@ class PostgresStore:
 
     async def delivered(self, message_key: str, identities: Sequence[str]) -> set[str]:
         """Identities that already received this message."""
-        return await self._read(ops.delivered, message_key, identities, datetime.now(UTC))
+        return await self._read(reads.delivered, message_key, identities, datetime.now(UTC))
 
     async def remember_delivered(
         self, message_key: str, identities: Sequence[str], until: datetime
@@ -358,17 +359,17 @@ class PostgresStore:
         return await self._write(ops.apply_batch, writes)
 
     async def list_consents(
-        self, after: tuple[str, str] | None = None, limit: int = ops.MAX_PAGE
+        self, after: tuple[str, str] | None = None, limit: int = reads.MAX_PAGE
     ) -> Sequence[ConsentEntry]:
         """A page of consents by (identity, purpose)."""
-        return await self._read(ops.list_consents, after, limit)
+        return await self._read(reads.list_consents, after, limit)
 
     async def list_contacts(
-        self, after: str | None = None, limit: int = ops.MAX_PAGE
+        self, after: str | None = None, limit: int = reads.MAX_PAGE
     ) -> Sequence[Contact]:
         """A page of contacts by identity."""
-        return await self._read(ops.list_contacts, after, limit)
+        return await self._read(reads.list_contacts, after, limit)
 
     async def count_suppressions(self, now: datetime) -> Mapping[str, int]:
         """Active suppressions by reason."""
-        return await self._read(ops.count_suppressions, now)
+        return await self._read(reads.count_suppressions, now)

@@ -41,6 +41,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 import aiosqlite
 
 from suppression import _store_ops as ops
+from suppression import _store_reads as reads
 from suppression import migrations
 from suppression._store_rows import Row, facts_sql, from_micros, lookup_sql, to_micros
 from suppression.model import Audience, Contact, RecipientFacts, RecipientKey, Suppression
@@ -79,7 +80,7 @@ def _any_of(column: str) -> str:
 
 
 class _SQLiteDb:
-    """:class:`suppression._store_ops.Db` over one aiosqlite connection."""
+    """:class:`suppression._store_db.Db` over one aiosqlite connection."""
 
     sole_writer = False
 
@@ -111,7 +112,7 @@ class _SQLiteDb:
 
 
 class _SyncDb:
-    """:class:`suppression._store_ops.Db` over the writer's plain ``sqlite3`` connection.
+    """:class:`suppression._store_db.Db` over the writer's plain ``sqlite3`` connection.
 
     Used only on the writer's thread. Its methods are coroutines (the operations are shared with
     PostgreSQL) that never suspend, so :func:`_drive` runs an operation in one go.
@@ -308,11 +309,11 @@ class SQLiteStore:
         self, keys: Sequence[RecipientKey], now: datetime
     ) -> Mapping[str, RecipientFacts]:
         """Facts for all recipients of a message: one statement, one thread hop."""
-        return await self._read(ops.facts, self._facts_sql, keys, now)
+        return await self._read(reads.facts, self._facts_sql, keys, now)
 
     async def lookup(self, keys: Sequence[RecipientKey], now: datetime, message_key: str) -> Lookup:
         """Facts and deliveries of one message: one statement, one round trip."""
-        return await self._read(ops.lookup, self._lookup_sql, keys, now, message_key)
+        return await self._read(reads.lookup, self._lookup_sql, keys, now, message_key)
 
     async def record_consent(self, change: ConsentChange) -> ConsentResult:
         """Record consent or its withdrawal (rules: :mod:`suppression.consent_rules`)."""
@@ -345,11 +346,11 @@ class SQLiteStore:
 
     async def list_suppressions(self, flt: SuppressionFilter) -> Sequence[Suppression]:
         """Suppressions matching the filter exactly, by id."""
-        return await self._read(ops.list_suppressions, flt)
+        return await self._read(reads.list_suppressions, flt)
 
     async def contact_record(self, identity: str) -> ContactRecord:
         """Everything held about an identity, from one read transaction."""
-        return await self._on_writer(_transaction, "BEGIN", ops.contact_record, identity)
+        return await self._on_writer(_transaction, "BEGIN", reads.contact_record, identity)
 
     async def erase(self, identity: str, *, actor: str, at: datetime) -> None:
         """Erase, then checkpoint the WAL away so no old page still holds the address."""
@@ -360,7 +361,7 @@ class SQLiteStore:
 
     async def delivered(self, message_key: str, identities: Sequence[str]) -> set[str]:
         """Identities that already received this message."""
-        return await self._read(ops.delivered, message_key, identities, datetime.now(UTC))
+        return await self._read(reads.delivered, message_key, identities, datetime.now(UTC))
 
     async def remember_delivered(
         self, message_key: str, identities: Sequence[str], until: datetime
@@ -376,24 +377,25 @@ class SQLiteStore:
         return await self._write(ops.apply_batch, writes)
 
     async def list_consents(
-        self, after: tuple[str, str] | None = None, limit: int = ops.MAX_PAGE
+        self, after: tuple[str, str] | None = None, limit: int = reads.MAX_PAGE
     ) -> Sequence[ConsentEntry]:
         """A page of consents by (identity, purpose), read on the reader."""
-        return await self._read(ops.list_consents, after, limit)
+        return await self._read(reads.list_consents, after, limit)
 
     async def list_contacts(
-        self, after: str | None = None, limit: int = ops.MAX_PAGE
+        self, after: str | None = None, limit: int = reads.MAX_PAGE
     ) -> Sequence[Contact]:
         """A page of contacts by identity, read on the reader."""
-        return await self._read(ops.list_contacts, after, limit)
+        return await self._read(reads.list_contacts, after, limit)
 
     async def count_suppressions(self, now: datetime) -> Mapping[str, int]:
         """Active suppressions by reason. A full scan of the table: it runs on the writer's
         thread (it may queue behind a write) so that it never delays the SMTP path's reader."""
-        return await self._on_writer(_run, ops.count_suppressions, now)
+        return await self._on_writer(_run, reads.count_suppressions, now)
 
 
-#: An operation of :mod:`suppression._store_ops` as the writer's thread runs it.
+#: An operation of :mod:`suppression._store_ops` (or a read of :mod:`suppression._store_reads`)
+#: as the writer's thread runs it.
 _Op = Callable[Concatenate[_SyncDb, P], Coroutine[Any, Any, T]]
 
 #: Page cache of the writer connection, KiB (SQLite's default is 2000 KiB). Imports write in
