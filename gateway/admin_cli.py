@@ -224,7 +224,7 @@ def register(commands: Any) -> None:
                      "them (about 140 bytes a row; default: $TMPDIR)")  # fmt: skip
     imp.add_argument("--processes", type=int, default=1,
                      help="processes reading a large file: 2 on two CPUs cut a 1M-row import "
-                     "by about 10 %%, each costing about 100 MB (default: 1)")  # fmt: skip
+                     "by 10-20 %%, each costing about 100 MB (default: 1)")  # fmt: skip
     imp.add_argument("--batch-size", type=int, default=IMPORT_BATCH, help=argparse.SUPPRESS)
     imp.set_defaults(func=run_with_store(c.import_file))
 
