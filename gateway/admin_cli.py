@@ -235,6 +235,19 @@ def register(commands: Any) -> None:
     exp.add_argument("--output", "-o", help="file (default: standard output)")
     exp.set_defaults(func=run_with_store(c.export))
 
+    ledger = commands.add_parser("ledger", help="the consent ledger")
+    ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True)
+    verify = _common(ledger_sub.add_parser(
+        "verify", help="check the ledger's hash chain, event by event",
+        description="Walk every ledger event in order and check that it chains to the one "
+        "before (no event deleted, reordered or rewritten). Exit 0 when intact, 1 if not. "
+        "Keep the printed head (SEQ:HASH) outside the database and pass it as --anchor "
+        "next time: that also shows newer events cut off or the whole ledger rebuilt.",
+    ))  # fmt: skip
+    verify.add_argument("--anchor", metavar="SEQ:HASH",
+                        help="an event noted earlier, which must still have that hash")  # fmt: skip
+    verify.set_defaults(func=run_with_store(c.ledger_verify))
+
     token = commands.add_parser("token", help="unsubscribe token tools")
     token_sub = token.add_subparsers(dest="token_command", required=True)
     inspect = _common(token_sub.add_parser("inspect", help="show a token's claims"))

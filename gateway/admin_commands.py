@@ -26,6 +26,7 @@ from gateway.settings import ConfigError
 from suppression import importers
 from suppression.address import AddressError, normalise_domain
 from suppression.import_lines import FileLines
+from suppression.ledger_check import Anchor, ChainCheck
 from suppression.model import ConsentStatus, Scope, SuppressionReason
 from suppression.store import ConsentChange, NewSuppression
 
@@ -246,3 +247,19 @@ async def export(args: argparse.Namespace, env: Env) -> int:
             count = await exporting.export_contacts(env.store, writer)
     print(f"exported {count} {args.kind} rows", file=sys.stderr)
     return 0
+
+
+async def ledger_verify(args: argparse.Namespace, env: Env) -> int:
+    """Check the ledger's hash chain (:mod:`suppression.ledger_check`)."""
+    try:
+        anchor = Anchor.parse(args.anchor) if args.anchor else None
+    except ValueError as exc:
+        raise ConfigError(f"--anchor: {exc}") from None
+    check = ChainCheck(anchor)
+    after = 0
+    while page := await env.store.ledger_links(after):
+        if not check.feed(page):
+            break
+        after = page[-1].event.seq
+    emit(args, check.as_dict(), check.summary())
+    return 0 if check.intact else 1

@@ -26,7 +26,7 @@ from suppression._store_rows import (
     suppression_from,
 )
 from suppression.model import Contact, RecipientFacts, RecipientKey, Suppression, SuppressionReason
-from suppression.store import ConsentEntry, ContactRecord, Lookup, SuppressionFilter
+from suppression.store import ConsentEntry, ContactRecord, LedgerLink, Lookup, SuppressionFilter
 
 #: Largest page a list operation returns.
 MAX_PAGE = 1000
@@ -150,3 +150,14 @@ async def delivered(db: Db, message_key: str, identities: Sequence[str], now: da
         db.list_param(list(identities)),
     )
     return {r[0] for r in rows}
+
+
+async def ledger_links(db: Db, after: int, limit: int) -> list[LedgerLink]:
+    """See :meth:`Store.ledger_links`: keyset pages on the ledger's sequence number."""
+    rows = await db.fetch(
+        "SELECT l.seq, l.at, l.kind, l.identity, l.purpose, l.source, l.actor, NULL, l.detail,"
+        " l.prev_hash, l.hash FROM ledger l WHERE l.seq > ? ORDER BY l.seq LIMIT ?",
+        after,
+        max(1, min(limit, MAX_PAGE)),
+    )
+    return [LedgerLink(ledger_from(r[:9], db.dt), r[9], r[10]) for r in rows]

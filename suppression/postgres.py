@@ -45,6 +45,7 @@ from suppression.store import (
     ConsentEntry,
     ConsentResult,
     ContactRecord,
+    LedgerLink,
     Lookup,
     NewSuppression,
     StoreError,
@@ -373,3 +374,7 @@ class PostgresStore:
     async def count_suppressions(self, now: datetime) -> Mapping[str, int]:
         """Active suppressions by reason."""
         return await self._read(reads.count_suppressions, now)
+
+    async def ledger_links(self, after: int = 0, limit: int = reads.MAX_PAGE) -> list[LedgerLink]:
+        """Ledger events with their hashes, a page at a time (for the chain check)."""
+        return await self._read(reads.ledger_links, after, limit)

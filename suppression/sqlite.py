@@ -50,6 +50,7 @@ from suppression.store import (
     ConsentEntry,
     ConsentResult,
     ContactRecord,
+    LedgerLink,
     Lookup,
     NewSuppression,
     StoreError,
@@ -392,6 +393,10 @@ class SQLiteStore:
         """Active suppressions by reason. A full scan of the table: it runs on the writer's
         thread (it may queue behind a write) so that it never delays the SMTP path's reader."""
         return await self._on_writer(_run, reads.count_suppressions, now)
+
+    async def ledger_links(self, after: int = 0, limit: int = reads.MAX_PAGE) -> list[LedgerLink]:
+        """Ledger events with their hashes, a page at a time (for the chain check)."""
+        return await self._read(reads.ledger_links, after, limit)
 
 
 #: An operation of :mod:`suppression._store_ops` (or a read of :mod:`suppression._store_reads`)

@@ -148,6 +148,15 @@ class ContactRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class LedgerLink:
+    """A ledger event (without its evidence) with the two hashes that chain it."""
+
+    event: LedgerEvent
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
 class Lookup:
     """Everything the gateway reads to decide one message."""
 
@@ -248,6 +257,10 @@ class Store(Protocol):
 
     async def count_suppressions(self, now: datetime) -> Mapping[str, int]:
         """Active (unexpired at ``now``) suppressions by reason; every reason is present."""
+
+    async def ledger_links(self, after: int = 0, limit: int = 1000) -> Sequence[LedgerLink]:
+        """Ledger events with their hashes, by sequence number after ``after``; at most
+        ``limit`` (capped at 1000) per page, for :mod:`suppression.ledger_check`."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from suppression._store_rows import GENESIS, chain_hash, from_micros
+from suppression.ledger_check import ChainCheck
 from suppression.model import (
     Audience,
     Basis,
@@ -372,6 +373,13 @@ class StoreContract:
             assert prev_hash == prev
             assert digest == chain_hash(prev, seq, *fields)
             prev = digest
+        # The store's own check agrees, page by page.
+        check, after = ChainCheck(), 0
+        while page := await backend.store.ledger_links(after, limit=3):
+            assert check.feed(page)
+            after = page[-1].event.seq
+        assert check.intact and check.events == len(rows)
+        assert (check.head_seq, check.head_hash) == ((rows[-1][0], prev) if rows else (0, GENESIS))
         assert [r[0] for r in rows] == [1, 2, 3]
 
     async def test_delivered_is_remembered_until_expiry(self, backend: Backend) -> None:
@@ -469,6 +477,13 @@ class StoreContract:
             assert prev_hash == prev
             assert digest == chain_hash(prev, seq, *fields)
             prev = digest
+        # The store's own check agrees, page by page.
+        check, after = ChainCheck(), 0
+        while page := await backend.store.ledger_links(after, limit=3):
+            assert check.feed(page)
+            after = page[-1].event.seq
+        assert check.intact and check.events == len(rows)
+        assert (check.head_seq, check.head_hash) == ((rows[-1][0], prev) if rows else (0, GENESIS))
 
     async def test_list_consents_and_contacts_page_in_key_order(self, backend: Backend) -> None:
         """Export reads: every consent and contact, by key, page by page; an erased contact

@@ -51,7 +51,8 @@ def test_every_command_has_help(cli: Cli) -> None:
     """Each new subcommand answers --help with exit 0."""
     for args in (["check"], ["consent", "add"], ["consent", "withdraw"], ["suppress", "add"],
                  ["suppress", "remove"], ["suppress", "list"], ["contact", "show"],
-                 ["contact", "erase"], ["import"], ["export"], ["token", "inspect"]):  # fmt: skip
+                 ["contact", "erase"], ["import"], ["export"], ["token", "inspect"],
+                 ["ledger", "verify"]):  # fmt: skip
         done = cli(*args, "--help")
         assert done.returncode == 0 and "usage:" in done.stdout, args
 
