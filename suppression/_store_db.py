@@ -1,6 +1,6 @@
 """The tiny database interface the shared store operations are written over.
 
-Both backends provide it (:class:`suppression.sqlite._SyncDb` and ``_SQLiteDb``,
+Both backends provide it (:class:`suppression._sqlite_db.WriterDb` and ``ReaderDb``,
 :class:`suppression.postgres._PgDb`); SQL passed to it uses ``?`` placeholders.
 """
 

@@ -11,23 +11,21 @@ The writer is a plain ``sqlite3`` connection owned by one dedicated thread (a si
 executor, which also serialises writes within the process; SQLite's own lock serialises them
 across processes). A whole write, ``BEGIN IMMEDIATE`` to ``COMMIT``, runs there in one hop:
 the shared operations (:mod:`suppression._store_ops`) are coroutines over a ``Db``, and the
-writer's ``Db`` (:class:`_SyncDb`) never suspends, so the thread drives them to completion
-without an event loop (:func:`_drive`). A batch of thousands of writes is one hop, not six per
-row; and only public APIs are used (aiosqlite has no public way to run a function on its
-connection's thread, hence the writer's own thread).
+writer's ``Db`` (:class:`~suppression._sqlite_db.WriterDb`) never suspends, so the thread
+drives them to completion without an event loop (:func:`~suppression._sqlite_db.drive`). A
+batch of thousands of writes is one hop, not six per row; and only public APIs are used
+(aiosqlite has no public way to run a function on its connection's thread, hence the writer's
+own thread).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import sqlite3
 from collections.abc import (
     Awaitable,
     Callable,
-    Coroutine,
-    Iterable,
     Iterator,
     Mapping,
     Sequence,
@@ -36,14 +34,24 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+from typing import Concatenate, ParamSpec, TypeVar
 
 import aiosqlite
 
 from suppression import _store_ops as ops
 from suppression import _store_reads as reads
-from suppression import migrations
-from suppression._store_rows import Row, facts_sql, from_micros, lookup_sql, to_micros
+from suppression._sqlite_db import (
+    WRITER_CACHE_KIB,
+    Op,
+    ReaderDb,
+    WriterDb,
+    any_of,
+    checkpoint,
+    migrate,
+    run_op,
+    transaction,
+)
+from suppression._store_rows import facts_sql, lookup_sql
 from suppression.model import Audience, Contact, RecipientFacts, RecipientKey, Suppression
 from suppression.store import (
     ConsentChange,
@@ -65,97 +73,6 @@ T = TypeVar("T")
 
 URL_PREFIX = "sqlite:///"
 
-# sqlite3 binds str, int, float and bytearray directly; for anything else, None included, it
-# looks for an adapter, and a failed lookup builds and discards an AttributeError: about 3,000
-# instructions per NULL parameter, 8 % of a bulk import's writer thread. With an adapter
-# registered for NoneType the lookup is one dict hit, and ``{}.get`` (a C function returning
-# None for any argument) adapts None to itself without a Python frame. It changes nothing
-# but speed, for every sqlite3 connection of the process.
-_NONE_AS_NULL = cast("Callable[[None], None]", {}.get)
-sqlite3.register_adapter(type(None), _NONE_AS_NULL)
-
-
-def _any_of(column: str) -> str:
-    # One statement text whatever the list length, so the statement cache always hits.
-    return f"{column} IN (SELECT value FROM json_each(?))"  # noqa: S608 (a column name)
-
-
-class _SQLiteDb:
-    """:class:`suppression._store_db.Db` over one aiosqlite connection."""
-
-    sole_writer = False
-
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self.conn = conn
-
-    def ts(self, value: datetime) -> int:
-        return to_micros(value)
-
-    def dt(self, value: Any) -> datetime:
-        return from_micros(value)
-
-    def any_of(self, column: str) -> str:
-        return _any_of(column)
-
-    def list_param(self, values: Sequence[str]) -> str:
-        return json.dumps(values)
-
-    async def fetch(self, sql: str, *params: Any) -> Sequence[Row]:
-        return list(await self.conn.execute_fetchall(sql, params))
-
-    async def execute(self, sql: str, *params: Any) -> None:
-        # execute_fetchall is one thread hop and leaves no cursor open.
-        await self.conn.execute_fetchall(sql, params)
-
-    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        cursor = await self.conn.executemany(sql, rows)
-        await cursor.close()
-
-
-class _SyncDb:
-    """:class:`suppression._store_db.Db` over the writer's plain ``sqlite3`` connection.
-
-    Used only on the writer's thread. Its methods are coroutines (the operations are shared with
-    PostgreSQL) that never suspend, so :func:`_drive` runs an operation in one go.
-    """
-
-    sole_writer = True
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def ts(self, value: datetime) -> int:
-        return to_micros(value)
-
-    def dt(self, value: Any) -> datetime:
-        return from_micros(value)
-
-    def any_of(self, column: str) -> str:
-        return _any_of(column)
-
-    def list_param(self, values: Sequence[str]) -> str:
-        return json.dumps(values)
-
-    async def fetch(self, sql: str, *params: Any) -> Sequence[Row]:
-        return self.conn.execute(sql, params).fetchall()
-
-    async def execute(self, sql: str, *params: Any) -> None:
-        self.conn.execute(sql, params)
-
-    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        self.conn.executemany(sql, rows)
-
-
-def _drive(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine that never suspends (an operation over :class:`_SyncDb`) to its result."""
-    try:
-        coro.send(None)
-    except StopIteration as stop:
-        result: T = stop.value
-        return result
-    coro.close()
-    raise RuntimeError("a store operation suspended on the SQLite writer thread")
-
 
 @contextmanager
 def _db_errors() -> Iterator[None]:
@@ -172,11 +89,11 @@ class SQLiteStore:
     def __init__(self, path: Path, options: StoreOptions | None = None) -> None:
         self.path = path
         self._options = options or StoreOptions()
-        self._facts_sql = facts_sql(_any_of)
-        self._lookup_sql = lookup_sql(_any_of)
+        self._facts_sql = facts_sql(any_of)
+        self._lookup_sql = lookup_sql(any_of)
         self._executor: ThreadPoolExecutor | None = None
-        self._writer: _SyncDb | None = None
-        self._reader: _SQLiteDb | None = None
+        self._writer: WriterDb | None = None
+        self._reader: ReaderDb | None = None
 
     @classmethod
     def from_url(cls, url: str, options: StoreOptions | None = None) -> SQLiteStore:
@@ -198,7 +115,7 @@ class SQLiteStore:
             "secure_delete": ("ON", "1"),
         }
 
-    async def _connect(self) -> _SQLiteDb:
+    async def _connect(self) -> ReaderDb:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
         try:
             for name, (value, expected) in self._pragmas().items():
@@ -210,9 +127,9 @@ class SQLiteStore:
         except BaseException:
             await conn.close()
             raise
-        return _SQLiteDb(conn)
+        return ReaderDb(conn)
 
-    def _connect_writer(self) -> _SyncDb:
+    def _connect_writer(self) -> WriterDb:
         """On the writer's thread: open the writer connection and check its pragmas."""
         conn = sqlite3.connect(self.path, isolation_level=None)
         try:
@@ -226,15 +143,15 @@ class SQLiteStore:
         except BaseException:
             conn.close()
             raise
-        return _SyncDb(conn)
+        return WriterDb(conn)
 
-    def _reader_db(self) -> _SQLiteDb:
+    def _reader_db(self) -> ReaderDb:
         if self._reader is None:
             raise StoreError("store is not open")
         return self._reader
 
     async def _on_writer(
-        self, fn: Callable[Concatenate[_SyncDb, P], T], /, *a: P.args, **kw: P.kwargs
+        self, fn: Callable[Concatenate[WriterDb, P], T], /, *a: P.args, **kw: P.kwargs
     ) -> T:
         """Run ``fn(writer_db, ...)`` on the writer's thread: one hop, writes serialised."""
         executor, db = self._executor, self._writer
@@ -259,7 +176,7 @@ class SQLiteStore:
             with _db_errors():
                 loop = asyncio.get_running_loop()
                 self._writer = await loop.run_in_executor(self._executor, self._connect_writer)
-                await self._on_writer(_migrate)
+                await self._on_writer(migrate)
                 self._reader = await self._connect()
         except BaseException:
             await self.close()
@@ -280,12 +197,12 @@ class SQLiteStore:
 
     # -- plumbing ----------------------------------------------------------------------
 
-    async def _write(self, op: _Op[P, T], /, *a: P.args, **kw: P.kwargs) -> T:
+    async def _write(self, op: Op[P, T], /, *a: P.args, **kw: P.kwargs) -> T:
         """One ``BEGIN IMMEDIATE`` transaction running ``op`` on the writer's thread."""
-        return await self._on_writer(_transaction, "BEGIN IMMEDIATE", op, *a, **kw)
+        return await self._on_writer(transaction, "BEGIN IMMEDIATE", op, *a, **kw)
 
     async def _read(
-        self, op: Callable[Concatenate[_SQLiteDb, P], Awaitable[T]], *a: P.args, **kw: P.kwargs
+        self, op: Callable[Concatenate[ReaderDb, P], Awaitable[T]], *a: P.args, **kw: P.kwargs
     ) -> T:
         """Run a read on the reader within ``query_timeout`` (the SMTP path's deadline)."""
         db = self._reader_db()
@@ -304,7 +221,7 @@ class SQLiteStore:
 
     async def ping(self) -> None:
         """Raise :class:`StoreError` unless the reader answers now."""
-        await self._read(_SQLiteDb.fetch, "SELECT 1")
+        await self._read(ReaderDb.fetch, "SELECT 1")
 
     async def facts(
         self, keys: Sequence[RecipientKey], now: datetime
@@ -351,12 +268,12 @@ class SQLiteStore:
 
     async def contact_record(self, identity: str) -> ContactRecord:
         """Everything held about an identity, from one read transaction."""
-        return await self._on_writer(_transaction, "BEGIN", reads.contact_record, identity)
+        return await self._on_writer(transaction, "BEGIN", reads.contact_record, identity)
 
     async def erase(self, identity: str, *, actor: str, at: datetime) -> None:
         """Erase, then checkpoint the WAL away so no old page still holds the address."""
         await self._write(ops.erase, identity, actor=actor, at=at)
-        busy = await self._on_writer(_checkpoint)
+        busy = await self._on_writer(checkpoint)
         if busy:
             raise StoreError("sqlite: erased, but a reader blocked the WAL checkpoint; retry")
 
@@ -392,75 +309,8 @@ class SQLiteStore:
     async def count_suppressions(self, now: datetime) -> Mapping[str, int]:
         """Active suppressions by reason. A full scan of the table: it runs on the writer's
         thread (it may queue behind a write) so that it never delays the SMTP path's reader."""
-        return await self._on_writer(_run, reads.count_suppressions, now)
+        return await self._on_writer(run_op, reads.count_suppressions, now)
 
     async def ledger_links(self, after: int = 0, limit: int = reads.MAX_PAGE) -> list[LedgerLink]:
         """Ledger events with their hashes, a page at a time (for the chain check)."""
         return await self._read(reads.ledger_links, after, limit)
-
-
-#: An operation of :mod:`suppression._store_ops` (or a read of :mod:`suppression._store_reads`)
-#: as the writer's thread runs it.
-_Op = Callable[Concatenate[_SyncDb, P], Coroutine[Any, Any, T]]
-
-#: Page cache of the writer connection, KiB (SQLite's default is 2000 KiB). Imports write in
-#: identity order, so each batch touches a narrow slice of each index: with that, a 1M-row
-#: import took 84 s with 32 MiB (121 MB peak RSS) and 89 s with 96 MiB (192 MB). The cache
-#: fills only with pages actually used.
-WRITER_CACHE_KIB = 32 * 1024
-
-
-def _run(db: _SyncDb, op: _Op[P, T], /, *a: P.args, **kw: P.kwargs) -> T:
-    """On the writer's thread: run an operation outside any explicit transaction."""
-    return _drive(op(db, *a, **kw))
-
-
-def _transaction(db: _SyncDb, begin: str, op: _Op[P, T], /, *a: P.args, **kw: P.kwargs) -> T:
-    """On the writer's thread: ``op`` in one transaction, committed, or rolled back on error."""
-    conn = db.conn
-    conn.execute(begin)
-    try:
-        result = _drive(op(db, *a, **kw))
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            with suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-        raise
-    return result
-
-
-def _checkpoint(db: _SyncDb) -> int:
-    """On the writer's thread: move the WAL into the database file and truncate it."""
-    busy: int = db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-    return busy
-
-
-def _migrate(db: _SyncDb) -> None:
-    """On the writer's thread: apply pending migrations, each in its own transaction."""
-    conn = db.conn
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
-        " name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
-    )
-    known = migrations.load("sqlite")
-    for m in known:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            done = conn.execute("SELECT 1 FROM schema_version WHERE version = ?", (m.version,))
-            if not done.fetchall():
-                for statement in m.statements():
-                    conn.execute(statement)
-                conn.execute(
-                    "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
-                    (m.version, m.name, to_micros(datetime.now(UTC))),
-                )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                with suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            raise
-    newest = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
-    if newest > len(known):
-        raise StoreError(f"sqlite: schema version {newest} is newer than this code")

@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 
 from suppression import migrations
+from suppression._sqlite_db import any_of
 from suppression._store_rows import facts_sql
 from suppression.model import RecipientKey, Scope, SuppressionReason
 from suppression.postgres import PostgresStore
-from suppression.sqlite import SQLiteStore, _any_of
+from suppression.sqlite import SQLiteStore
 from suppression.store import Store
 from tests.pg import DSN, schema_url
 from tests.store_contract import at, suppression
@@ -103,7 +104,7 @@ async def test_sqlite_0004_replaces_the_suppression_indexes(
                 with pytest.raises(sqlite3.IntegrityError, match="UNIQUE constraint failed"):
                     conn.execute(duplicate)
             plan = conn.execute(
-                "EXPLAIN QUERY PLAN " + facts_sql(_any_of), ("[]", "[]", "[]", 0, "[]", 0)
+                "EXPLAIN QUERY PLAN " + facts_sql(any_of), ("[]", "[]", "[]", 0, "[]", 0)
             ).fetchall()
         searches = " ".join(r[3] for r in plan)
         assert "SEARCH s USING INDEX suppressions_identity_key (identity=?)" in searches

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from suppression import _store_ops as store_ops
-from suppression import sqlite as sqlite_backend
+from suppression._sqlite_db import WriterDb
 from suppression._store_rows import dumps, supp_detail, supp_detail_json
 from suppression.model import Basis, ConsentStatus, Scope, Suppression, SuppressionReason
 from suppression.store import (
@@ -76,7 +76,7 @@ async def apply_all(
     path: Path, monkeypatch: pytest.MonkeyPatch, *, bulk: bool
 ) -> tuple[list[Sequence[WriteResult]], dict[str, list[tuple[object, ...]]]]:
     """Apply :func:`batches` to a fresh store; the results and every table's rows."""
-    monkeypatch.setattr(sqlite_backend._SyncDb, "sole_writer", bulk)
+    monkeypatch.setattr(WriterDb, "sole_writer", bulk)
     runs: list[int] = []
     real = store_ops.add_new_suppressions
 
