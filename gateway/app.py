@@ -34,7 +34,8 @@ from gateway.policy_gate import PolicyGate
 from gateway.relay import Relay, RelayFailure, SmtpRelay, advertised_size
 from gateway.settings import ConfigError, Settings, parse_hostport
 from gateway.signing import Signer
-from gateway.smtp import GatewaySMTP, SessionRegistry
+from gateway.smtp import GatewaySMTP
+from gateway.smtp_state import SessionRegistry
 from gateway.unsubscribe import Unsubscriber
 from suppression.address import Identities, NormalisationRules
 from suppression.store import Store, StoreError, StoreOptions, open_store

@@ -22,7 +22,8 @@ from gateway.policy_gate import PolicyError, PolicyGate
 from gateway.rate_limit import ClientRate, Limited, RateLimits
 from gateway.relay import Relay, RelayFailure
 from gateway.settings import Settings
-from gateway.smtp import GatewayEnvelope, GatewaySession, hook_names, release_upstream
+from gateway.smtp_state import GatewayEnvelope, GatewaySession, release_upstream
+from gateway.smtp_syntax import hook_names
 from gateway.unsubscribe import Unsubscriber
 from suppression.address import AddressError, Mailbox, parse_mailbox
 from suppression.tokens import TokenCodec, TokenError

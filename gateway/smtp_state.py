@@ -1,0 +1,97 @@
+"""What the SMTP listener keeps per connection and per transaction, and the set of live
+sessions (the cap and the graceful drain)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from aiosmtpd.smtp import Envelope, Session
+
+from gateway.policy_gate import Outcome
+from gateway.relay import UpstreamTransaction
+from gateway.settings import SmtpClient
+from suppression.address import Mailbox
+from suppression.tokens import TokenClaims
+
+if TYPE_CHECKING:
+    from gateway.smtp import GatewaySMTP
+
+log = logging.getLogger(__name__)
+
+
+class GatewaySession(Session):
+    """One connection: who the client is and how AUTH went."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.client: SmtpClient | None = None
+        self.auth_failures = 0
+        self.busy = False
+
+
+class GatewayEnvelope(Envelope):
+    """One transaction: checked recipients, the upstream transaction held in lock-step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recipients: list[Mailbox] = []  # in RCPT order
+        self.unsubscribes: list[TokenClaims] = []  # mailto unsubscribe recipients
+        self.upstream: UpstreamTransaction | None = None
+        self.decided_at_rcpt: dict[str, Outcome] = {}  # for clients whose RCPT is final
+        self.counted = False  # this transaction took its message from the client's rate
+
+
+class SessionRegistry:
+    """Live sessions: enforces the cap and drives the graceful drain."""
+
+    def __init__(self, max_sessions: int) -> None:
+        self.max_sessions = max_sessions
+        self.live: set[GatewaySMTP] = set()
+        self.draining = False
+        self.on_open: Callable[[], None] = _nothing
+        self.on_close: Callable[[], None] = _nothing
+
+    def add(self, protocol: GatewaySMTP) -> bool:
+        """Register a session; False when over the cap or draining."""
+        if self.draining or len(self.live) >= self.max_sessions:
+            return False
+        self.live.add(protocol)
+        self.on_open()
+        return True
+
+    def discard(self, protocol: GatewaySMTP) -> None:
+        """Forget a closed session."""
+        if protocol in self.live:
+            self.live.discard(protocol)
+            self.on_close()
+
+    async def drain(self, grace: float) -> None:
+        """Close idle sessions now, busy ones once their transaction ends or ``grace`` passes."""
+        self.draining = True
+        deadline = asyncio.get_running_loop().time() + grace
+        while True:
+            for protocol in list(self.live):
+                if not protocol.in_transaction:
+                    await protocol.say_goodbye()
+            if not self.live or asyncio.get_running_loop().time() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        for protocol in list(self.live):
+            await protocol.say_goodbye()
+
+
+async def release_upstream(envelope: Envelope | None) -> None:
+    """Abort and release an envelope's upstream transaction, if any."""
+    if isinstance(envelope, GatewayEnvelope) and envelope.upstream is not None:
+        upstream, envelope.upstream = envelope.upstream, None
+        try:
+            await upstream.release()
+        except Exception:  # the connection is dropped either way
+            log.debug("upstream release failed", exc_info=True)
+
+
+def _nothing() -> None:
+    """Default session callback."""
