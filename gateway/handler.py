@@ -69,6 +69,7 @@ class GatewayHandler:
             for c in settings.smtp.clients
         ]
         self.rates = RateLimits(rates, time.monotonic())
+        self._over_rate: set[str] = set()  # clients refused since their last admitted recipient
 
     def __dir__(self) -> list[str]:
         # aiosmtpd introspects the handler on every connection (see GatewaySMTP.__dir__).
@@ -143,10 +144,13 @@ class GatewayHandler:
         limited = self.rates.admit(client.name, new_message=not envelope.counted,
                                    now=time.monotonic())  # fmt: skip
         if limited is not None:
-            log.info("client %s over its %s per minute", client.name, limited.value)
+            if client.name not in self._over_rate:  # once per episode, not per refusal
+                self._over_rate.add(client.name)
+                log.info("client %s over its %s per minute", client.name, limited.value)
             reply = (replies.MESSAGE_RATE_EXCEEDED if limited is Limited.MESSAGES
                      else replies.RECIPIENT_RATE_EXCEEDED)  # fmt: skip
             return self._reject(RejectionCode.RATE, reply)
+        self._over_rate.discard(client.name)
         envelope.counted = True
         if self.gate.final_at_rcpt(client):
             refusal = await self._decide_at_rcpt(session, envelope, mailbox)

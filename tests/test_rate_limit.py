@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import aiosmtplib
 import pytest
 from hypothesis import given
@@ -107,9 +109,13 @@ async def test_message_rate_over_smtp(start_gateway, upstream: Upstream) -> None
     ]
 
 
-async def test_recipient_rate_over_smtp(start_gateway, upstream: Upstream) -> None:
+async def test_recipient_rate_over_smtp(
+    start_gateway, upstream: Upstream, caplog: pytest.LogCaptureFixture
+) -> None:
     """Past recipients_per_minute, the extra recipients get 450 4.7.1 (the client keeps them
-    for later) and the message goes to those accepted."""
+    for later) and the message goes to those accepted. One log line per episode, not one per
+    refusal (a client hammering away cannot flood the log)."""
+    caplog.set_level(logging.INFO, logger="gateway.handler")
     async with start_gateway(smtp=limited_client(recipients_per_minute=3)) as gw:
         async with smtp_client(gw) as client:
             await client.mail("news@shop.example")
@@ -122,6 +128,8 @@ async def test_recipient_rate_over_smtp(start_gateway, upstream: Upstream) -> No
             await client.data(message())
         assert rejections(gw, "rate") == 2.0
     assert upstream.received[0].rcpt_tos == [f"r{n}@example.com" for n in range(3)]
+    over = [r.getMessage() for r in caplog.records if "per minute" in r.getMessage()]
+    assert over == ["client platform over its recipients per minute"]
 
 
 async def test_other_clients_are_not_limited(start_gateway, upstream: Upstream) -> None:
