@@ -29,7 +29,8 @@ from gateway.http.admin import AdminContext, setup_admin
 from gateway.http.server import build_app
 from gateway.http.unsubscribe import setup_unsubscribe
 from gateway.maildir import MaildirRelay
-from gateway.metrics import Metrics, RejectionCode
+from gateway.metric_labels import RejectionCode
+from gateway.metrics import Metrics
 from gateway.policy_gate import PolicyGate
 from gateway.relay import Relay, RelayFailure, SmtpRelay, advertised_size
 from gateway.settings import ConfigError, Settings, parse_hostport

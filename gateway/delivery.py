@@ -25,7 +25,8 @@ from datetime import datetime, timedelta
 from gateway import replies
 from gateway.headers import control_headers, inject, strip_control, unsubscribe_fields
 from gateway.message import MalformedMessage, RawMessage
-from gateway.metrics import MessageOutcome, Metrics, RelayErrorKind
+from gateway.metric_labels import MessageOutcome, RelayErrorKind
+from gateway.metrics import Metrics
 from gateway.policy_gate import Classification, Outcome, PolicyError, PolicyGate
 from gateway.relay import RelayFailure, UpstreamTransaction
 from gateway.replies import Reply

@@ -17,7 +17,8 @@ from typing import Any
 
 from gateway import replies
 from gateway.delivery import Delivery, Transaction
-from gateway.metrics import MessageOutcome, Metrics, RejectionCode
+from gateway.metric_labels import MessageOutcome, RejectionCode
+from gateway.metrics import Metrics
 from gateway.policy_gate import PolicyError, PolicyGate
 from gateway.rate_limit import ClientRate, Limited, RateLimits
 from gateway.relay import Relay, RelayFailure

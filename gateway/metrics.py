@@ -6,18 +6,7 @@ configuration-driven values (clients, purposes, DKIM domains) are mapped onto wh
 configuration declares, anything else becomes ``"other"``. No address, token or subject can
 reach a label.
 
-Multiprocess mode (``--workers N``), the prometheus-client way: every worker writes its samples
-to mmap files in one shared directory and a scrape merges them (:func:`render` with no registry).
-prometheus-client decides *at import time* whether it writes to files (``values.ValueClass``), so
-the composition root must:
-
-1. in the supervisor, before starting any worker: ``prepare_multiprocess_dir(path)``, which empties
-   stale ``*.db`` files and exports ``PROMETHEUS_MULTIPROC_DIR`` for the children;
-2. start workers as fresh interpreters (``multiprocessing`` "spawn" context or re-exec). A worker
-   forked from a supervisor that had already imported prometheus_client (any import of this
-   module does) would silently keep in-memory values; :class:`Metrics` refuses to start then;
-3. call ``mark_process_dead(pid)`` when a worker exits, so its ``live*`` gauges disappear;
-4. in the workers, build ``Metrics`` as usual and serve ``metrics.render(accept_header)``.
+Scrapes and multiprocess mode (``--workers N``): :mod:`gateway.metrics_export`.
 """
 
 from __future__ import annotations
@@ -25,16 +14,19 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from enum import StrEnum
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
-from prometheus_client import multiprocess as _mp
-from prometheus_client.exposition import choose_encoder
 
-from suppression.model import Category, Decision, PolicyMode, Reason, SuppressionReason
+from gateway.metric_labels import (
+    MessageOutcome,
+    RecipientDecision,
+    RejectionCode,
+    RelayErrorKind,
+    UnsubscribeChannel,
+)
+from gateway.metrics_export import ENV_MULTIPROC_DIR, render
+from suppression.model import Category, Reason, SuppressionReason
 
-ENV_MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 NAMESPACE = "suppression_gateway"
 OTHER = "other"
 ANONYMOUS = "anonymous"
@@ -47,72 +39,6 @@ STORE_BUCKETS = (
     *(0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 DKIM_ALGORITHMS = ("rsa-sha256", "ed25519-sha256")
-
-
-class RecipientDecision(StrEnum):
-    """What happened to one recipient; ``would_block`` is a block in monitor mode."""
-
-    ALLOW = "allow"
-    BLOCK = "block"
-    WOULD_BLOCK = "would_block"
-
-
-class MessageOutcome(StrEnum):
-    """What happened to one message (one DATA transaction)."""
-
-    RELAYED = "relayed"
-    PARTIALLY_RELAYED = "partially_relayed"
-    REJECTED = "rejected"
-    TEMPFAILED = "tempfailed"
-    UNSUBSCRIBE_MAIL = "unsubscribe_mail"
-
-
-class RelayErrorKind(StrEnum):
-    """Why a hand-off to the upstream relay failed."""
-
-    CONNECT = "connect"
-    TIMEOUT = "timeout"
-    TEMPORARY = "4xx"
-    PERMANENT = "5xx"
-    TLS = "tls"
-    PROTOCOL = "protocol"
-
-
-class RejectionCode(StrEnum):
-    """Bounded category of an SMTP rejection sent to a client (not the numeric reply)."""
-
-    AUTH = "auth"
-    SIZE = "size"
-    RATE = "rate"
-    SYNTAX = "syntax"
-    RELAY_DENIED = "relay_denied"
-    RECIPIENTS = "recipients"
-    SESSIONS = "sessions"
-    CONTENT = "content"
-    POLICY = "policy"
-    TLS = "tls"
-    TIMEOUT = "timeout"
-    STORE = "store"
-    INTERNAL = "internal"
-
-
-class UnsubscribeChannel(StrEnum):
-    """Where an opt-out came from."""
-
-    ONE_CLICK = "one_click"
-    PAGE = "page"
-    MAILTO = "mailto"
-    API = "api"
-    IMPORT = "import"
-
-
-def decision_label(decision: Decision, mode: PolicyMode) -> RecipientDecision:
-    """The decision label for a policy decision taken in ``mode``."""
-    if decision.allowed:
-        return RecipientDecision.ALLOW
-    if PolicyMode(mode) is PolicyMode.MONITOR:
-        return RecipientDecision.WOULD_BLOCK
-    return RecipientDecision.BLOCK
 
 
 def _is_multiprocess_value_class() -> bool:
@@ -348,46 +274,3 @@ def _algorithm(algorithm: str) -> str:
     if algorithm not in DKIM_ALGORITHMS:
         raise ValueError(f"unknown DKIM algorithm {algorithm!r}")
     return algorithm
-
-
-def render(
-    registry: CollectorRegistry | None,
-    *,
-    accept: str | None = None,
-    multiprocess_dir: str | os.PathLike[str] | None = None,
-) -> tuple[bytes, str]:
-    """Body and content type of a scrape: ``registry``, or (None) a merge of the worker files.
-
-    The merge uses a fresh registry per scrape, as prometheus-client requires; the directory is
-    ``multiprocess_dir`` or ``$PROMETHEUS_MULTIPROC_DIR``. ``accept`` negotiates OpenMetrics.
-    """
-    if registry is None:
-        path = multiprocess_dir or os.environ.get(ENV_MULTIPROC_DIR)
-        if not path:
-            raise ValueError(f"no registry and no {ENV_MULTIPROC_DIR}")
-        registry = CollectorRegistry(auto_describe=False)
-        # prometheus-client leaves these two unannotated.
-        _mp.MultiProcessCollector(registry, path=os.fspath(path))  # type: ignore[no-untyped-call]
-    encoder, content_type = choose_encoder(accept or "")
-    return encoder(registry), content_type
-
-
-def prepare_multiprocess_dir(path: str | os.PathLike[str]) -> None:
-    """Create ``path``, delete the previous run's sample files, export it to child processes.
-
-    Call in the supervisor before any worker starts: stale files would add the last run's
-    counts to this one's.
-    """
-    directory = Path(path)
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("*.db"):
-        stale.unlink()
-    os.environ[ENV_MULTIPROC_DIR] = str(directory)
-
-
-def mark_process_dead(pid: int, path: str | os.PathLike[str] | None = None) -> None:
-    """Forget an exited worker's ``live*`` gauges (its counters keep counting in the sum)."""
-    directory = path or os.environ.get(ENV_MULTIPROC_DIR)
-    if not directory:
-        raise ValueError(f"no path and no {ENV_MULTIPROC_DIR}")
-    _mp.mark_process_dead(pid, os.fspath(directory))  # type: ignore[no-untyped-call]

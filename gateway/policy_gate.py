@@ -14,7 +14,8 @@ from datetime import datetime
 from typing import TypeVar
 
 from gateway import replies
-from gateway.metrics import Metrics, RecipientDecision, RejectionCode
+from gateway.metric_labels import RecipientDecision, RejectionCode
+from gateway.metrics import Metrics
 from gateway.replies import Reply
 from gateway.settings import PolicySettings, SmtpClient
 from suppression import policy

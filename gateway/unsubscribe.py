@@ -10,7 +10,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from gateway.metrics import Metrics, UnsubscribeChannel
+from gateway.metric_labels import UnsubscribeChannel
+from gateway.metrics import Metrics
 from suppression.model import ConsentStatus, Purpose, Scope, SuppressionReason
 from suppression.store import ConsentChange, NewSuppression, Store
 from suppression.tokens import TokenClaims

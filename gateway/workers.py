@@ -62,7 +62,11 @@ def supervise(config: str | None, workers: int, *, pin: bool = False) -> int:
     generator on the second, pinning took --workers 2 from 1.2-1.7x to 1.6-1.9x --workers 1
     (bench/RESULTS.md).
     """
-    from gateway.metrics import ENV_MULTIPROC_DIR, mark_process_dead, prepare_multiprocess_dir
+    from gateway.metrics_export import (
+        ENV_MULTIPROC_DIR,
+        mark_process_dead,
+        prepare_multiprocess_dir,
+    )
 
     asyncio.run(_prepare(config))
     metrics_dir = os.environ.get(ENV_MULTIPROC_DIR) or tempfile.mkdtemp(prefix="sgw-metrics-")

@@ -12,18 +12,16 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.metrics import (
+from gateway.metric_labels import (
     MessageOutcome,
-    Metrics,
     RecipientDecision,
     RejectionCode,
     RelayErrorKind,
     UnsubscribeChannel,
     decision_label,
-    mark_process_dead,
-    prepare_multiprocess_dir,
-    render,
 )
+from gateway.metrics import Metrics
+from gateway.metrics_export import mark_process_dead, prepare_multiprocess_dir, render
 from suppression.model import Category, Decision, PolicyMode, Reason, Verdict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -235,7 +233,8 @@ WORKER = textwrap.dedent(
     """
     import sys
     from prometheus_client import CollectorRegistry
-    from gateway.metrics import Metrics, MessageOutcome
+    from gateway.metrics import Metrics
+    from gateway.metric_labels import MessageOutcome
     m = Metrics(CollectorRegistry(), clients=["shop"], purposes=[], version="1.2.3")
     for _ in range(int(sys.argv[1])):
         m.record_message("shop", MessageOutcome.RELAYED)

@@ -15,7 +15,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.metrics import MessageOutcome, Metrics, RecipientDecision, UnsubscribeChannel
+from gateway.metric_labels import MessageOutcome, RecipientDecision, UnsubscribeChannel
+from gateway.metrics import Metrics
 from suppression.model import Category, Reason
 from tests.prom import PROMETHEUS, PrometheusServer
 

@@ -1,0 +1,74 @@
+"""The closed sets of label values the gateway's metrics use (see :mod:`gateway.metrics`):
+a value outside its set is a bug, so no address, token or subject can reach a label."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from suppression.model import Decision, PolicyMode
+
+
+class RecipientDecision(StrEnum):
+    """What happened to one recipient; ``would_block`` is a block in monitor mode."""
+
+    ALLOW = "allow"
+    BLOCK = "block"
+    WOULD_BLOCK = "would_block"
+
+
+class MessageOutcome(StrEnum):
+    """What happened to one message (one DATA transaction)."""
+
+    RELAYED = "relayed"
+    PARTIALLY_RELAYED = "partially_relayed"
+    REJECTED = "rejected"
+    TEMPFAILED = "tempfailed"
+    UNSUBSCRIBE_MAIL = "unsubscribe_mail"
+
+
+class RelayErrorKind(StrEnum):
+    """Why a hand-off to the upstream relay failed."""
+
+    CONNECT = "connect"
+    TIMEOUT = "timeout"
+    TEMPORARY = "4xx"
+    PERMANENT = "5xx"
+    TLS = "tls"
+    PROTOCOL = "protocol"
+
+
+class RejectionCode(StrEnum):
+    """Bounded category of an SMTP rejection sent to a client (not the numeric reply)."""
+
+    AUTH = "auth"
+    SIZE = "size"
+    RATE = "rate"
+    SYNTAX = "syntax"
+    RELAY_DENIED = "relay_denied"
+    RECIPIENTS = "recipients"
+    SESSIONS = "sessions"
+    CONTENT = "content"
+    POLICY = "policy"
+    TLS = "tls"
+    TIMEOUT = "timeout"
+    STORE = "store"
+    INTERNAL = "internal"
+
+
+class UnsubscribeChannel(StrEnum):
+    """Where an opt-out came from."""
+
+    ONE_CLICK = "one_click"
+    PAGE = "page"
+    MAILTO = "mailto"
+    API = "api"
+    IMPORT = "import"
+
+
+def decision_label(decision: Decision, mode: PolicyMode) -> RecipientDecision:
+    """The decision label for a policy decision taken in ``mode``."""
+    if decision.allowed:
+        return RecipientDecision.ALLOW
+    if PolicyMode(mode) is PolicyMode.MONITOR:
+        return RecipientDecision.WOULD_BLOCK
+    return RecipientDecision.BLOCK
