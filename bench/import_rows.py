@@ -1,11 +1,13 @@
 """Import benchmark: N rows of a SendGrid bounce export into a fresh SQLite store.
 
-Usage: ``.venv/bin/python bench/import_rows.py [--rows 1000000] [--once] [--processes N]``
+Usage: ``.venv/bin/python bench/import_rows.py [--rows 1000000] [--once] [--processes N]
+[--run-size R]``
 
 Writes the CSV to a temporary directory (streamed, never held in memory), imports it through
 the same path as ``suppression-gateway import`` (parse -> batch facts() -> one transaction per
-batch), and prints rows/s and the process's peak resident memory. A second import of the same
-file measures the idempotent no-op path.
+batch), and prints rows/s, the time spent reading, and the peak resident memory of the process
+and of its largest reading process. A second import of the same file measures the idempotent
+no-op path.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gateway.external_sort import RUN_SIZE
 from gateway.importing import BATCH_SIZE, Importer
 from suppression import importers
 from suppression.address import Identities, NormalisationRules
@@ -33,14 +36,20 @@ def write_csv(path: Path, rows: int) -> None:
 
 
 async def import_once(
-    db: Path, csv_path: Path, batch: int, processes: int
+    db: Path, csv_path: Path, batch: int, processes: int, run_size: int = RUN_SIZE
 ) -> tuple[float, float, Importer]:
     """Import the file once; return the seconds taken in all and in reading (parse,
     identities, sorted runs), and the importer (its summary)."""
     store = await open_store(f"sqlite:///{db}")
     ids = Identities(b"b" * 32, NormalisationRules())
     importer = Importer(
-        store, ids, lambda p: None, actor="bench", now=datetime.now(UTC), batch_size=batch
+        store,
+        ids,
+        lambda p: None,
+        actor="bench",
+        now=datetime.now(UTC),
+        batch_size=batch,
+        run_size=run_size,
     )
     started = time.perf_counter()
     read_until = [0.0]
@@ -65,6 +74,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     parser.add_argument("--once", action="store_true", help="skip the second (no-op) import")
     parser.add_argument("--processes", type=int, default=1, help="as import --processes")
+    parser.add_argument("--run-size", type=int, default=RUN_SIZE, help="rows per sorted run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         csv_path, db = Path(tmp) / "bounces.csv", Path(tmp) / "bench.db"
@@ -73,7 +83,7 @@ def main() -> None:
         labels = ["first import", "second import (no-op)"][: 1 if args.once else 2]
         for label in labels:
             elapsed, reading, importer = asyncio.run(
-                import_once(db, csv_path, args.batch_size, args.processes)
+                import_once(db, csv_path, args.batch_size, args.processes, args.run_size)
             )
             s = importer.summary
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
