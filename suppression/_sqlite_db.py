@@ -40,13 +40,9 @@ def any_of(column: str) -> str:
     return f"{column} IN (SELECT value FROM json_each(?))"  # noqa: S608 (a column name)
 
 
-class ReaderDb:
-    """:class:`suppression._store_db.Db` over one aiosqlite connection."""
-
-    sole_writer = False
-
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self.conn = conn
+class _SQLiteValues:
+    """How SQLite stores what the operations pass: times as integer microseconds, lists as
+    JSON (shared by both connections' adapters)."""
 
     def ts(self, value: datetime) -> int:
         return to_micros(value)
@@ -59,6 +55,15 @@ class ReaderDb:
 
     def list_param(self, values: Sequence[str]) -> str:
         return json.dumps(values)
+
+
+class ReaderDb(_SQLiteValues):
+    """:class:`suppression._store_db.Db` over one aiosqlite connection."""
+
+    sole_writer = False
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
 
     async def fetch(self, sql: str, *params: Any) -> Sequence[Row]:
         return list(await self.conn.execute_fetchall(sql, params))
@@ -72,7 +77,7 @@ class ReaderDb:
         await cursor.close()
 
 
-class WriterDb:
+class WriterDb(_SQLiteValues):
     """:class:`suppression._store_db.Db` over the writer's plain ``sqlite3`` connection.
 
     Used only on the writer's thread. Its methods are coroutines (the operations are shared with
@@ -83,18 +88,6 @@ class WriterDb:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-
-    def ts(self, value: datetime) -> int:
-        return to_micros(value)
-
-    def dt(self, value: Any) -> datetime:
-        return from_micros(value)
-
-    def any_of(self, column: str) -> str:
-        return any_of(column)
-
-    def list_param(self, values: Sequence[str]) -> str:
-        return json.dumps(values)
 
     async def fetch(self, sql: str, *params: Any) -> Sequence[Row]:
         return self.conn.execute(sql, params).fetchall()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,21 @@ async def fill(store: Store) -> None:
     await store.add_suppression(suppression(5, domain="example.net"))
     await store.record_consent(change(identity="id-erin", email="erin@example.org", minute=6))
     await store.erase("id-erin", actor="dpo", at=at(7))
+
+
+async def filled_at_version(
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    count: int,
+    fill_with: Callable[[Store], Awaitable[None]] = fill,
+) -> None:
+    """Open ``store`` seeing only the first ``count`` migrations, fill it, and close it."""
+    with only_migrations(monkeypatch, count):
+        await store.open()
+        try:
+            await fill_with(store)
+        finally:
+            await store.close()
 
 
 async def check_ledger_still_works(backend: Backend, evidence: set[int]) -> None:
@@ -158,13 +173,7 @@ def sqlite_schema(path: Path) -> list[tuple[Any, ...]]:
 
 
 async def sqlite_store_at_0001(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with only_migrations(monkeypatch):
-        store = SQLiteStore(path)
-        await store.open()
-        try:
-            await fill(store)
-        finally:
-            await store.close()
+    await filled_at_version(SQLiteStore(path), monkeypatch, 1)
 
 
 async def test_sqlite_0002_keeps_the_ledger_and_drops_the_hash_index(
@@ -253,13 +262,7 @@ needs_postgres = pytest.mark.skipif(
 
 
 async def postgres_store_at_0001(schema: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    with only_migrations(monkeypatch):
-        store = PostgresStore.from_url(schema_url(schema))
-        await store.open()
-        try:
-            await fill(store)
-        finally:
-            await store.close()
+    await filled_at_version(PostgresStore.from_url(schema_url(schema)), monkeypatch, 1)
 
 
 async def postgres_ledger_layout(conn: Any, schema: str) -> dict[str, list[tuple[Any, ...]]]:

@@ -17,9 +17,11 @@ import pytest
 
 from suppression.model import RecipientKey
 from suppression.sqlite import SQLiteStore
+from suppression.store import Store
 from tests.store_contract import StoreContract, at, change, suppression, writes_for
 from tests.test_migration_0002 import (
     fill,
+    filled_at_version,
     only_migrations,
     sqlite_backend,
     sqlite_rows,
@@ -74,15 +76,13 @@ async def test_sqlite_0003_rebuilds_three_tables_losing_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "store.db"
-    with only_migrations(monkeypatch, 2):
-        store = SQLiteStore(path)
-        await store.open()
-        try:
-            await fill(store)
-            await store.apply_batch(writes_for("id-dave"))
-            await store.upsert_contact("id-bob", None, actor="t", at=at(9), customer=True)
-        finally:
-            await store.close()
+
+    async def fill_more(store: Store) -> None:
+        await fill(store)
+        await store.apply_batch(writes_for("id-dave"))
+        await store.upsert_contact("id-bob", None, actor="t", at=at(9), customer=True)
+
+    await filled_at_version(SQLiteStore(path), monkeypatch, 2, fill_more)
     assert sqlite_rows(path, "SELECT max(version) FROM schema_version") == [(2,)]
     for bad in BAD_ROWS:
         refused(path, bad)

@@ -28,8 +28,8 @@ from tests.pg import DSN, schema_url
 from tests.store_contract import at, suppression
 from tests.test_migration_0002 import (
     fill,
+    filled_at_version,
     needs_postgres,
-    only_migrations,
     sqlite_rows,
 )
 
@@ -73,13 +73,7 @@ async def test_sqlite_0004_replaces_the_suppression_indexes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "store.db"
-    with only_migrations(monkeypatch, 3):
-        store = SQLiteStore(path)
-        await store.open()
-        try:
-            await fill_targets(store)
-        finally:
-            await store.close()
+    await filled_at_version(SQLiteStore(path), monkeypatch, 3, fill_targets)
     index_names = (
         "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'suppressions'"
     )
@@ -137,13 +131,9 @@ async def test_postgres_0004_replaces_the_suppression_indexes(
 ) -> None:
     import asyncpg
 
-    with only_migrations(monkeypatch, 3):
-        store = PostgresStore.from_url(schema_url(schema))
-        await store.open()
-        try:
-            await fill_targets(store)
-        finally:
-            await store.close()
+    await filled_at_version(
+        PostgresStore.from_url(schema_url(schema)), monkeypatch, 3, fill_targets
+    )
     raw = await asyncpg.connect(DSN, server_settings={"search_path": schema})
     store = PostgresStore.from_url(schema_url(schema))
     try:
