@@ -150,6 +150,7 @@ class GatewayHandler:
                 log.info("client %s over its %s per minute", client.name, limited.value)
             reply = (replies.MESSAGE_RATE_EXCEEDED if limited is Limited.MESSAGES
                      else replies.RECIPIENT_RATE_EXCEEDED)  # fmt: skip
+            self.metrics.rate_limit_hit(client.name, limited)
             return self._reject(RejectionCode.RATE, reply)
         self._over_rate.discard(client.name)
         envelope.counted = True

@@ -25,6 +25,7 @@ from gateway.metric_labels import (
     UnsubscribeChannel,
 )
 from gateway.metrics_export import ENV_MULTIPROC_DIR, render
+from gateway.rate_limit import Limited
 from suppression.model import Category, Reason, SuppressionReason
 
 NAMESPACE = "suppression_gateway"
@@ -104,6 +105,11 @@ class Metrics:
         self.smtp_rejections = counter(
             "smtp_rejections", "SMTP commands rejected, by category.", ("code",)
         )
+        self.rate_limited = counter(
+            "rate_limited",
+            "Recipients deferred (450 4.7.1) because the client was over a sending rate.",
+            ("client", "limit"),
+        )
         self.unsubscribes = counter(
             "unsubscribes", "Opt-outs recorded, by channel and purpose.", ("channel", "purpose")
         )
@@ -150,6 +156,9 @@ class Metrics:
             self.relay_errors.labels(kind.value)
         for code in RejectionCode:
             self.smtp_rejections.labels(code.value)
+        for client in self._clients:
+            for limit in Limited:
+                self.rate_limited.labels(client, limit.value)
         for channel in UnsubscribeChannel:
             for purpose in (*self._purposes, NO_PURPOSE):
                 self.unsubscribes.labels(channel.value, purpose)
@@ -226,6 +235,10 @@ class Metrics:
     def rejection(self, code: RejectionCode) -> None:
         """Count one SMTP rejection by category."""
         self.smtp_rejections.labels(RejectionCode(code).value).inc()
+
+    def rate_limit_hit(self, client: str, limit: Limited) -> None:
+        """Count one recipient deferred because ``client`` was over ``limit``."""
+        self.rate_limited.labels(self.client_label(client), Limited(limit).value).inc()
 
     def unsubscribe(self, channel: UnsubscribeChannel, purpose: str | None) -> None:
         """Count one opt-out (``purpose`` None: all marketing)."""

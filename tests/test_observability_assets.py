@@ -218,12 +218,28 @@ tests:
         alertname: SuppressionGatewayBlockRateRise
         exp_alerts:
           - exp_labels: {{severity: warning, client: shop}}
+
+  # Deferred for 20 minutes on its recipient limit: fires after 15. A single burst: silent.
+  - interval: 1m
+    input_series:
+      - series: 'suppression_gateway_rate_limited_total{{client="shop", limit="recipients"}}'
+        values: '0x10 0+30x20 600x30'
+      - series: 'suppression_gateway_rate_limited_total{{client="crm", limit="messages"}}'
+        values: '0x10 5x50'
+    alert_rule_test:
+      - {{eval_time: 20m, alertname: SuppressionGatewayClientRateLimited, exp_alerts: []}}
+      - eval_time: 29m
+        alertname: SuppressionGatewayClientRateLimited
+        exp_alerts:
+          - exp_labels: {{severity: warning, client: shop, limit: recipients}}
+      - {{eval_time: 55m, alertname: SuppressionGatewayClientRateLimited, exp_alerts: []}}
 """
 
 
 @needs_promtool
 def test_alerts_fire_on_the_situations_they_describe(tmp_path: Path) -> None:
-    """promtool unit tests: the down, relay-error and block-rise alerts fire exactly when due."""
+    """promtool unit tests: the down, relay-error, block-rise and rate-limited alerts fire
+    exactly when due."""
     rules = tmp_path / "rules.yml"
     rules.write_text(strip_annotations(ALERTS.read_text()))
     tests = tmp_path / "tests.yml"
@@ -287,5 +303,5 @@ async def test_real_prometheus_scrapes_render_output(tmp_path: Path) -> None:
     finally:
         await runner.cleanup()
     assert checks["up"][0]["value"][1] == "1"
-    assert len(checks["rules"]) == 8
+    assert len(checks["rules"]) == 9
     assert not checks["failures"], checks["failures"]

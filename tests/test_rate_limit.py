@@ -84,6 +84,13 @@ def rejections(gw: object, code: str) -> float | None:
     return value
 
 
+def deferred(gw: object, limit: str) -> float | None:
+    registry = gw.metrics.registry  # type: ignore[attr-defined]
+    labels = {"client": "platform", "limit": limit}
+    value: float | None = registry.get_sample_value(f"{NS}_rate_limited_total", labels)
+    return value
+
+
 def limited_client(**limits: int) -> dict[str, object]:
     return {"clients": [{"name": "platform", "networks": ["127.0.0.0/8"], **limits}]}
 
@@ -103,6 +110,7 @@ async def test_message_rate_over_smtp(start_gateway, upstream: Upstream) -> None
             )
             await client.rset()
         assert rejections(gw, "rate") == 1.0
+        assert (deferred(gw, "messages"), deferred(gw, "recipients")) == (1.0, 0.0)
     assert sorted(m.rcpt_tos[0] for m in upstream.received) == [
         "u0@example.com",
         "u1@example.com",
@@ -127,6 +135,7 @@ async def test_recipient_rate_over_smtp(
                 assert (refused.value.code, refused.value.message[:5]) == (450, "4.7.1")
             await client.data(message())
         assert rejections(gw, "rate") == 2.0
+        assert (deferred(gw, "messages"), deferred(gw, "recipients")) == (0.0, 2.0)
     assert upstream.received[0].rcpt_tos == [f"r{n}@example.com" for n in range(3)]
     over = [r.getMessage() for r in caplog.records if "per minute" in r.getMessage()]
     assert over == ["client platform over its recipients per minute"]
