@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
@@ -192,7 +194,16 @@ async def import_file(args: argparse.Namespace, env: Env) -> int:
         progress = import_progress(lines, path.stat().st_size, show)
         reader = importers.RowReader(fmt, source, frozenset(purposes))
         records = importers.records(lines, data, lines.problems)
-        await importer.run_records(records, reader, progress, processes=max(1, args.processes))
+        try:
+            await importer.run_records(records, reader, progress, processes=max(1, args.processes))
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            where = args.temp_dir or tempfile.gettempdir()
+            raise ConfigError(
+                f"--temp-dir: no space left in {where} for the sorted rows (about 140 bytes a"
+                " row); nothing was imported"
+            ) from None
         if show:
             print(file=sys.stderr)
     _report(args, importer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import sys
@@ -181,3 +182,31 @@ def test_import_reports_unreadable_lines_and_takes_the_rest(cli: Cli) -> None:
         assert all(m.startswith(want) for (_, m), (_, want) in zip(got, errors, strict=True))
     emails = sorted(s["email"] for s in cli.json("suppress", "list")["items"])
     assert emails == ["a@x.org", "c@x.org", "d@x.org", "e@x.org"]
+
+
+def test_import_out_of_temp_space_names_the_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A full temporary disk while the rows are sorted is a one-line error naming --temp-dir,
+    and nothing is imported (the writing pass had not started)."""
+    from gateway import cli as cli_main
+    from gateway import import_reading
+
+    def full(path: Path, items: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    cli = Cli(tmp_path)
+    data = tmp_path / "unsub.csv"
+    data.write_text("email,created\na@x.org,1\nb@x.org,1\n")
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    monkeypatch.setattr(import_reading, "write_run", full)
+    status = cli_main.main(["-c", str(cli.config), "import", str(data), "--format",
+                            "sendgrid-unsubscribes", "--temp-dir", str(spill)])  # fmt: skip
+    assert status == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"suppression-gateway: --temp-dir: no space left in {spill} for the sorted rows (about"
+        " 140 bytes a row); nothing was imported"
+    ]
+    monkeypatch.undo()
+    assert cli.json("suppress", "list")["items"] == []
