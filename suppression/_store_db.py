@@ -1,7 +1,7 @@
 """The tiny database interface the shared store operations are written over.
 
 Both backends provide it (:class:`suppression._sqlite_db.WriterDb` and ``ReaderDb``,
-:class:`suppression.postgres._PgDb`); SQL passed to it uses ``?`` placeholders.
+:class:`suppression._postgres_db.PgDb`); SQL passed to it uses ``?`` placeholders.
 """
 
 from __future__ import annotations

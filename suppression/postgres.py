@@ -16,19 +16,16 @@ cannot reach down to).
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import re
 from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
-    Iterable,
-    Iterator,
     Mapping,
     Sequence,
 )
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -38,7 +35,8 @@ import asyncpg
 from suppression import _store_ops as ops
 from suppression import _store_reads as reads
 from suppression import migrations
-from suppression._store_rows import Row, aware, facts_sql, lookup_sql
+from suppression._postgres_db import LOST, PgDb, any_of, db_errors
+from suppression._store_rows import facts_sql, lookup_sql
 from suppression.model import Audience, Contact, RecipientFacts, RecipientKey, Suppression
 from suppression.store import (
     ConsentChange,
@@ -59,75 +57,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-#: A pooled connection the server or the network dropped: the pool reconnects on next use.
-_LOST = (
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.InterfaceError,
-    # "cannot switch to state ...; another operation is in progress": a connection the server
-    # terminated, handed out by the pool before it noticed (MagicStack/asyncpg#1069).
-    asyncpg.InternalClientError,
-    ConnectionError,
-)
-#: InternalClientError: asyncpg's protocol state after the server killed a connection mid-use
-#: ("cannot switch to state ...; another operation is in progress"): fail closed like the rest.
-_DB_ERRORS = (
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    OSError,
-    TimeoutError,
-)
-
-
-@functools.lru_cache(maxsize=512)
-def _numbered(sql: str) -> str:
-    """Renumber the shared ``?`` placeholders as PostgreSQL's ``$1, $2, ...``."""
-    count = iter(range(1, sql.count("?") + 1))
-    return re.sub(r"\?", lambda _: f"${next(count)}", sql)
-
-
-def _any_of(column: str) -> str:
-    return f"{column} = ANY(?::text[])"
-
-
-class _PgDb:
-    """:class:`suppression._store_db.Db` over one asyncpg connection."""
-
-    sole_writer = False
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-
-    def ts(self, value: datetime) -> datetime:
-        return aware(value)
-
-    def dt(self, value: Any) -> datetime:
-        return value  # type: ignore[no-any-return]  # asyncpg returns aware UTC datetimes
-
-    def any_of(self, column: str) -> str:
-        return _any_of(column)
-
-    def list_param(self, values: Sequence[str]) -> list[str]:
-        return list(values)
-
-    async def fetch(self, sql: str, *params: Any) -> Sequence[Row]:
-        return await self.conn.fetch(_numbered(sql), *params)  # type: ignore[no-any-return]
-
-    async def execute(self, sql: str, *params: Any) -> None:
-        await self.conn.execute(_numbered(sql), *params)
-
-    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        await self.conn.executemany(_numbered(sql), rows)
-
-
-@contextmanager
-def _db_errors() -> Iterator[None]:
-    """Turn driver, server, network and timeout failures into :class:`StoreError`."""
-    try:
-        yield
-    except _DB_ERRORS as exc:
-        raise StoreError(f"postgres: {type(exc).__name__}: {exc}") from exc
 
 
 def _lock_key(schema: str, what: str) -> int:
@@ -144,8 +73,8 @@ class PostgresStore:
         self._dsn = dsn
         self._options = options or StoreOptions()
         self.schema = schema
-        self._facts_sql = facts_sql(_any_of)
-        self._lookup_sql = lookup_sql(_any_of)
+        self._facts_sql = facts_sql(any_of)
+        self._lookup_sql = lookup_sql(any_of)
         self._ledger_key = _lock_key(schema or "", "ledger")
         self._pool: Any = None
 
@@ -173,7 +102,7 @@ class PostgresStore:
         """Migrate under an advisory lock, start the pool, check commits are durable."""
         if self._pool is not None:
             return
-        with _db_errors():
+        with db_errors():
             await self._migrate()
             self._pool = await asyncpg.create_pool(
                 self._dsn,
@@ -235,10 +164,10 @@ class PostgresStore:
     @asynccontextmanager
     async def _transaction(
         self, *, lock: bool = True, readonly: bool = False
-    ) -> AsyncIterator[_PgDb]:
+    ) -> AsyncIterator[PgDb]:
         pool = self._pool_or_raise()
         isolation = "repeatable_read" if readonly else "read_committed"
-        with _db_errors():
+        with db_errors():
             for attempt in (1, 2):
                 conn = await pool.acquire(timeout=self._options.query_timeout)
                 try:
@@ -247,14 +176,14 @@ class PostgresStore:
                         await transaction.start()
                         if lock:
                             await conn.execute("SELECT pg_advisory_xact_lock($1)", self._ledger_key)
-                    except _LOST:
+                    except LOST:
                         # Dropped before anything was written (a terminated pooled connection):
                         # one fresh attempt cannot apply a write twice.
                         if attempt == 2:
                             raise
                         continue
                     try:
-                        yield _PgDb(conn)
+                        yield PgDb(conn)
                     except BaseException:
                         await transaction.rollback()
                         raise
@@ -264,30 +193,30 @@ class PostgresStore:
                     await pool.release(conn)
 
     async def _write(
-        self, op: Callable[Concatenate[_PgDb, P], Awaitable[T]], *a: P.args, **kw: P.kwargs
+        self, op: Callable[Concatenate[PgDb, P], Awaitable[T]], *a: P.args, **kw: P.kwargs
     ) -> T:
         async with self._transaction() as db:
             return await op(db, *a, **kw)
 
     async def _read(
-        self, op: Callable[Concatenate[_PgDb, P], Awaitable[T]], *a: P.args, **kw: P.kwargs
+        self, op: Callable[Concatenate[PgDb, P], Awaitable[T]], *a: P.args, **kw: P.kwargs
     ) -> T:
         """One read within ``query_timeout``, retried once on a connection lost under it."""
         pool = self._pool_or_raise()
-        with _db_errors():
+        with db_errors():
             async with asyncio.timeout(self._options.query_timeout):
                 for attempt in (1, 2):
                     try:
                         async with pool.acquire() as conn:
-                            return await op(_PgDb(conn), *a, **kw)
-                    except _LOST:
+                            return await op(PgDb(conn), *a, **kw)
+                    except LOST:
                         if attempt == 2:
                             raise
         raise AssertionError("unreachable")
 
     async def ping(self) -> None:
         """Raise :class:`StoreError` unless the server answers now."""
-        await self._read(_PgDb.fetch, "SELECT 1")
+        await self._read(PgDb.fetch, "SELECT 1")
 
     async def facts(
         self, keys: Sequence[RecipientKey], now: datetime
