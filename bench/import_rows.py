@@ -22,7 +22,7 @@ from pathlib import Path
 
 from gateway.external_sort import RUN_SIZE
 from gateway.importing import BATCH_SIZE, Importer
-from suppression import importers
+from suppression import import_files, importers
 from suppression.address import Identities, NormalisationRules
 from suppression.store import open_store
 
@@ -60,7 +60,7 @@ async def import_once(
 
     with csv_path.open(encoding="utf-8") as handle:
         reader = importers.RowReader(importers.Format.SENDGRID_BOUNCES, "bench")
-        records = importers.records(handle, "csv")
+        records = import_files.records(handle, "csv")
         await importer.run_records(records, reader, progress, processes=processes)
     elapsed = time.perf_counter() - started
     await store.close()

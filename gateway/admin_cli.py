@@ -23,7 +23,7 @@ from gateway.importing import BATCH_SIZE as IMPORT_BATCH
 from gateway.importing import Progress
 from gateway.settings import ConfigError, Settings, load_settings
 from suppression.address import AddressError, Identities, NormalisationRules, parse_mailbox
-from suppression.import_lines import FileLines
+from suppression.import_files import FileLines
 from suppression.store import NotFound, Store, StoreError, StoreOptions, open_store
 
 ACTOR = "cli"

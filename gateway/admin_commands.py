@@ -25,9 +25,9 @@ from gateway.importing import Importer
 from gateway.metrics import Metrics
 from gateway.policy_gate import PolicyError
 from gateway.settings import ConfigError
-from suppression import importers
+from suppression import import_files, importers
 from suppression.address import AddressError, normalise_domain
-from suppression.import_lines import FileLines
+from suppression.import_files import FileLines
 from suppression.ledger_check import Anchor, ChainCheck
 from suppression.model import ConsentStatus, Scope, SuppressionReason
 from suppression.store import ConsentChange, NewSuppression
@@ -155,7 +155,7 @@ async def contact_erase(args: argparse.Namespace, env: Env) -> int:
     return 0
 
 
-def _data_format(args: argparse.Namespace, name: str) -> importers.DataFormat:
+def _data_format(args: argparse.Namespace, name: str) -> import_files.DataFormat:
     if args.data_format:
         return args.data_format  # type: ignore[no-any-return]
     return "jsonl" if name.endswith((".jsonl", ".ndjson", ".json")) else "csv"
@@ -184,7 +184,7 @@ async def import_file(args: argparse.Namespace, env: Env) -> int:
             rows = importers.parse(lines, fmt, data, source=source, purposes=purposes,
                                    problems=lines.problems)  # fmt: skip
             for row in rows:
-                if isinstance(row, importers.RowError):
+                if isinstance(row, import_files.RowError):
                     importer.summary.error(row)
         if importer.summary.failed:
             _report(args, importer, strict_abort=True)
@@ -193,7 +193,7 @@ async def import_file(args: argparse.Namespace, env: Env) -> int:
         lines = FileLines(handle)
         progress = import_progress(lines, path.stat().st_size, show)
         reader = importers.RowReader(fmt, source, frozenset(purposes))
-        records = importers.records(lines, data, lines.problems)
+        records = import_files.records(lines, data, lines.problems)
         try:
             await importer.run_records(records, reader, progress, processes=max(1, args.processes))
         except OSError as exc:

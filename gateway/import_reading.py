@@ -19,7 +19,8 @@ from typing import Any
 
 from gateway.external_sort import SortedRuns, write_run
 from suppression.address import Identities
-from suppression.importers import ConsentRow, ContactRow, RowError, RowReader, SuppressionRow
+from suppression.import_files import RowError
+from suppression.importers import ConsentRow, ContactRow, RowReader, SuppressionRow
 
 #: A parsed row after its target (an identity, or ``domain:NAME`` for a domain suppression) and
 #: a number that grows in file order (its line): sorted as tuples, that number keeps one

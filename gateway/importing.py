@@ -30,14 +30,8 @@ from gateway.external_sort import RUN_SIZE, SortedRuns, sort_externally
 from gateway.import_reading import ParallelReader, Record, Targeted, target_of
 from suppression import consent_rules
 from suppression.address import Identities
-from suppression.importers import (
-    ConsentRow,
-    ContactRow,
-    Row,
-    RowError,
-    RowReader,
-    SuppressionRow,
-)
+from suppression.import_files import RowError
+from suppression.importers import ConsentRow, ContactRow, Row, RowReader, SuppressionRow
 from suppression.model import (
     NO_FACTS,
     Consent,
@@ -152,7 +146,7 @@ class Importer:
         *,
         processes: int = 1,
     ) -> None:
-        """:meth:`run` from raw records (:func:`suppression.importers.records`), read by
+        """:meth:`run` from raw records (:func:`suppression.import_files.records`), read by
         ``processes`` worker processes when there is more than one chunk of them (see
         :mod:`gateway.import_reading`)."""
         report = progress or _no_progress

@@ -1,6 +1,7 @@
 """Import formats: pure parsing and mapping of other providers' exports and of our own.
 
-No I/O: every function takes the lines it is given and yields rows (or per-row errors with
+No I/O: every function takes the records it is given (:mod:`suppression.import_files` reads
+them from a file) and yields rows (or per-row errors with
 the line number), one at a time, so a file of any size streams through in flat memory.
 
 Mappings (column names matched case-insensitively, ignoring spaces, ``_`` and ``-``):
@@ -25,7 +26,6 @@ Naive timestamps are taken as UTC (Mailchimp writes UTC without an offset).
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from collections.abc import Collection, Iterable, Iterator, Mapping
@@ -33,16 +33,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 from suppression.address import (
     AddressError,
     normalise_domain,
     parse_mailbox,
 )
+from suppression.import_files import DataFormat, RowError, column_key, records
 from suppression.model import Audience, Basis, ConsentStatus, Scope, SuppressionReason
 
-DataFormat = Literal["csv", "jsonl"]
 #: Our export's columns, in order; ``record`` says which kind of row it is.
 NATIVE_COLUMNS = (
     "record", "email", "identity", "domain", "scope", "purpose", "reason", "status", "basis",
@@ -52,7 +52,6 @@ NATIVE_COLUMNS = (
 #: A cell starting with one of these runs as a formula in a spreadsheet (CWE-1236); ``'``
 #: is included so that the quote we add can be told from one that was there.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
-MAX_FIELD = 64 * 1024
 _IDENTITY = re.compile(r"[0-9a-f]{64}")
 
 
@@ -138,14 +137,6 @@ class ContactRow(NamedTuple):
     customer_since: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
-class RowError:
-    """A row that cannot be imported; the rest of the file still is."""
-
-    line: int
-    message: str
-
-
 Row = SuppressionRow | ConsentRow | ContactRow | RowError
 
 
@@ -156,68 +147,6 @@ def neutralise(cell: str) -> str:
 
 def _unneutralise(cell: str) -> str:
     return cell[1:] if cell.startswith("'") else cell
-
-
-def _key(name: str) -> str:
-    return re.sub(r"[\s_\-\ufeff]", "", name).lower()
-
-
-def records(
-    lines: Iterable[str], data: DataFormat, problems: Mapping[int, str] | None = None
-) -> Iterator[tuple[int, dict[str, Any]] | RowError]:
-    """Raw records with their line numbers: a CSV with a header row, or JSON Lines.
-
-    ``problems`` names lines that could not be read (:class:`~suppression.import_lines.
-    FileLines`): the record that holds one becomes a row error."""
-    bad: Mapping[int, str] = {} if problems is None else problems  # filled as lines are read
-    if data == "jsonl":
-        for number, text in enumerate(lines, 1):
-            if number in bad:
-                yield RowError(number, bad[number])
-                continue
-            if not text.strip():
-                continue
-            try:
-                value = json.loads(text)
-            except (ValueError, RecursionError) as exc:
-                yield RowError(number, f"not JSON: {str(exc)[:100]}")
-                continue
-            if not isinstance(value, dict):
-                yield RowError(number, "not a JSON object")
-                continue
-            yield number, {_key(k): v for k, v in value.items()}
-        return
-    csv.field_size_limit(MAX_FIELD)
-    reader = csv.reader(lines)
-    try:
-        header = [_key(h) for h in next(reader)]
-    except StopIteration:
-        return
-    except csv.Error as exc:
-        yield RowError(1, f"bad CSV header: {exc}")
-        return
-    if 1 in bad:
-        yield RowError(1, f"bad CSV header: {bad[1]}")
-        return
-    last = reader.line_num
-    while True:
-        first = last + 1
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            last = reader.line_num
-            yield RowError(last, f"bad CSV: {exc}")
-            continue
-        last = reader.line_num
-        unread = [n for n in range(first, last + 1) if n in bad] if bad else None
-        if unread:
-            yield RowError(unread[0], bad[unread[0]])
-            continue
-        if not any(cells):
-            continue
-        yield last, dict(zip(header, cells, strict=False))
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -269,7 +198,7 @@ def _provider(line: int, record: Mapping[str, Any], fmt: Format, source: str) ->
 
 def _native(line: int, r: Mapping[str, Any], source: str, purposes: Collection[str]) -> Row:
     def text(name: str) -> str | None:
-        value = r.get(_key(name))
+        value = r.get(column_key(name))
         if value is None or value == "":
             return None
         return _unneutralise(value) if isinstance(value, str) else str(value)
@@ -300,7 +229,7 @@ def _native(line: int, r: Mapping[str, Any], source: str, purposes: Collection[s
         if purpose is None:
             raise ValueError("a consent needs a purpose")
         status = ConsentStatus(text("status") or "")
-        evidence = r.get(_key("evidence")) or {}
+        evidence = r.get(column_key("evidence")) or {}
         if isinstance(evidence, str):
             evidence = json.loads(_unneutralise(evidence))
         if not isinstance(evidence, dict):

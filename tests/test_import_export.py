@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from gateway import exporting, import_reading
 from gateway.importing import IMPORT_GC_THRESHOLD, Importer
-from suppression import importers
+from suppression import import_files, importers
 from suppression.address import (
     Identities,
     NormalisationRules,
@@ -28,8 +28,8 @@ from suppression.address import (
     fast_canonical,
     normalise,
 )
-from suppression.import_lines import MAX_LINE, FileLines
-from suppression.importers import ConsentRow, Format, RowError, SuppressionRow
+from suppression.import_files import MAX_LINE, FileLines, RowError
+from suppression.importers import ConsentRow, Format, SuppressionRow
 from suppression.model import Basis, ConsentStatus, Scope, SuppressionReason
 from suppression.store import ConsentChange, Store, open_store
 
@@ -145,7 +145,7 @@ def test_a_quoted_field_over_an_unreadable_line_is_one_row_error() -> None:
     around it are read."""
     data = b'email,created\na@x.org,1\n"b@x.org\n\xff",1\nc@x.org,1\n'
     lines = FileLines(io.BytesIO(data))
-    got = list(importers.records(lines, "csv", lines.problems))
+    got = list(import_files.records(lines, "csv", lines.problems))
     assert got == [
         (2, {"email": "a@x.org", "created": "1"}),
         RowError(4, "not UTF-8 (byte 0xff at column 1)"),
@@ -286,7 +286,7 @@ async def test_worker_processes_import_like_one_process(
         importer = Importer(store, identities, lambda p: None, actor="test", now=NOW,
                             batch_size=2, run_size=3, temp_dir=tmp_path)  # fmt: skip
         reader = importers.RowReader(Format.NATIVE, "t", frozenset(PURPOSES))
-        records = importers.records(lines(text), "csv")
+        records = import_files.records(lines(text), "csv")
         if processes == 0:
             await importer.run(importers.parse(lines(text), Format.NATIVE, "csv", source="t",
                                                purposes=PURPOSES))  # fmt: skip
