@@ -1,8 +1,8 @@
 """Import formats: pure parsing and mapping of other providers' exports and of our own.
 
 No I/O: every function takes the records it is given (:mod:`suppression.import_files` reads
-them from a file) and yields rows (or per-row errors with
-the line number), one at a time, so a file of any size streams through in flat memory.
+them from a file) and yields rows (or per-row errors with the line number), one at a time, so
+a file of any size streams through in flat memory.
 
 Mappings (column names matched case-insensitively, ignoring spaces, ``_`` and ``-``):
 
