@@ -69,9 +69,9 @@ class ChainCheck:
 
     def feed(self, links: Iterable[LedgerLink]) -> bool:
         """Check the next events; False once the chain is broken (feed no more)."""
+        if self.broken is not None:
+            return False
         for link in links:
-            if self.broken is not None:
-                return False
             self.broken = self._check(link)
             if self.broken is not None:
                 return False
@@ -79,7 +79,7 @@ class ChainCheck:
             self.head_seq, self.head_hash = link.event.seq, link.hash
             if self.anchor is not None and link.event.seq == self.anchor.seq:
                 self.anchor_matched = link.hash == self.anchor.hash
-        return self.broken is None
+        return True
 
     def _check(self, link: LedgerLink) -> ChainBreak | None:
         e = link.event
