@@ -152,12 +152,16 @@ async def delivered(db: Db, message_key: str, identities: Sequence[str], now: da
     return {r[0] for r in rows}
 
 
-async def ledger_links(db: Db, after: int, limit: int) -> list[LedgerLink]:
+async def ledger_links(
+    db: Db, after: int, limit: int, identity: str | None = None
+) -> list[LedgerLink]:
     """See :meth:`Store.ledger_links`: keyset pages on the ledger's sequence number."""
+    where, params = ("l.seq > ?", [after]) if identity is None else (
+        "l.identity = ? AND l.seq > ?", [identity, after])  # fmt: skip
     rows = await db.fetch(
         "SELECT l.seq, l.at, l.kind, l.identity, l.purpose, l.source, l.actor, NULL, l.detail,"
-        " l.prev_hash, l.hash FROM ledger l WHERE l.seq > ? ORDER BY l.seq LIMIT ?",
-        after,
+        f" l.prev_hash, l.hash FROM ledger l WHERE {where} ORDER BY l.seq LIMIT ?",
+        *params,
         max(1, min(limit, MAX_PAGE)),
     )
     return [LedgerLink(ledger_from(r[:9], db.dt), r[9], r[10]) for r in rows]

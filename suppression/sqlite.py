@@ -311,6 +311,8 @@ class SQLiteStore:
         thread (it may queue behind a write) so that it never delays the SMTP path's reader."""
         return await self._on_writer(run_op, reads.count_suppressions, now)
 
-    async def ledger_links(self, after: int = 0, limit: int = reads.MAX_PAGE) -> list[LedgerLink]:
-        """Ledger events with their hashes, a page at a time (for the chain check)."""
-        return await self._read(reads.ledger_links, after, limit)
+    async def ledger_links(
+        self, after: int = 0, limit: int = reads.MAX_PAGE, identity: str | None = None
+    ) -> list[LedgerLink]:
+        """Ledger events with their hashes, a page at a time (the chain check, the export)."""
+        return await self._read(reads.ledger_links, after, limit, identity)

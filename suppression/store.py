@@ -258,9 +258,12 @@ class Store(Protocol):
     async def count_suppressions(self, now: datetime) -> Mapping[str, int]:
         """Active (unexpired at ``now``) suppressions by reason; every reason is present."""
 
-    async def ledger_links(self, after: int = 0, limit: int = 1000) -> Sequence[LedgerLink]:
+    async def ledger_links(
+        self, after: int = 0, limit: int = 1000, identity: str | None = None
+    ) -> Sequence[LedgerLink]:
         """Ledger events with their hashes, by sequence number after ``after``; at most
-        ``limit`` (capped at 1000) per page, for :mod:`suppression.ledger_check`."""
+        ``limit`` (capped at 1000) per page; only ``identity``'s events when given. For
+        :mod:`suppression.ledger_check` and the ledger export."""
 
 
 @dataclass(frozen=True, slots=True)

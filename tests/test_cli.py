@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import errno
 import json
 import subprocess
@@ -210,3 +211,36 @@ def test_import_out_of_temp_space_names_the_option(
     ]
     monkeypatch.undo()
     assert cli.json("suppress", "list")["items"] == []
+
+
+def test_export_ledger_rows_carry_hashes_that_check_out(cli: Cli) -> None:
+    """A contact's exported ledger (CSV and JSON Lines) has its evidence and, per event, the
+    hashes of the chain: each row's hash is recomputed from that row alone, and the newest is
+    the head that ledger verify prints."""
+    from suppression._store_rows import chain_hash
+
+    cli.json("consent", "add", "a@example.com", "--purpose", "newsletter",
+             "--evidence", "ip=192.0.2.1")  # fmt: skip
+    cli.json("suppress", "add", "--email", "b@example.com", "--scope", "all")
+    cli.json("consent", "withdraw", "a@example.com", "--purpose", "newsletter")
+    head = cli.json("ledger", "verify")["head"]
+
+    jsonl = cli.dir / "ledger.jsonl"
+    done = cli("export", "ledger", "--email", "a@example.com", "--data-format", "jsonl",
+               "-o", str(jsonl))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [r["seq"] for r in rows] == [1, 3] and rows[0]["evidence"] == {"ip": "192.0.2.1"}
+    for r in rows:
+        fields = (datetime.fromisoformat(r["at"]), r["kind"], r["identity"], r["purpose"],
+                  r["source"], r["actor"], r["detail"])  # fmt: skip
+        assert r["hash"] == chain_hash(r["prev_hash"], r["seq"], *fields)
+    assert (rows[-1]["seq"], rows[-1]["hash"]) == (head["seq"], head["hash"])
+
+    out = cli.dir / "ledger.csv"
+    assert cli("export", "ledger", "--email", "a@example.com", "-o", str(out)).returncode == 0
+    with out.open(newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert [(c["seq"], c["prev_hash"], c["hash"]) for c in table] == [
+        (str(r["seq"]), r["prev_hash"], r["hash"]) for r in rows
+    ]
