@@ -268,9 +268,9 @@ async def ledger_verify(args: argparse.Namespace, env: Env) -> int:
         raise ConfigError(f"--anchor: {exc}") from None
     check = ChainCheck(anchor)
     after = 0
-    while page := await env.store.ledger_links(after):
+    while page := await env.store.ledger_events(after):
         if not check.feed(page):
             break
-        after = page[-1].event.seq
+        after = page[-1].seq
     emit(args, check.as_dict(), check.summary())
     return 0 if check.intact else 1

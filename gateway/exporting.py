@@ -21,7 +21,7 @@ from typing import Any, Protocol, TextIO
 from gateway.http.admin_views import emails_of
 from suppression.importers import NATIVE_COLUMNS, neutralise
 from suppression.model import Contact, LedgerEvent, Suppression
-from suppression.store import ConsentEntry, LedgerLink, Store, SuppressionFilter
+from suppression.store import ConsentEntry, Store, SuppressionFilter
 
 PAGE = 1000
 
@@ -83,7 +83,7 @@ def suppression_row(s: Suppression, email: str | None) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def ledger_row(e: LedgerEvent, link: LedgerLink) -> dict[str, Any]:
+def ledger_row(e: LedgerEvent) -> dict[str, Any]:
     """Our export row of a ledger event (not re-importable: the ledger is proof), with the
     hashes that chain it: ``hash`` is the SHA-256 of ``prev_hash`` and the event's
     pseudonymous fields (:func:`suppression._store_rows.chain_hash`), so each row can be checked
@@ -92,7 +92,7 @@ def ledger_row(e: LedgerEvent, link: LedgerLink) -> dict[str, Any]:
         "record": "ledger", "seq": e.seq, "at": e.at, "kind": e.kind, "identity": e.identity,
         "purpose": e.purpose, "source": e.source, "actor": e.actor,
         "evidence": dict(e.evidence), "detail": dict(e.detail),
-        "prev_hash": link.prev_hash, "hash": link.hash,
+        "prev_hash": e.prev_hash, "hash": e.hash,
     }  # fmt: skip
 
 
@@ -117,11 +117,8 @@ async def export_suppressions(store: Store, out: RowWriter, now: datetime) -> in
 async def export_ledger(store: Store, identity: str, out: RowWriter) -> int:
     """One contact's ledger, oldest first, with its evidence and hashes."""
     record = await store.contact_record(identity)
-    links: dict[int, LedgerLink] = {}
-    while page := await store.ledger_links(max(links, default=0), identity=identity):
-        links.update((link.event.seq, link) for link in page)
     for event in record.ledger:
-        out.row(ledger_row(event, links[event.seq]))
+        out.row(ledger_row(event))
     return len(record.ledger)
 
 

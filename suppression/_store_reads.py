@@ -25,8 +25,15 @@ from suppression._store_rows import (
     ledger_from,
     suppression_from,
 )
-from suppression.model import Contact, RecipientFacts, RecipientKey, Suppression, SuppressionReason
-from suppression.store import ConsentEntry, ContactRecord, LedgerLink, Lookup, SuppressionFilter
+from suppression.model import (
+    Contact,
+    LedgerEvent,
+    RecipientFacts,
+    RecipientKey,
+    Suppression,
+    SuppressionReason,
+)
+from suppression.store import ConsentEntry, ContactRecord, Lookup, SuppressionFilter
 
 #: Largest page a list operation returns.
 MAX_PAGE = 1000
@@ -152,10 +159,10 @@ async def delivered(db: Db, message_key: str, identities: Sequence[str], now: da
     return {r[0] for r in rows}
 
 
-async def ledger_links(
+async def ledger_events(
     db: Db, after: int, limit: int, identity: str | None = None
-) -> list[LedgerLink]:
-    """See :meth:`Store.ledger_links`: keyset pages on the ledger's sequence number."""
+) -> list[LedgerEvent]:
+    """See :meth:`Store.ledger_events`: keyset pages on the ledger's sequence number."""
     where, params = ("l.seq > ?", [after]) if identity is None else (
         "l.identity = ? AND l.seq > ?", [identity, after])  # fmt: skip
     rows = await db.fetch(
@@ -164,4 +171,4 @@ async def ledger_links(
         *params,
         max(1, min(limit, MAX_PAGE)),
     )
-    return [LedgerLink(ledger_from(r[:9], db.dt), r[9], r[10]) for r in rows]
+    return [ledger_from(r, db.dt) for r in rows]

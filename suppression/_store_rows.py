@@ -38,7 +38,10 @@ ToDatetime = Callable[[Any], datetime]
 CONTACT_COLS = "identity, email, audience, customer, customer_since, created_at, updated_at"
 CONSENT_COLS = "purpose, status, basis, collected_at, source, evidence, withdrawn_at"
 SUPPRESSION_COLS = "id, identity, domain, scope, purpose, reason, source, created_at, expires_at"
-LEDGER_COLS = "l.seq, l.at, l.kind, l.identity, l.purpose, l.source, l.actor, e.evidence, l.detail"
+LEDGER_COLS = (
+    "l.seq, l.at, l.kind, l.identity, l.purpose, l.source, l.actor, e.evidence, l.detail,"
+    " l.prev_hash, l.hash"
+)
 
 #: ``prev_hash`` of the first ledger event.
 GENESIS = "0" * 64
@@ -247,6 +250,8 @@ def ledger_from(r: Row, dt: ToDatetime) -> LedgerEvent:
         actor=r[6],
         evidence=json.loads(r[7]) if r[7] is not None else {},
         detail=json.loads(r[8]),
+        prev_hash=r[9],
+        hash=r[10],
     )
 
 

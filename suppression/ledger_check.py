@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from suppression._store_rows import GENESIS, chain_hash
-from suppression.store import LedgerLink
+from suppression.model import LedgerEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,35 +67,34 @@ class ChainCheck:
         #: None until the anchor's event is seen; then whether its hash matched.
         self.anchor_matched: bool | None = None
 
-    def feed(self, links: Iterable[LedgerLink]) -> bool:
+    def feed(self, events: Iterable[LedgerEvent]) -> bool:
         """Check the next events; False once the chain is broken (feed no more)."""
         if self.broken is not None:
             return False
-        for link in links:
-            self.broken = self._check(link)
+        for e in events:
+            self.broken = self._check(e)
             if self.broken is not None:
                 return False
             self.events += 1
-            self.head_seq, self.head_hash = link.event.seq, link.hash
-            if self.anchor is not None and link.event.seq == self.anchor.seq:
-                self.anchor_matched = link.hash == self.anchor.hash
+            self.head_seq, self.head_hash = e.seq, e.hash
+            if self.anchor is not None and e.seq == self.anchor.seq:
+                self.anchor_matched = e.hash == self.anchor.hash
         return True
 
-    def _check(self, link: LedgerLink) -> ChainBreak | None:
-        e = link.event
+    def _check(self, e: LedgerEvent) -> ChainBreak | None:
         if e.seq != self.head_seq + 1:
             if e.seq <= self.head_seq:
                 return ChainBreak(e.seq, f"out of order after event {self.head_seq}")
             missing = f"{self.head_seq + 1}" if e.seq == self.head_seq + 2 else (
                 f"{self.head_seq + 1}-{e.seq - 1}")  # fmt: skip
             return ChainBreak(e.seq, f"events {missing} are missing")
-        if link.prev_hash != self.head_hash:
+        if e.prev_hash != self.head_hash:
             before = f"event {self.head_seq}" if self.head_seq else "the chain's start (genesis)"
             return ChainBreak(e.seq, f"prev_hash is not the hash of {before}")
         expected = chain_hash(
-            link.prev_hash, e.seq, e.at, e.kind, e.identity, e.purpose, e.source, e.actor, e.detail
+            e.prev_hash, e.seq, e.at, e.kind, e.identity, e.purpose, e.source, e.actor, e.detail
         )
-        if link.hash != expected:
+        if e.hash != expected:
             return ChainBreak(e.seq, "hash does not match the event's fields (rewritten)")
         return None
 

@@ -195,3 +195,7 @@ class LedgerEvent:
     actor: str
     evidence: Mapping[str, Any] = field(default_factory=dict)
     detail: Mapping[str, Any] = field(default_factory=dict)
+    #: The chain (:mod:`suppression.ledger_check`): the previous event's hash, and the SHA-256
+    #: of that and this event's pseudonymous fields (evidence stays outside the chain).
+    prev_hash: str = ""
+    hash: str = ""

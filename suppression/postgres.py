@@ -37,13 +37,19 @@ from suppression import _store_reads as reads
 from suppression import migrations
 from suppression._postgres_db import LOST, PgDb, any_of, db_errors
 from suppression._store_rows import facts_sql, lookup_sql
-from suppression.model import Audience, Contact, RecipientFacts, RecipientKey, Suppression
+from suppression.model import (
+    Audience,
+    Contact,
+    LedgerEvent,
+    RecipientFacts,
+    RecipientKey,
+    Suppression,
+)
 from suppression.store import (
     ConsentChange,
     ConsentEntry,
     ConsentResult,
     ContactRecord,
-    LedgerLink,
     Lookup,
     NewSuppression,
     StoreError,
@@ -304,8 +310,8 @@ class PostgresStore:
         """Active suppressions by reason."""
         return await self._read(reads.count_suppressions, now)
 
-    async def ledger_links(
+    async def ledger_events(
         self, after: int = 0, limit: int = reads.MAX_PAGE, identity: str | None = None
-    ) -> list[LedgerLink]:
-        """Ledger events with their hashes, a page at a time (the chain check, the export)."""
-        return await self._read(reads.ledger_links, after, limit, identity)
+    ) -> list[LedgerEvent]:
+        """Ledger events with their hashes, a page at a time (the chain check)."""
+        return await self._read(reads.ledger_events, after, limit, identity)

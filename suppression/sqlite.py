@@ -52,13 +52,19 @@ from suppression._sqlite_db import (
     transaction,
 )
 from suppression._store_rows import facts_sql, lookup_sql
-from suppression.model import Audience, Contact, RecipientFacts, RecipientKey, Suppression
+from suppression.model import (
+    Audience,
+    Contact,
+    LedgerEvent,
+    RecipientFacts,
+    RecipientKey,
+    Suppression,
+)
 from suppression.store import (
     ConsentChange,
     ConsentEntry,
     ConsentResult,
     ContactRecord,
-    LedgerLink,
     Lookup,
     NewSuppression,
     StoreError,
@@ -311,8 +317,8 @@ class SQLiteStore:
         thread (it may queue behind a write) so that it never delays the SMTP path's reader."""
         return await self._on_writer(run_op, reads.count_suppressions, now)
 
-    async def ledger_links(
+    async def ledger_events(
         self, after: int = 0, limit: int = reads.MAX_PAGE, identity: str | None = None
-    ) -> list[LedgerLink]:
-        """Ledger events with their hashes, a page at a time (the chain check, the export)."""
-        return await self._read(reads.ledger_links, after, limit, identity)
+    ) -> list[LedgerEvent]:
+        """Ledger events with their hashes, a page at a time (the chain check)."""
+        return await self._read(reads.ledger_events, after, limit, identity)

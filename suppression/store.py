@@ -148,15 +148,6 @@ class ContactRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class LedgerLink:
-    """A ledger event (without its evidence) with the two hashes that chain it."""
-
-    event: LedgerEvent
-    prev_hash: str
-    hash: str
-
-
-@dataclass(frozen=True, slots=True)
 class Lookup:
     """Everything the gateway reads to decide one message."""
 
@@ -258,10 +249,10 @@ class Store(Protocol):
     async def count_suppressions(self, now: datetime) -> Mapping[str, int]:
         """Active (unexpired at ``now``) suppressions by reason; every reason is present."""
 
-    async def ledger_links(
+    async def ledger_events(
         self, after: int = 0, limit: int = 1000, identity: str | None = None
-    ) -> Sequence[LedgerLink]:
-        """Ledger events with their hashes, by sequence number after ``after``; at most
+    ) -> Sequence[LedgerEvent]:
+        """Ledger events (without evidence), by sequence number after ``after``; at most
         ``limit`` (capped at 1000) per page; only ``identity``'s events when given. For
         :mod:`suppression.ledger_check` and the ledger export."""
 

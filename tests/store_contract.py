@@ -463,17 +463,15 @@ class StoreContract:
             prev = digest
         # The store's own check agrees, page by page.
         check, after = ChainCheck(), 0
-        while page := await backend.store.ledger_links(after, limit=3):
+        while page := await backend.store.ledger_events(after, limit=3):
             assert check.feed(page)
-            after = page[-1].event.seq
+            after = page[-1].seq
         assert check.intact and check.events == len(rows)
         assert (check.head_seq, check.head_hash) == ((rows[-1][0], prev) if rows else (0, GENESIS))
         # One identity's events, with the same hashes.
         for who in {r[3] for r in rows if r[3] is not None}:
-            mine = await backend.store.ledger_links(identity=who)
-            assert [(x.event.seq, x.hash) for x in mine] == [
-                (r[0], r[9]) for r in rows if r[3] == who
-            ]
+            mine = await backend.store.ledger_events(identity=who)
+            assert [(x.seq, x.hash) for x in mine] == [(r[0], r[9]) for r in rows if r[3] == who]
 
     async def test_list_consents_and_contacts_page_in_key_order(self, backend: Backend) -> None:
         """Export reads: every consent and contact, by key, page by page; an erased contact

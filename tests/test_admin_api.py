@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import aiohttp
 import pytest
 
 from gateway.app import Gateway
+from suppression._store_rows import chain_hash
 from tests.conftest import GatewayFactory
 
 TOKEN = "t0ken-for-tests-" + "x" * 24
@@ -154,6 +156,12 @@ async def test_contact_access_patch_and_exact_match(api: Api) -> None:
     assert body["contact"]["email"] == "a_b@example.com"
     assert [c["purpose"] for c in body["consents"]] == ["newsletter"]
     assert {e["kind"] for e in body["ledger"]} >= {"consent-given", "contact-updated"}
+    # Each event carries the hashes that chain it, and its hash checks out from its fields.
+    identity = body["identity"]
+    for e in body["ledger"]:
+        fields = (datetime.fromisoformat(e["at"]), e["kind"], identity, e["purpose"],
+                  e["source"], e["actor"], e["detail"])  # fmt: skip
+        assert e["hash"] == chain_hash(e["prev_hash"], e["seq"], *fields)
     status, _, _ = await api.call("GET", "/contacts/axb@example.com")
     assert status == 404
     status, body, _ = await api.call("GET", "/contacts/a%25b@example.com")

@@ -18,7 +18,6 @@ from suppression._store_rows import GENESIS, chain_hash
 from suppression.ledger_check import Anchor, ChainCheck
 from suppression.model import LedgerEvent
 from suppression.postgres import PostgresStore
-from suppression.store import LedgerLink
 from tests.pg import DSN, schema_url
 from tests.store_contract import change, suppression
 from tests.test_cli import Cli
@@ -27,23 +26,24 @@ from tests.test_migration_0002 import needs_postgres
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 
 
-def chain(n: int) -> list[LedgerLink]:
+def chain(n: int) -> list[LedgerEvent]:
     """``n`` correctly chained events."""
-    links, prev = [], GENESIS
+    events: list[LedgerEvent] = []
+    prev = GENESIS
     for seq in range(1, n + 1):
         event = LedgerEvent(
             seq=seq, at=T0 + timedelta(seconds=seq), kind="consent-recorded",
             identity=f"{seq:064x}", purpose="newsletter" if seq % 2 else None, source="api",
-            actor="admin", detail={"status": "opted_in", "n": seq},
+            actor="admin", detail={"status": "opted_in", "n": seq}, prev_hash=prev,
         )  # fmt: skip
         digest = chain_hash(prev, seq, event.at, event.kind, event.identity, event.purpose,
                             event.source, event.actor, event.detail)  # fmt: skip
-        links.append(LedgerLink(event, prev, digest))
+        events.append(dataclasses.replace(event, hash=digest))
         prev = digest
-    return links
+    return events
 
 
-def checked(links: list[LedgerLink], anchor: Anchor | None = None, page: int = 4) -> ChainCheck:
+def checked(links: list[LedgerEvent], anchor: Anchor | None = None, page: int = 4) -> ChainCheck:
     check = ChainCheck(anchor)
     for start in range(0, len(links), page):
         if not check.feed(links[start : start + page]):
@@ -64,9 +64,7 @@ def test_an_intact_chain_and_an_empty_one() -> None:
 def test_each_kind_of_damage_is_named_at_its_event() -> None:
     links = chain(8)
     rewritten = links[:]
-    rewritten[4] = dataclasses.replace(
-        links[4], event=dataclasses.replace(links[4].event, actor="mallory")
-    )
+    rewritten[4] = dataclasses.replace(links[4], actor="mallory")
     cases = {
         "rewritten": (rewritten, 5, "hash does not match the event's fields (rewritten)"),
         "one deleted": (links[:3] + links[4:], 5, "events 4 are missing"),
@@ -98,10 +96,10 @@ def test_each_kind_of_damage_is_named_at_its_event() -> None:
 def test_a_forged_successor_is_caught_by_its_prev_hash() -> None:
     """Rewriting an event and recomputing its hash breaks the next event's prev_hash."""
     links = chain(5)
-    event = dataclasses.replace(links[2].event, detail={"status": "opted_out"})
+    event = dataclasses.replace(links[2], detail={"status": "opted_out"})
     forged_hash = chain_hash(links[2].prev_hash, 3, event.at, event.kind, event.identity,
                              event.purpose, event.source, event.actor, event.detail)  # fmt: skip
-    damaged = [*links[:2], LedgerLink(event, links[2].prev_hash, forged_hash), *links[3:]]
+    damaged = [*links[:2], dataclasses.replace(event, hash=forged_hash), *links[3:]]
     check = checked(damaged)
     assert check.broken is not None
     assert (check.broken.seq, check.broken.reason) == (4, "prev_hash is not the hash of event 3")
@@ -137,7 +135,7 @@ def test_any_change_to_any_event_is_found_at_that_event(n: int, data: st.DataObj
     at = data.draw(st.integers(0, n - 1))
     field = data.draw(st.sampled_from(["at", "kind", "identity", "purpose", "source", "actor",
                                        "detail"]))  # fmt: skip
-    event = links[at].event
+    event = links[at]
     new_value: Any = {
         "at": event.at + timedelta(microseconds=1),
         "kind": event.kind + "x",
@@ -148,9 +146,7 @@ def test_any_change_to_any_event_is_found_at_that_event(n: int, data: st.DataObj
         "detail": {**event.detail, "n": -1},
     }[field]
     damaged = links[:]
-    damaged[at] = dataclasses.replace(
-        links[at], event=dataclasses.replace(event, **{field: new_value})
-    )
+    damaged[at] = dataclasses.replace(event, **{field: new_value})
     check = checked(damaged, page=data.draw(st.integers(1, 7)))
     assert check.broken is not None and check.broken.seq == at + 1
     assert check.events == at
@@ -214,9 +210,9 @@ async def test_tampering_is_found_on_postgres(schema: str) -> None:
 
         async def verify() -> ChainCheck:
             check, after = ChainCheck(), 0
-            while page := await store.ledger_links(after, limit=2):
+            while page := await store.ledger_events(after, limit=2):
                 check.feed(page)
-                after = page[-1].event.seq
+                after = page[-1].seq
             return check
 
         intact = await verify()

@@ -147,6 +147,10 @@ class LedgerOut(_Response):
     actor: str
     evidence: dict[str, Any]
     detail: dict[str, Any]
+    #: The hash chain: the previous event's hash, and the SHA-256 of that and this event's
+    #: pseudonymous fields (``suppression-gateway ledger verify`` checks the whole chain).
+    prev_hash: str
+    hash: str
 
 
 class ContactRecordOut(_Response):

@@ -143,6 +143,8 @@ def ledger(e: LedgerEvent) -> m.LedgerOut:
         actor=e.actor,
         evidence=dict(e.evidence),
         detail=dict(e.detail),
+        prev_hash=e.prev_hash,
+        hash=e.hash,
     )
 
 
