@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Coroutine, Iterable, Sequence
-from contextlib import suppress
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
@@ -126,19 +126,24 @@ def run_op(db: WriterDb, op: Op[P, T], /, *a: P.args, **kw: P.kwargs) -> T:
     return drive(op(db, *a, **kw))
 
 
-def transaction(db: WriterDb, begin: str, op: Op[P, T], /, *a: P.args, **kw: P.kwargs) -> T:
-    """On the writer's thread: ``op`` in one transaction, committed, or rolled back on error."""
-    conn = db.conn
+@contextmanager
+def _committed(conn: sqlite3.Connection, begin: str) -> Iterator[None]:
+    """The block in one transaction: committed at its end, rolled back if it raises."""
     conn.execute(begin)
     try:
-        result = drive(op(db, *a, **kw))
+        yield
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             with suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
         raise
-    return result
+
+
+def transaction(db: WriterDb, begin: str, op: Op[P, T], /, *a: P.args, **kw: P.kwargs) -> T:
+    """On the writer's thread: ``op`` in one transaction, committed, or rolled back on error."""
+    with _committed(db.conn, begin):
+        return drive(op(db, *a, **kw))
 
 
 def checkpoint(db: WriterDb) -> int:
@@ -156,8 +161,7 @@ def migrate(db: WriterDb) -> None:
     )
     known = migrations.load("sqlite")
     for m in known:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _committed(conn, "BEGIN IMMEDIATE"):
             done = conn.execute("SELECT 1 FROM schema_version WHERE version = ?", (m.version,))
             if not done.fetchall():
                 for statement in m.statements():
@@ -166,12 +170,6 @@ def migrate(db: WriterDb) -> None:
                     "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
                     (m.version, m.name, to_micros(datetime.now(UTC))),
                 )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                with suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            raise
     newest = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
     if newest > len(known):
         raise StoreError(f"sqlite: schema version {newest} is newer than this code")
