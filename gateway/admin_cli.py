@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -84,6 +84,18 @@ def emit(args: argparse.Namespace, data: Any, text: str | None = None) -> None:
 
 
 Command = Callable[[argparse.Namespace, Env], Awaitable[int]]
+#: A command that needs the store only: not the secrets file, so it never creates one.
+StoreCommand = Callable[[argparse.Namespace, Store], Awaitable[int]]
+
+
+def _one_line_errors(work: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """Run ``work`` to its exit status; failures become ``main``'s one-line errors."""
+    try:
+        return asyncio.run(work())
+    except (secrets_file.SecretsError, StoreError, ValueError, OSError) as exc:
+        raise ConfigError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    except NotFound as exc:
+        raise ConfigError(f"not found: {exc}") from None
 
 
 def run_with_store(command: Command) -> Callable[[argparse.Namespace], int]:
@@ -94,14 +106,27 @@ def run_with_store(command: Command) -> Callable[[argparse.Namespace], int]:
             async with opened(_settings(args)) as env:
                 return await command(args, env)
 
-        try:
-            return asyncio.run(go())
-        except (secrets_file.SecretsError, StoreError, ValueError, OSError) as exc:
-            raise ConfigError(
-                str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            ) from None
-        except NotFound as exc:
-            raise ConfigError(f"not found: {exc}") from None
+        return _one_line_errors(go)
+
+    return run
+
+
+def run_with_store_only(command: StoreCommand) -> Callable[[argparse.Namespace], int]:
+    """As :func:`run_with_store`, for a command that needs no secrets (an auditor may hold a
+    copy of the database without the secrets file)."""
+
+    def run(args: argparse.Namespace) -> int:
+        async def go() -> int:
+            settings = _settings(args)
+            store = await open_store(
+                settings.store.url, StoreOptions(1, settings.store.query_timeout)
+            )
+            try:
+                return await command(args, store)
+            finally:
+                await store.close()
+
+        return _one_line_errors(go)
 
     return run
 
@@ -246,7 +271,7 @@ def register(commands: Any) -> None:
     ))  # fmt: skip
     verify.add_argument("--anchor", metavar="SEQ:HASH",
                         help="an event noted earlier, which must still have that hash")  # fmt: skip
-    verify.set_defaults(func=run_with_store(c.ledger_verify))
+    verify.set_defaults(func=run_with_store_only(c.ledger_verify))
 
     token = commands.add_parser("token", help="unsubscribe token tools")
     token_sub = token.add_subparsers(dest="token_command", required=True)

@@ -30,7 +30,7 @@ from suppression.address import AddressError, normalise_domain
 from suppression.import_files import FileLines
 from suppression.ledger_check import Anchor, ChainCheck
 from suppression.model import ConsentStatus, Scope, SuppressionReason
-from suppression.store import ConsentChange, NewSuppression
+from suppression.store import ConsentChange, NewSuppression, Store
 
 
 def _purpose(env: Env, purpose: str | None) -> str | None:
@@ -260,7 +260,7 @@ async def export(args: argparse.Namespace, env: Env) -> int:
     return 0
 
 
-async def ledger_verify(args: argparse.Namespace, env: Env) -> int:
+async def ledger_verify(args: argparse.Namespace, store: Store) -> int:
     """Check the ledger's hash chain (:mod:`suppression.ledger_check`)."""
     try:
         anchor = Anchor.parse(args.anchor) if args.anchor else None
@@ -268,7 +268,7 @@ async def ledger_verify(args: argparse.Namespace, env: Env) -> int:
         raise ConfigError(f"--anchor: {exc}") from None
     check = ChainCheck(anchor)
     after = 0
-    while page := await env.store.ledger_events(after):
+    while page := await store.ledger_events(after):
         if not check.feed(page):
             break
         after = page[-1].seq
