@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import errno
 import json
+import os
+import pty
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -244,3 +246,36 @@ def test_export_ledger_rows_carry_hashes_that_check_out(cli: Cli) -> None:
     assert [(c["seq"], c["prev_hash"], c["hash"]) for c in table] == [
         (str(r["seq"]), r["prev_hash"], r["hash"]) for r in rows
     ]
+
+
+def test_import_draws_a_progress_bar_on_a_terminal_only(cli: Cli) -> None:
+    """On a terminal, import redraws one line: the share of the file read, then of the rows
+    written, up to 100 %; piped, it draws nothing."""
+    data = cli.dir / "bounces.csv"
+    data.write_text("email,created\n" + "".join(f"u{i}@x.org,1\n" for i in range(25_000)))
+    command = [sys.executable, "-m", "gateway.cli", "-c", str(cli.config), "import", str(data),
+               "--format", "sendgrid-bounces"]  # fmt: skip
+    primary, secondary = pty.openpty()
+    with subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=secondary) as proc:  # fmt: skip
+        os.close(secondary)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # EIO: the terminal's other side is closed
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        summary = proc.stdout.read().decode() if proc.stdout else ""
+        assert proc.wait(timeout=60) == 0
+    os.close(primary)
+    frames = drawn.decode().split("\r")
+    assert any(f.startswith("reading  [") for f in frames), frames[:3]
+    writing = [f.strip() for f in frames if f.startswith("writing  [")]
+    assert writing and writing[-1] == "writing  [#########################] 100.0%"
+    assert "25000 added" in summary
+
+    again = cli("import", str(data), "--format", "sendgrid-bounces")  # piped: no bar
+    assert again.returncode == 0 and "[" not in again.stderr and "nothing changed" in again.stdout
