@@ -198,13 +198,40 @@ class RelaySettings(_Section):
         return self
 
 
+class AdminScope(StrEnum):
+    """What an admin API token may do; a token without ``scopes`` may do everything."""
+
+    CHECK = "check"  # POST /check, GET /purposes
+    CONSENTS_WRITE = "consents:write"  # POST /consents
+    CONTACTS_READ = "contacts:read"  # GET /contacts/{email}
+    CONTACTS_WRITE = "contacts:write"  # PATCH /contacts/{email}
+    CONTACTS_ERASE = "contacts:erase"  # DELETE /contacts/{email}
+    SUPPRESSIONS_READ = "suppressions:read"  # GET /suppressions
+    SUPPRESSIONS_WRITE = "suppressions:write"  # POST /suppressions, DELETE /suppressions/{id}
+
+
+class AdminToken(_Section):
+    """One bearer token of the admin API and what it may do (every scope unless limited)."""
+
+    token: SecretStr
+    scopes: Annotated[list[AdminScope], Field(min_length=1)] = list(AdminScope)
+
+
 class HttpSettings(_Section):
     """``[http]``: health, metrics, unsubscribe pages and the admin API."""
 
     listen: str = "127.0.0.1:8025"
     #: Base of the links put in List-Unsubscribe (HTTPS in production).
     public_url: str = "http://127.0.0.1:8025"
-    admin_tokens: list[SecretStr] = []
+    #: Plain strings (every scope) or ``{token = "...", scopes = ["contacts:read", ...]}``.
+    admin_tokens: list[AdminToken] = []
+
+    @field_validator("admin_tokens", mode="before")
+    @classmethod
+    def _plain_tokens(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"token": item} if isinstance(item, str) else item for item in value]
+        return value
 
     @field_validator("listen")
     @classmethod

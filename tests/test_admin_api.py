@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from gateway.app import Gateway
+from gateway.http.admin_scopes import OPERATION_SCOPES
 from suppression._store_rows import chain_hash
 from tests.conftest import GatewayFactory
 
@@ -63,6 +64,60 @@ async def test_no_token_is_401_with_bearer_challenge(api: Api) -> None:
         assert response.content_type == "application/problem+json"
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
         assert body["status"] == 401 and body["title"]
+
+
+async def test_scoped_tokens_get_403_outside_their_scopes(start_gateway: GatewayFactory) -> None:
+    """A token given scopes may call only the operations of those scopes; anything else is a
+    403 problem naming the missing scope, before the request is looked at (no side effect).
+    Every route but the OpenAPI document needs a scope, as the document says."""
+    support = "support-desk-token-" + "y" * 20
+    platform = "platform-token-" + "z" * 20
+    tokens = [TOKEN, {"token": support, "scopes": ["contacts:read", "suppressions:read"]},
+              {"token": platform, "scopes": ["check", "consents:write"]}]  # fmt: skip
+    consent = {"email": "a@example.com", "purpose": "newsletter", "status": "opted_in",
+               "source": "form"}  # fmt: skip
+    calls = {
+        ("POST", "/consents"): consent,
+        ("GET", "/contacts/a@example.com"): None,
+        ("PATCH", "/contacts/a@example.com"): {"audience": "b2b"},
+        ("DELETE", "/contacts/a@example.com"): None,
+        ("POST", "/suppressions"): {"email": "b@example.com", "scope": "all", "reason": "manual"},
+        ("GET", "/suppressions"): None,
+        ("DELETE", "/suppressions/1"): None,
+        ("POST", "/check"): {"category": "transactional", "recipients": ["c@example.com"]},
+        ("GET", "/purposes"): None,
+    }
+    allowed = {
+        support: {("GET", "/contacts/a@example.com"), ("GET", "/suppressions")},
+        platform: {("POST", "/consents"), ("POST", "/check"), ("GET", "/purposes")},
+    }
+    async with start_gateway(http={"admin_tokens": tokens}) as gw:
+        async with aiohttp.ClientSession() as session:
+            api = Api(gw, session)
+            assert (await api.call("POST", "/consents", consent))[0] == 200
+            document = (await api.call("GET", "/openapi.json"))[1]
+            for (method, path), scope in OPERATION_SCOPES.items():
+                operation = document["paths"][path][method.lower()]
+                assert operation["x-required-scope"] == scope.value
+                assert "403" in operation["responses"]
+            for token, ok in allowed.items():
+                headers = {"Authorization": f"Bearer {token}"}
+                for (method, path), body in calls.items():
+                    status, answer, response = await api.call(method, path, body, headers=headers)
+                    if (method, path) in ok:
+                        assert status < 400, (token, method, path, answer)
+                        continue
+                    assert status == 403, (token, method, path, answer)
+                    assert response.content_type == "application/problem+json"
+                    assert answer["title"] == "Forbidden" and "lacks the scope" in answer["detail"]
+                status, _, _ = await api.call("GET", "/openapi.json", headers=headers)
+                assert status == 200
+            # Nothing a refused call asked for happened.
+            status, record, _ = await api.call("GET", "/contacts/a@example.com")
+            assert status == 200 and record["contact"]["audience"] == "b2c"
+            assert record["contact"]["email"] == "a@example.com"  # not erased
+            status, page, _ = await api.call("GET", "/suppressions")
+            assert status == 200 and page["items"] == []
 
 
 async def test_api_disabled_without_tokens(gateway: Gateway) -> None:

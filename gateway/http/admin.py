@@ -33,12 +33,13 @@ from gateway.http.admin_models import (
     ErasureOut,
     SuppressionIn,
 )
+from gateway.http.admin_scopes import OPERATION_SCOPES
 from gateway.http.admin_views import Problem
 from gateway.http.openapi import document
 from gateway.metric_labels import UnsubscribeChannel
 from gateway.metrics import Metrics
 from gateway.policy_gate import PolicyError, PolicyGate
-from gateway.settings import Settings
+from gateway.settings import AdminScope, Settings
 from suppression.address import AddressError, Identities, normalise_domain, parse_mailbox
 from suppression.model import ConsentStatus, Scope, SuppressionReason
 from suppression.store import ConsentChange, NewSuppression, NotFound, Store, StoreError
@@ -82,6 +83,10 @@ class AdminContext:
         )
         gate = PolicyGate(settings.policy, store, identities, shadow, clock)
         return cls(settings, store, identities, gate, metrics, clock)
+
+
+#: The scopes of the token a request came with.
+SCOPES_KEY = web.RequestKey("scopes", frozenset)
 
 
 def _token_index(header: str | None, tokens: Sequence[bytes]) -> int | None:
@@ -266,7 +271,18 @@ class AdminApi:
         return web.json_response(document())
 
 
-def _middlewares(tokens: list[bytes]) -> list[Any]:
+def _requires(scope: AdminScope, handler: Handler) -> Handler:
+    """``handler`` for tokens with ``scope``; any other valid token gets 403."""
+
+    async def scoped(request: web.Request) -> web.StreamResponse:
+        if scope not in request[SCOPES_KEY]:
+            raise Problem(403, f"This token lacks the scope {scope.value!r}.")
+        return await handler(request)
+
+    return scoped
+
+
+def _middlewares(tokens: list[bytes], scopes: list[frozenset[AdminScope]]) -> list[Any]:
     @web.middleware
     async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
@@ -288,6 +304,7 @@ def _middlewares(tokens: list[bytes]) -> list[Any]:
         if index is None:
             raise Problem(401, "A valid bearer token is needed.", bearer=True)
         request[ACTOR_KEY] = f"{ACTOR}#{index}"
+        request[SCOPES_KEY] = scopes[index]
         return await handler(request)
 
     return [problems, auth]
@@ -295,8 +312,10 @@ def _middlewares(tokens: list[bytes]) -> list[Any]:
 
 def setup_admin(app: web.Application, ctx: AdminContext) -> None:
     """Mount the admin API on ``app`` (disabled, all 404, without ``[http] admin_tokens``)."""
-    tokens = [t.get_secret_value().encode("utf-8") for t in ctx.settings.http.admin_tokens]
-    admin = web.Application(middlewares=_middlewares(tokens) if tokens else [])
+    configured = ctx.settings.http.admin_tokens
+    tokens = [t.token.get_secret_value().encode("utf-8") for t in configured]
+    scopes = [frozenset(t.scopes) for t in configured]
+    admin = web.Application(middlewares=_middlewares(tokens, scopes) if tokens else [])
     if not tokens:
 
         async def disabled(request: web.Request) -> web.Response:
@@ -306,15 +325,19 @@ def setup_admin(app: web.Application, ctx: AdminContext) -> None:
         app.add_subapp(PREFIX, admin)
         return
     api = AdminApi(ctx)
-    r = admin.router
-    r.add_post("/consents", api.consents)
-    r.add_get("/contacts/{email}", api.contact_get, allow_head=False)
-    r.add_patch("/contacts/{email}", api.contact_patch)
-    r.add_delete("/contacts/{email}", api.contact_delete)
-    r.add_post("/suppressions", api.suppression_add)
-    r.add_get("/suppressions", api.suppression_list, allow_head=False)
-    r.add_delete("/suppressions/{id}", api.suppression_delete)
-    r.add_post("/check", api.check)
-    r.add_get("/purposes", api.purposes, allow_head=False)
-    r.add_get("/openapi.json", api.openapi, allow_head=False)
+    handlers: dict[tuple[str, str], Handler] = {
+        ("POST", "/consents"): api.consents,
+        ("GET", "/contacts/{email}"): api.contact_get,
+        ("PATCH", "/contacts/{email}"): api.contact_patch,
+        ("DELETE", "/contacts/{email}"): api.contact_delete,
+        ("POST", "/suppressions"): api.suppression_add,
+        ("GET", "/suppressions"): api.suppression_list,
+        ("DELETE", "/suppressions/{id}"): api.suppression_delete,
+        ("POST", "/check"): api.check,
+        ("GET", "/purposes"): api.purposes,
+    }
+    for (method, path), handler in handlers.items():
+        scoped = _requires(OPERATION_SCOPES[method, path], handler)
+        admin.router.add_route(method, path, scoped)
+    admin.router.add_get("/openapi.json", api.openapi, allow_head=False)
     app.add_subapp(PREFIX, admin)

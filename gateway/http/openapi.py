@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from gateway.http import admin_models as m
+from gateway.http.admin_scopes import OPERATION_SCOPES
 from gateway.http.admin_views import SuppressionQuery
 
 _REF = "#/components/schemas/{model}"
@@ -30,11 +31,19 @@ def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
 
 
+def _problem(description: str = "Problem details (RFC 9457).") -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/problem+json": {"schema": _ref(m.Problem)}}}  # fmt: skip
+
+
+def _unauthorized() -> dict[str, Any]:
+    return {**_problem("No valid bearer token."),
+            "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}}}  # fmt: skip
+
+
 def _problems(*statuses: int) -> dict[str, Any]:
-    schema = {"application/problem+json": {"schema": _ref(m.Problem)}}
-    out = {str(s): {"description": "Problem details (RFC 9457).", "content": schema}
-           for s in (401, *statuses, 503)}  # fmt: skip
-    out["401"]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+    out = {str(s): _problem() for s in (401, *statuses, 503)}
+    out["401"] = _unauthorized()
     out["503"] = {**out["503"], "description": "The consent store is unavailable; retry.",
                   "headers": {"Retry-After": {"schema": {"type": "string"}}}}  # fmt: skip
     return out
@@ -108,6 +117,16 @@ def _paths() -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _scoped(paths: dict[str, Any]) -> dict[str, Any]:
+    """Each operation that needs a token scope names it and documents the 403."""
+    for (method, path), scope in OPERATION_SCOPES.items():
+        op = paths[path][method.lower()]
+        op["x-required-scope"] = scope.value
+        op["responses"].setdefault("401", _unauthorized())
+        op["responses"]["403"] = _problem(f"The token lacks the scope {scope.value!r}.")
+    return paths
+
+
 @functools.cache
 def _cached() -> dict[str, Any]:
     pairs = [(model, "validation") for model in _REQUESTS]
@@ -118,10 +137,17 @@ def _cached() -> dict[str, Any]:
         "info": {"title": "suppression-gateway admin API", "version": "1"},
         "servers": [{"url": "/api/v1"}],
         "security": [{"bearer": []}],
-        "paths": _paths(),
+        "paths": _scoped(_paths()),
         "components": {
             "schemas": top.get("$defs", {}),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A token of [http] admin_tokens. A token given scopes may only"
+                    " call the operations whose x-required-scope it holds (403 otherwise).",
+                }
+            },
         },
     }
 
