@@ -61,15 +61,24 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
     password = sys.stdin.readline().rstrip("\n") if args.stdin else getpass.getpass("Password: ")
     if not password:
         raise ConfigError("hash-password: empty password")
-    print(hash_password(password))
+    hashed = hash_password(password)
+    print(json.dumps({"password_hash": hashed}) if args.json else hashed)
     return 0
 
 
 def cmd_dkim_keygen(args: argparse.Namespace) -> int:
     """Write a DKIM private key and print its DNS TXT record."""
-    from gateway.dkim_keys import keygen
+    from gateway.dkim_keys import keygen, load_private_key, txt_value
 
     path, record = keygen(args.domain, args.selector, args.algorithm, Path(args.out_dir))
+    if args.json:
+        value = txt_value(load_private_key(path.read_bytes(), args.algorithm))
+        print(json.dumps({
+            "domain": args.domain, "selector": args.selector, "algorithm": args.algorithm,
+            "key_file": str(path), "dns_name": f"{args.selector}._domainkey.{args.domain}",
+            "txt_value": value, "txt_record": record,
+        }))  # fmt: skip
+        return 0
     print(f"# private key written to {path}", file=sys.stderr)
     print(record)
     return 0
@@ -105,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     hashp = commands.add_parser("hash-password", help="hash an SMTP client password")
     hashp.add_argument("--stdin", action="store_true", help="read the password from stdin")
+    hashp.add_argument("--json", action="store_true", help="machine-readable output")
     hashp.set_defaults(func=cmd_hash_password)
 
     dkim = commands.add_parser("dkim", help="DKIM tools")
@@ -116,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--algorithm", choices=["rsa-sha256", "ed25519-sha256"], default="rsa-sha256"
     )
     keygen.add_argument("--out-dir", default="var/dkim")
+    keygen.add_argument("--json", action="store_true", help="machine-readable output")
     keygen.set_defaults(func=cmd_dkim_keygen)
 
     from gateway import admin_cli

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import errno
 import json
@@ -51,14 +52,48 @@ def cli(tmp_path: Path) -> Cli:
     return Cli(tmp_path)
 
 
-def test_every_command_has_help(cli: Cli) -> None:
-    """Each new subcommand answers --help with exit 0."""
-    for args in (["check"], ["consent", "add"], ["consent", "withdraw"], ["suppress", "add"],
-                 ["suppress", "remove"], ["suppress", "list"], ["contact", "show"],
-                 ["contact", "erase"], ["import"], ["export"], ["token", "inspect"],
-                 ["ledger", "verify"]):  # fmt: skip
+def leaf_commands() -> list[list[str]]:
+    """Every command of ``suppression-gateway``, walked from the real parser."""
+    from gateway.cli import build_parser
+
+    def walk(parser: argparse.ArgumentParser, prefix: list[str]) -> list[list[str]]:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            return [prefix]
+        return [leaf for name, child in subs[0].choices.items()
+                for leaf in walk(child, [*prefix, name])]  # fmt: skip
+
+    return walk(build_parser(), [])
+
+
+def test_every_command_has_help_and_json(cli: Cli) -> None:
+    """Each command answers --help with exit 0, and every command but serve offers --json."""
+    commands = leaf_commands()
+    assert len(commands) >= 16 and ["ledger", "verify"] in commands
+    for args in commands:
         done = cli(*args, "--help")
         assert done.returncode == 0 and "usage:" in done.stdout, args
+        assert ("--json" in done.stdout) == (args != ["serve"]), args
+
+
+def test_hash_password_and_dkim_keygen_speak_json(cli: Cli) -> None:
+    """The two set-up helpers print JSON with --json: a hash that verifies, a key file and the
+    DNS record of exactly that key."""
+    from gateway.access import verify_password
+    from gateway.dkim_keys import load_private_key, txt_value
+
+    hashed = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "hash-password", "--stdin", "--json"],
+        input="s3cret pass\n", capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert verify_password(b"s3cret pass", json.loads(hashed.stdout)["password_hash"])
+    out = cli.dir / "dkim"
+    key = cli.json("dkim", "keygen", "--domain", "shop.example", "--selector", "s1",
+                   "--algorithm", "ed25519-sha256", "--out-dir", str(out))  # fmt: skip
+    private = load_private_key(Path(key["key_file"]).read_bytes(), "ed25519-sha256")
+    assert key["txt_value"] == txt_value(private)
+    assert key["dns_name"] == "s1._domainkey.shop.example"
+    assert key["txt_record"].startswith("s1._domainkey.shop.example. IN TXT ")
 
 
 def test_consent_check_suppress_show_erase(cli: Cli) -> None:
