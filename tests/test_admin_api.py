@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,8 @@ import pytest
 from gateway.app import Gateway
 from gateway.http.admin_scopes import OPERATION_SCOPES
 from suppression._store_rows import chain_hash
-from tests.conftest import GatewayFactory
+from suppression.policy import TRANSACTIONAL_SUPPRESSED_ALL
+from tests.conftest import Clock, GatewayFactory
 
 TOKEN = "t0ken-for-tests-" + "x" * 24
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -269,6 +270,24 @@ async def test_suppressions_add_list_page_delete(api: Api) -> None:
     assert status == 204
     status, body, _ = await api.call("DELETE", f"/suppressions/{sid}")
     assert status == 404 and body["status"] == 404
+
+
+async def test_temporary_suppression_blocks_until_it_expires(api: Api, clock: Clock) -> None:
+    """A suppression with expires_at is stored with it, blocks /check (with the rule that
+    blocked), and no longer blocks once past (the clock is the gateway's own)."""
+    until = (clock() + timedelta(days=1)).isoformat()
+    new = {"email": "t@example.com", "scope": "all", "reason": "manual", "expires_at": until}
+    status, body, _ = await api.call("POST", "/suppressions", new)
+    assert status == 201
+    assert datetime.fromisoformat(body["expires_at"]) == datetime.fromisoformat(until)
+    check = {"category": "transactional", "recipients": ["t@example.com"]}
+    status, body, _ = await api.call("POST", "/check", check)
+    (result,) = body["results"]
+    assert (result["decision"], result["reason"]) == ("block", "suppressed")
+    assert (result["rule"], result["email"]) == (TRANSACTIONAL_SUPPRESSED_ALL, "t@example.com")
+    clock.now += timedelta(days=2)
+    status, body, _ = await api.call("POST", "/check", check)
+    assert [r["decision"] for r in body["results"]] == ["allow"]
 
 
 async def test_suppression_needs_one_target_and_known_purpose(api: Api) -> None:

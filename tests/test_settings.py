@@ -3,6 +3,8 @@ stop the start with one line naming the key."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import tomllib
@@ -138,3 +140,37 @@ def test_port_in_use_is_a_one_line_error(tmp_path: Path) -> None:
     assert "Traceback" not in run.stderr
     (line,) = [ln for ln in run.stderr.splitlines() if ln.startswith("suppression-gateway:")]
     assert f"smtp.listen: cannot listen on 127.0.0.1:{port}" in line
+
+
+def test_config_check_prints_the_effective_settings_with_secrets_masked(tmp_path: Path) -> None:
+    """config check shows what the gateway would run with (file, then environment over it),
+    in both forms, and no secret: relay password, admin tokens (plain and scoped), client
+    password hashes."""
+    secrets = ["relay-pass-Zq8", "admin-token-plain-Zq8", "admin-token-scoped-Zq8",
+               "scrypt$15$8$1$c2FsdA==$aGFzaA=="]  # fmt: skip
+    config = tmp_path / "gw.toml"
+    config.write_text(
+        '[smtp]\nlisten = ["127.0.0.1:2600"]\n'
+        'tls_cert = "/etc/cert.pem"\ntls_key = "/etc/key.pem"\n'
+        f'[[smtp.clients]]\nname = "p"\nusername = "p"\npassword_hash = "{secrets[3]}"\n'
+        f'[relay]\nurl = "smtp://relay:25"\nusername = "gw"\npassword = "{secrets[0]}"\n'
+        f'[http]\nadmin_tokens = ["{secrets[1]}", '
+        f'{{ token = "{secrets[2]}", scopes = ["contacts:read"] }}]\n'
+    )
+    env = {**os.environ, "SGW_SMTP_MAX_RECIPIENTS": "7"}
+    outputs = {}
+    for form in ([], ["--json"]):
+        run = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "config", "check", "--config", str(config),
+             *form], capture_output=True, text=True, timeout=60, env=env,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        assert not [s for s in secrets if s in run.stdout + run.stderr], form
+        outputs[bool(form)] = run.stdout
+    data = json.loads(outputs[True])
+    assert data["smtp"]["max_recipients"] == 7  # the environment over the file
+    assert data["relay"]["password"] == "**********"
+    assert data["smtp"]["clients"][0]["password_hash"] == "**********"
+    assert [t["token"] for t in data["http"]["admin_tokens"]] == ["**********"] * 2
+    assert data["http"]["admin_tokens"][1]["scopes"] == ["contacts:read"]
+    assert "max_recipients" in outputs[False] and "**********" in outputs[False]
