@@ -164,6 +164,13 @@ def _data_format(args: argparse.Namespace, name: str) -> import_files.DataFormat
 async def import_file(args: argparse.Namespace, env: Env) -> int:
     """Import a file; ``--strict`` validates everything first and changes nothing on error."""
     try:
+        return await _import_file(args, env)
+    except import_files.NotJsonLines as exc:  # raised at the first record: nothing imported
+        raise ConfigError(f"{args.file}: {exc}".replace("FILE", args.file)) from None
+
+
+async def _import_file(args: argparse.Namespace, env: Env) -> int:
+    try:
         fmt = importers.Format(args.format)
     except ValueError:
         raise ConfigError(f"unknown format {args.format!r}") from None

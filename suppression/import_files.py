@@ -78,6 +78,30 @@ def column_key(name: str) -> str:
     return re.sub(r"[\s_\-\ufeff]", "", name).lower()
 
 
+class NotJsonLines(ValueError):
+    """The file is one JSON document (an array, or an object holding one), not JSON Lines.
+
+    Raised at its first record, before anything is imported: read record by record, such a
+    file would import whichever of its lines happen to be whole objects and fail the rest.
+    """
+
+    def __init__(self, line: int) -> None:
+        super().__init__(
+            f"line {line}: this is one JSON document, not JSON Lines (one object per line);"
+            " convert it first, e.g. for the AWS CLI's output:"
+            " jq -c '.SuppressedDestinationSummaries[]' FILE > FILE.jsonl"
+        )
+
+
+def _one_document(value: Any) -> bool:
+    """A whole document on one line: an array, or an object holding an array of objects."""
+    if isinstance(value, list):
+        return True
+    return isinstance(value, dict) and any(
+        isinstance(v, list) and v and all(isinstance(i, dict) for i in v) for v in value.values()
+    )
+
+
 def records(
     lines: Iterable[str], data: DataFormat, problems: Mapping[int, str] | None = None
 ) -> Iterator[tuple[int, dict[str, Any]] | RowError]:
@@ -87,6 +111,7 @@ def records(
     holds one becomes a row error."""
     bad: Mapping[int, str] = {} if problems is None else problems  # filled as lines are read
     if data == "jsonl":
+        leading = True  # the first record tells JSON Lines from one document
         for number, text in enumerate(lines, 1):
             if number in bad:
                 yield RowError(number, bad[number])
@@ -96,8 +121,13 @@ def records(
             try:
                 value = json.loads(text)
             except (ValueError, RecursionError) as exc:
+                if leading and text.rstrip().endswith(("{", "[")):  # opens a multi-line value
+                    raise NotJsonLines(number) from None
                 yield RowError(number, f"not JSON: {str(exc)[:100]}")
                 continue
+            if leading and _one_document(value):
+                raise NotJsonLines(number)
+            leading = False
             if not isinstance(value, dict):
                 yield RowError(number, "not a JSON object")
                 continue

@@ -21,6 +21,9 @@ Format                     Columns read                                  Gives
 
 These are the columns of SendGrid's suppression CSV/JSON exports, Mailchimp's audience export
 (one CSV per status) and SES's ``SuppressedDestinationSummaries``; extra columns are ignored.
+JSON comes as JSON Lines, one record per line: a whole document (the AWS CLI's output, an API's
+array) is refused with the ``jq -c`` command that converts it
+(:class:`~suppression.import_files.NotJsonLines`).
 Naive timestamps are taken as UTC (Mailchimp writes UTC without an offset).
 """
 

@@ -314,3 +314,18 @@ def test_import_draws_a_progress_bar_on_a_terminal_only(cli: Cli) -> None:
 
     again = cli("import", str(data), "--format", "sendgrid-bounces")  # piped: no bar
     assert again.returncode == 0 and "[" not in again.stderr and "nothing changed" in again.stdout
+
+
+def test_import_refuses_a_json_document_naming_the_file(cli: Cli) -> None:
+    """The AWS CLI's list-suppressed-destinations output is one JSON document: the import
+    says so in one line, with the jq command for this very file, and imports nothing."""
+    data = cli.dir / "ses.json"
+    items = [{"EmailAddress": f"{who}@x.org", "Reason": reason, "LastUpdateTime": "2024-01-02"}
+             for who, reason in (("a", "BOUNCE"), ("b", "COMPLAINT"))]  # fmt: skip
+    data.write_text(json.dumps({"SuppressedDestinationSummaries": items}, indent=4))
+    for strict in ([], ["--strict"]):
+        done = cli("import", str(data), "--format", "ses", *strict)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert done.stderr.startswith(f"suppression-gateway: {data}: line 1: this is one JSON")
+        assert f"jq -c '.SuppressedDestinationSummaries[]' {data} > {data}.jsonl" in done.stderr
+    assert cli.json("suppress", "list")["items"] == []

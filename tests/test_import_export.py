@@ -140,6 +140,30 @@ def test_file_lines_are_bounded_and_checked() -> None:
     assert handle.longest <= MAX_LINE + 1
 
 
+@pytest.mark.parametrize(
+    "document",
+    [
+        '{\n  "SuppressedDestinationSummaries": [\n    {"EmailAddress": "a@x.org"}\n  ]\n}\n',
+        '{"SuppressedDestinationSummaries": [{"EmailAddress": "a@x.org"}], "NextToken": "x"}\n',
+        '[{"email": "a@x.org"}, {"email": "b@x.org"}]\n',
+        '[\n{"email": "a@x.org"}\n]\n',
+    ],
+)
+def test_one_json_document_is_refused_before_any_record(document: str) -> None:
+    """A JSON document (the AWS CLI's output, an API's array) given as JSON Lines is refused
+    at its first record with a hint, instead of importing whichever lines parse."""
+    with pytest.raises(import_files.NotJsonLines, match=r"one JSON document.*jq -c"):
+        list(import_files.records(document.splitlines(keepends=True), "jsonl"))
+
+
+def test_a_broken_first_json_line_is_only_a_row_error() -> None:
+    """JSON Lines whose first line is cut short: that line is a row error, the rest reads."""
+    text = '{"email": "a@x.org", "created": 1\n{"email": "b@x.org"}\n'
+    got = list(import_files.records(text.splitlines(keepends=True), "jsonl"))
+    assert isinstance(got[0], RowError) and got[0].line == 1
+    assert got[1] == (2, {"email": "b@x.org"})
+
+
 def test_a_quoted_field_over_an_unreadable_line_is_one_row_error() -> None:
     """The CSV record that spans an unreadable line is reported at that line; the rows
     around it are read."""
