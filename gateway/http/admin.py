@@ -1,9 +1,10 @@
 """The admin API under ``/api/v1``: consents, contacts (GDPR access and erasure), suppressions,
 policy checks and the purpose catalogue, as JSON with RFC 9457 problem details.
 
-Authentication: ``Authorization: Bearer <token>`` against every ``[http] admin_tokens`` entry,
-compared in constant time. With no token configured the API is disabled: every path under
-``/api/v1`` answers ``404`` (nothing to discover, nothing to guess).
+Authentication (:mod:`gateway.http.admin_auth`): ``Authorization: Bearer <token>`` against every
+``[http] admin_tokens`` entry, compared in constant time; a token limited to some scopes gets
+``403`` elsewhere. With no token configured the API is disabled: every path under ``/api/v1``
+answers ``404`` (nothing to discover, nothing to guess).
 
 Refused consent changes: ``POST /consents`` answers ``200`` when the change applied or
 repeated the current state (``applied: false, reason: "unchanged"``), and ``409`` with the
@@ -13,9 +14,8 @@ record, so a client that ignores the body still sees that nothing changed.
 
 from __future__ import annotations
 
-import hmac
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ValidationError
 
 from gateway.http import admin_views as views
+from gateway.http.admin_auth import ACTOR_KEY, Handler, auth_middleware, requires
 from gateway.http.admin_models import (
     CheckIn,
     ConsentIn,
@@ -39,7 +40,7 @@ from gateway.http.openapi import document
 from gateway.metric_labels import UnsubscribeChannel
 from gateway.metrics import Metrics
 from gateway.policy_gate import PolicyError, PolicyGate
-from gateway.settings import AdminScope, Settings
+from gateway.settings import AdminToken, Settings
 from suppression.address import AddressError, Identities, normalise_domain, parse_mailbox
 from suppression.model import ConsentStatus, Scope, SuppressionReason
 from suppression.store import ConsentChange, NewSuppression, NotFound, Store, StoreError
@@ -47,10 +48,6 @@ from suppression.store import ConsentChange, NewSuppression, NotFound, Store, St
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
-ACTOR = "admin-api"
-#: Who is acting, for the ledger: ``admin-api#<token index>`` (never the token).
-ACTOR_KEY = web.RequestKey("actor", str)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)
@@ -83,23 +80,6 @@ class AdminContext:
         )
         gate = PolicyGate(settings.policy, store, identities, shadow, clock)
         return cls(settings, store, identities, gate, metrics, clock)
-
-
-#: The scopes of the token a request came with.
-SCOPES_KEY = web.RequestKey("scopes", frozenset)
-
-
-def _token_index(header: str | None, tokens: Sequence[bytes]) -> int | None:
-    """The matching token's index; every token is compared, in constant time each."""
-    scheme, _, given = (header or "").partition(" ")
-    if scheme.lower() != "bearer" or not given:
-        return None
-    found = None
-    supplied = given.strip().encode("utf-8", "surrogateescape")
-    for index, token in enumerate(tokens):
-        if hmac.compare_digest(supplied, token) and found is None:
-            found = index
-    return found
 
 
 def _body(model: type[views.M], raw: Any) -> views.M:
@@ -271,18 +251,7 @@ class AdminApi:
         return web.json_response(document())
 
 
-def _requires(scope: AdminScope, handler: Handler) -> Handler:
-    """``handler`` for tokens with ``scope``; any other valid token gets 403."""
-
-    async def scoped(request: web.Request) -> web.StreamResponse:
-        if scope not in request[SCOPES_KEY]:
-            raise Problem(403, f"This token lacks the scope {scope.value!r}.")
-        return await handler(request)
-
-    return scoped
-
-
-def _middlewares(tokens: list[bytes], scopes: list[frozenset[AdminScope]]) -> list[Any]:
+def _middlewares(tokens: Sequence[AdminToken]) -> list[Any]:
     @web.middleware
     async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
@@ -298,24 +267,13 @@ def _middlewares(tokens: list[bytes], scopes: list[frozenset[AdminScope]]) -> li
                 raise
             return Problem(exc.status, exc.reason).response()
 
-    @web.middleware
-    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        index = _token_index(request.headers.get("Authorization"), tokens)
-        if index is None:
-            raise Problem(401, "A valid bearer token is needed.", bearer=True)
-        request[ACTOR_KEY] = f"{ACTOR}#{index}"
-        request[SCOPES_KEY] = scopes[index]
-        return await handler(request)
-
-    return [problems, auth]
+    return [problems, auth_middleware(tokens)]
 
 
 def setup_admin(app: web.Application, ctx: AdminContext) -> None:
     """Mount the admin API on ``app`` (disabled, all 404, without ``[http] admin_tokens``)."""
-    configured = ctx.settings.http.admin_tokens
-    tokens = [t.token.get_secret_value().encode("utf-8") for t in configured]
-    scopes = [frozenset(t.scopes) for t in configured]
-    admin = web.Application(middlewares=_middlewares(tokens, scopes) if tokens else [])
+    tokens = ctx.settings.http.admin_tokens
+    admin = web.Application(middlewares=_middlewares(tokens) if tokens else [])
     if not tokens:
 
         async def disabled(request: web.Request) -> web.Response:
@@ -337,7 +295,7 @@ def setup_admin(app: web.Application, ctx: AdminContext) -> None:
         ("GET", "/purposes"): api.purposes,
     }
     for (method, path), handler in handlers.items():
-        scoped = _requires(OPERATION_SCOPES[method, path], handler)
+        scoped = requires(OPERATION_SCOPES[method, path], handler)
         admin.router.add_route(method, path, scoped)
     admin.router.add_get("/openapi.json", api.openapi, allow_head=False)
     app.add_subapp(PREFIX, admin)
