@@ -34,7 +34,7 @@ from gateway.http.admin_models import (
     ErasureOut,
     SuppressionIn,
 )
-from gateway.http.admin_scopes import OPERATION_SCOPES
+from gateway.http.admin_scopes import OPERATIONS
 from gateway.http.admin_views import Problem
 from gateway.http.openapi import document
 from gateway.metric_labels import UnsubscribeChannel
@@ -283,19 +283,7 @@ def setup_admin(app: web.Application, ctx: AdminContext) -> None:
         app.add_subapp(PREFIX, admin)
         return
     api = AdminApi(ctx)
-    handlers: dict[tuple[str, str], Handler] = {
-        ("POST", "/consents"): api.consents,
-        ("GET", "/contacts/{email}"): api.contact_get,
-        ("PATCH", "/contacts/{email}"): api.contact_patch,
-        ("DELETE", "/contacts/{email}"): api.contact_delete,
-        ("POST", "/suppressions"): api.suppression_add,
-        ("GET", "/suppressions"): api.suppression_list,
-        ("DELETE", "/suppressions/{id}"): api.suppression_delete,
-        ("POST", "/check"): api.check,
-        ("GET", "/purposes"): api.purposes,
-    }
-    for (method, path), handler in handlers.items():
-        scoped = requires(OPERATION_SCOPES[method, path], handler)
-        admin.router.add_route(method, path, scoped)
+    for (method, path), (name, scope) in OPERATIONS.items():
+        admin.router.add_route(method, path, requires(scope, getattr(api, name)))
     admin.router.add_get("/openapi.json", api.openapi, allow_head=False)
     app.add_subapp(PREFIX, admin)

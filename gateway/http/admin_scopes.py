@@ -1,22 +1,27 @@
-"""Which admin API operation needs which token scope (``[http] admin_tokens``).
+"""Every admin API operation: the handler serving it and the token scope it needs
+(``[http] admin_tokens``).
 
-One table for both the routes (:func:`gateway.http.admin.setup_admin` refuses a token without
-the scope: 403) and the OpenAPI document (each operation names its scope), so they agree.
+One table for both the routes (:func:`gateway.http.admin.setup_admin` mounts each handler
+behind its scope: 403 for a token without it) and the OpenAPI document (each operation names
+its scope), so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
 from gateway.settings import AdminScope
 
-#: (method, path under ``/api/v1``) -> the scope a token needs. ``/openapi.json`` needs none.
-OPERATION_SCOPES: dict[tuple[str, str], AdminScope] = {
-    ("POST", "/consents"): AdminScope.CONSENTS_WRITE,
-    ("GET", "/contacts/{email}"): AdminScope.CONTACTS_READ,
-    ("PATCH", "/contacts/{email}"): AdminScope.CONTACTS_WRITE,
-    ("DELETE", "/contacts/{email}"): AdminScope.CONTACTS_ERASE,
-    ("POST", "/suppressions"): AdminScope.SUPPRESSIONS_WRITE,
-    ("GET", "/suppressions"): AdminScope.SUPPRESSIONS_READ,
-    ("DELETE", "/suppressions/{id}"): AdminScope.SUPPRESSIONS_WRITE,
-    ("POST", "/check"): AdminScope.CHECK,
-    ("GET", "/purposes"): AdminScope.CHECK,
+#: (method, path under ``/api/v1``) -> (the :class:`~gateway.http.admin.AdminApi` method
+#: serving it, the scope a token needs). ``GET /openapi.json`` needs no scope.
+OPERATIONS: dict[tuple[str, str], tuple[str, AdminScope]] = {
+    ("POST", "/consents"): ("consents", AdminScope.CONSENTS_WRITE),
+    ("GET", "/contacts/{email}"): ("contact_get", AdminScope.CONTACTS_READ),
+    ("PATCH", "/contacts/{email}"): ("contact_patch", AdminScope.CONTACTS_WRITE),
+    ("DELETE", "/contacts/{email}"): ("contact_delete", AdminScope.CONTACTS_ERASE),
+    ("POST", "/suppressions"): ("suppression_add", AdminScope.SUPPRESSIONS_WRITE),
+    ("GET", "/suppressions"): ("suppression_list", AdminScope.SUPPRESSIONS_READ),
+    ("DELETE", "/suppressions/{id}"): ("suppression_delete", AdminScope.SUPPRESSIONS_WRITE),
+    ("POST", "/check"): ("check", AdminScope.CHECK),
+    ("GET", "/purposes"): ("purposes", AdminScope.CHECK),
 }
+#: The scope each operation needs.
+OPERATION_SCOPES = {operation: scope for operation, (_, scope) in OPERATIONS.items()}
