@@ -37,6 +37,8 @@ from suppression.store import ConsentEntry, ContactRecord, Lookup, SuppressionFi
 
 #: Largest page a list operation returns.
 MAX_PAGE = 1000
+#: :data:`LEDGER_COLS` without the evidence join (the chain check needs no evidence).
+_LEDGER_COLS_NO_EVIDENCE = LEDGER_COLS.replace("e.evidence", "NULL")
 
 
 async def facts(
@@ -166,8 +168,7 @@ async def ledger_events(
     where, params = ("l.seq > ?", [after]) if identity is None else (
         "l.identity = ? AND l.seq > ?", [identity, after])  # fmt: skip
     rows = await db.fetch(
-        "SELECT l.seq, l.at, l.kind, l.identity, l.purpose, l.source, l.actor, NULL, l.detail,"
-        f" l.prev_hash, l.hash FROM ledger l WHERE {where} ORDER BY l.seq LIMIT ?",
+        f"SELECT {_LEDGER_COLS_NO_EVIDENCE} FROM ledger l WHERE {where} ORDER BY l.seq LIMIT ?",
         *params,
         max(1, min(limit, MAX_PAGE)),
     )
