@@ -24,7 +24,7 @@ from gateway.external_sort import RUN_SIZE
 from gateway.importing import BATCH_SIZE, Importer
 from suppression import import_files, importers
 from suppression.address import Identities, NormalisationRules
-from suppression.store import open_store
+from suppression.backends import open_store
 
 
 def write_csv(path: Path, rows: int) -> None:

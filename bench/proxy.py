@@ -332,8 +332,8 @@ async def seed_consent(config: Path) -> None:
     """Opt in every recipient the generators use, through the store (as ``consent add`` does)."""
     from gateway.admin_cli import ACTOR, opened
     from gateway.settings import load_settings
+    from suppression.changes import ConsentChange
     from suppression.model import Basis, ConsentStatus
-    from suppression.store import ConsentChange
 
     emails = [SOURCE_RCPT] + [LOADGEN_RCPT.format(n=n) for n in range(LOADGEN_RCPTS)]
     async with opened(load_settings(config)) as env:

@@ -46,8 +46,10 @@ sys.path.insert(0, str(ROOT))
 
 from gateway import secrets as secrets_file  # noqa: E402
 from suppression.address import Identities, NormalisationRules  # noqa: E402
+from suppression.backends import open_store  # noqa: E402
+from suppression.changes import ConsentChange  # noqa: E402
 from suppression.model import Basis, ConsentStatus  # noqa: E402
-from suppression.store import ConsentChange, StoreOptions, open_store  # noqa: E402
+from suppression.store import StoreOptions  # noqa: E402
 
 SCHEMA = "sgw_bench_replicas"
 SINK = "/usr/sbin/smtp-sink"

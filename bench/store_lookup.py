@@ -26,8 +26,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from suppression._store_rows import to_micros
+from suppression.backends import open_store
 from suppression.model import Category, Purpose, RecipientKey
-from suppression.store import Store, StoreOptions, open_store
+from suppression.store import Store, StoreOptions
 
 PURPOSES = ("newsletter", "partners")
 DOMAINS = 5_000

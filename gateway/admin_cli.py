@@ -23,8 +23,9 @@ from gateway.importing import BATCH_SIZE as IMPORT_BATCH
 from gateway.importing import Progress
 from gateway.settings import ConfigError, Settings, load_settings
 from suppression.address import AddressError, Identities, NormalisationRules, parse_mailbox
+from suppression.backends import open_store
 from suppression.import_files import FileLines
-from suppression.store import NotFound, Store, StoreError, StoreOptions, open_store
+from suppression.store import NotFound, Store, StoreError, StoreOptions
 
 ACTOR = "cli"
 

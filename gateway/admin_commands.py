@@ -27,10 +27,11 @@ from gateway.policy_gate import PolicyError
 from gateway.settings import ConfigError
 from suppression import import_files, importers
 from suppression.address import AddressError, normalise_domain
+from suppression.changes import ConsentChange, NewSuppression
 from suppression.import_files import FileLines
 from suppression.ledger_check import Anchor, ChainCheck
 from suppression.model import ConsentStatus, Scope, SuppressionReason
-from suppression.store import ConsentChange, NewSuppression, Store
+from suppression.store import Store
 
 
 def _purpose(env: Env, purpose: str | None) -> str | None:

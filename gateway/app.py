@@ -39,7 +39,8 @@ from gateway.smtp import GatewaySMTP
 from gateway.smtp_state import SessionRegistry
 from gateway.unsubscribe import Unsubscriber
 from suppression.address import Identities, NormalisationRules
-from suppression.store import Store, StoreError, StoreOptions, open_store
+from suppression.backends import open_store
+from suppression.store import Store, StoreError, StoreOptions
 from suppression.tokens import TokenCodec
 
 log = logging.getLogger(__name__)

@@ -30,6 +30,7 @@ from gateway.external_sort import RUN_SIZE, SortedRuns, sort_externally
 from gateway.import_reading import ParallelReader, Record, Targeted, target_of
 from suppression import consent_rules
 from suppression.address import Identities
+from suppression.changes import ConsentChange, ContactUpdate, NewSuppression, Write
 from suppression.import_files import RowError
 from suppression.importers import ConsentRow, ContactRow, Row, RowReader, SuppressionRow
 from suppression.model import (
@@ -39,7 +40,7 @@ from suppression.model import (
     RecipientFacts,
     RecipientKey,
 )
-from suppression.store import ConsentChange, ContactUpdate, NewSuppression, Store, Write
+from suppression.store import Store
 
 #: Rows per facts() read and per write transaction. Larger batches mean fewer commits (each
 #: an fsync) and fewer B-tree pages rewritten per row; memory grows ~2 KB per row of batch.

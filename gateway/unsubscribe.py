@@ -12,8 +12,9 @@ from typing import Any, Literal
 
 from gateway.metric_labels import UnsubscribeChannel
 from gateway.metrics import Metrics
+from suppression.changes import ConsentChange, NewSuppression
 from suppression.model import ConsentStatus, Purpose, Scope, SuppressionReason
-from suppression.store import ConsentChange, NewSuppression, Store
+from suppression.store import Store
 from suppression.tokens import TokenClaims
 
 #: Ledger sources by channel (RFC 8058 one-click is recorded as "one-click").

@@ -31,7 +31,8 @@ RESTART_PAUSE = 1.0
 
 async def _prepare(config: str | None) -> None:
     """Create secrets and apply migrations once, before workers race for them."""
-    from suppression.store import StoreOptions, open_store
+    from suppression.backends import open_store
+    from suppression.store import StoreOptions
 
     settings = load_settings(Path(config) if config else None)
     path = settings.store.secrets_file or secrets_file.default_path(settings.store.url)

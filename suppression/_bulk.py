@@ -20,8 +20,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypeGuard
 
 from suppression._store_rows import ENSURE_CONTACT, INSERT_SUPPRESSION, supp_detail_json
+from suppression.changes import NewSuppression, Write, WriteResult
 from suppression.model import Scope, Suppression, SuppressionReason
-from suppression.store import NewSuppression, Write, WriteResult
 
 if TYPE_CHECKING:
     from suppression._ledger_chain import LedgerChain

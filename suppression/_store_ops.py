@@ -32,6 +32,14 @@ from suppression._store_rows import (
     supp_detail,
     suppression_from,
 )
+from suppression.changes import (
+    ConsentChange,
+    ConsentResult,
+    ContactUpdate,
+    NewSuppression,
+    Write,
+    WriteResult,
+)
 from suppression.model import (
     Audience,
     ConsentStatus,
@@ -40,15 +48,7 @@ from suppression.model import (
     Suppression,
     SuppressionReason,
 )
-from suppression.store import (
-    ConsentChange,
-    ConsentResult,
-    ContactUpdate,
-    NewSuppression,
-    NotFound,
-    Write,
-    WriteResult,
-)
+from suppression.store import NotFound
 
 T = TypeVar("T")
 

@@ -30,8 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from suppression.changes import ConsentChange
 from suppression.model import Consent, ConsentStatus, Scope, Suppression, SuppressionReason
-from suppression.store import ConsentChange
 
 #: Reason codes of a change that was not applied (``ConsentResult.reason``).
 UNCHANGED = "unchanged"

@@ -37,6 +37,7 @@ from suppression import _store_reads as reads
 from suppression import migrations
 from suppression._postgres_db import LOST, PgDb, any_of, db_errors
 from suppression._store_rows import facts_sql, lookup_sql
+from suppression.changes import ConsentChange, ConsentResult, NewSuppression, Write, WriteResult
 from suppression.model import (
     Audience,
     Contact,
@@ -46,17 +47,12 @@ from suppression.model import (
     Suppression,
 )
 from suppression.store import (
-    ConsentChange,
     ConsentEntry,
-    ConsentResult,
     ContactRecord,
     Lookup,
-    NewSuppression,
     StoreError,
     StoreOptions,
     SuppressionFilter,
-    Write,
-    WriteResult,
 )
 
 P = ParamSpec("P")

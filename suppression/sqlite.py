@@ -52,6 +52,7 @@ from suppression._sqlite_db import (
     transaction,
 )
 from suppression._store_rows import facts_sql, lookup_sql
+from suppression.changes import ConsentChange, ConsentResult, NewSuppression, Write, WriteResult
 from suppression.model import (
     Audience,
     Contact,
@@ -61,17 +62,12 @@ from suppression.model import (
     Suppression,
 )
 from suppression.store import (
-    ConsentChange,
     ConsentEntry,
-    ConsentResult,
     ContactRecord,
     Lookup,
-    NewSuppression,
     StoreError,
     StoreOptions,
     SuppressionFilter,
-    Write,
-    WriteResult,
 )
 
 P = ParamSpec("P")

@@ -1,22 +1,21 @@
-"""The consent and suppression store contract, and ``open_store`` which picks a backend by URL.
+"""The consent and suppression store contract: the :class:`Store` protocol and its errors.
 
 Every backend (``sqlite.py``, ``postgres.py``) implements :class:`Store` and runs the same
-contract test suite (``tests/store_contract.py``). Backends are imported lazily so that a
-SQLite-only deployment never needs asyncpg at import time.
+contract test suite (``tests/store_contract.py``). :func:`suppression.backends.open_store`
+picks one by URL; the write value types are in :mod:`suppression.changes`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
+from suppression.changes import ConsentChange, ConsentResult, NewSuppression, Write, WriteResult
 from suppression.model import (
     Audience,
-    Basis,
     Consent,
-    ConsentStatus,
     Contact,
     LedgerEvent,
     RecipientFacts,
@@ -33,87 +32,6 @@ class StoreError(Exception):
 
 class NotFound(LookupError):
     """The record asked for does not exist."""
-
-
-@dataclass(frozen=True, slots=True)
-class ConsentChange:
-    """A request to record consent or its withdrawal for one contact and purpose."""
-
-    identity: str
-    email: str | None
-    purpose: str
-    status: ConsentStatus
-    basis: Basis
-    source: str
-    actor: str
-    at: datetime
-    evidence: Mapping[str, Any] = field(default_factory=dict)
-    #: True only for an act of the data subject (a form, the preference page, an API call
-    #: carrying evidence). Imports and syncs are not explicit: they never lift an opt-out.
-    explicit: bool = True
-    #: Withdrawals only: when the consent now withdrawn was first collected, as another
-    #: system (or our own export) recorded it. Used only when the store holds no record for
-    #: this contact and purpose yet (a held record keeps its own date); it must not be after
-    #: ``at``. ``None``: the held date, else the withdrawal time.
-    collected_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ConsentResult:
-    """What recording a consent change did."""
-
-    applied: bool
-    consent: Consent | None
-    #: Stable code when not applied, e.g. ``"opt-out-wins"`` or ``"unchanged"``.
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class NewSuppression:
-    """A suppression to add: on an identity or on a domain (exactly one of the two)."""
-
-    scope: Scope
-    reason: SuppressionReason
-    source: str
-    actor: str
-    at: datetime
-    identity: str | None = None
-    email: str | None = None
-    domain: str | None = None
-    purpose: str | None = None
-    expires_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ContactUpdate:
-    """A contact to create or update in :meth:`Store.apply_batch` (as :meth:`Store.upsert_contact`:
-    ``None`` leaves an attribute as it is)."""
-
-    identity: str
-    email: str | None
-    actor: str
-    at: datetime
-    audience: Audience | None = None
-    customer: bool | None = None
-    customer_since: datetime | None = None
-
-
-#: One write of :meth:`Store.apply_batch`.
-Write = ConsentChange | NewSuppression | ContactUpdate
-
-
-@dataclass(frozen=True, slots=True)
-class WriteResult:
-    """What one write of a batch did.
-
-    ``value`` is what the per-row method returns: a :class:`ConsentResult` for a
-    :class:`ConsentChange`, the :class:`Suppression` row for a :class:`NewSuppression`, the
-    :class:`Contact` for a :class:`ContactUpdate`. ``changed`` is True when the write changed
-    the store: a consent applied, a suppression added or extended, a contact written.
-    """
-
-    changed: bool
-    value: ConsentResult | Suppression | Contact
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,20 +183,3 @@ class StoreOptions:
     pool_size: int = 10
     #: Deadline for one store call on the SMTP path, seconds; far below SMTP timeouts.
     query_timeout: float = 5.0
-
-
-async def open_store(url: str, options: StoreOptions | None = None) -> Store:
-    """Open the backend named by the URL's scheme (``sqlite:///PATH``, ``postgresql://...``)."""
-    options = options or StoreOptions()
-    if url.startswith("sqlite:"):
-        from suppression.sqlite import SQLiteStore
-
-        store: Store = SQLiteStore.from_url(url, options)
-    elif url.startswith(("postgresql:", "postgres:")):
-        from suppression.postgres import PostgresStore
-
-        store = PostgresStore.from_url(url, options)
-    else:
-        raise ValueError(f"unsupported store url scheme: {url.split(':', 1)[0]!r}")
-    await store.open()
-    return store

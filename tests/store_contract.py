@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from suppression._store_rows import GENESIS, chain_hash, from_micros
+from suppression.changes import ConsentChange, ConsentResult, ContactUpdate, NewSuppression, Write
 from suppression.ledger_check import ChainCheck
 from suppression.model import (
     Audience,
@@ -24,18 +25,7 @@ from suppression.model import (
     Scope,
     SuppressionReason,
 )
-from suppression.store import (
-    ConsentChange,
-    ConsentEntry,
-    ConsentResult,
-    ContactUpdate,
-    NewSuppression,
-    NotFound,
-    Store,
-    StoreError,
-    SuppressionFilter,
-    Write,
-)
+from suppression.store import ConsentEntry, NotFound, Store, StoreError, SuppressionFilter
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 

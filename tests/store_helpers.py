@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from gateway.app import Gateway
+from suppression.changes import ConsentChange, NewSuppression
 from suppression.model import Audience, Basis, ConsentStatus, Scope, SuppressionReason
-from suppression.store import ConsentChange, NewSuppression
 
 
 async def opt_in(gw: Gateway, address: str, purpose: str, at: datetime) -> None:

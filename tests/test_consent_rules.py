@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from suppression.changes import ConsentChange
 from suppression.consent_rules import OPT_OUT_WINS, STALE, UNCHANGED, evaluate, lifts
 from suppression.model import Basis, Consent, ConsentStatus, Scope, Suppression, SuppressionReason
-from suppression.store import ConsentChange
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 IN, OUT = ConsentStatus.OPTED_IN, ConsentStatus.OPTED_OUT

@@ -28,10 +28,12 @@ from suppression.address import (
     fast_canonical,
     normalise,
 )
+from suppression.backends import open_store
+from suppression.changes import ConsentChange
 from suppression.import_files import MAX_LINE, FileLines, RowError
 from suppression.importers import ConsentRow, Format, SuppressionRow
 from suppression.model import Basis, ConsentStatus, Scope, SuppressionReason
-from suppression.store import ConsentChange, Store, open_store
+from suppression.store import Store
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 PG_DSN = os.environ.get("SGW_TEST_POSTGRES_DSN", "")

@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 
 from suppression import migrations
 from suppression._store_rows import chain_hash, dumps
+from suppression.backends import open_store
 from suppression.model import RecipientKey
 from suppression.sqlite import SQLiteStore
-from suppression.store import StoreError, StoreOptions, open_store
+from suppression.store import StoreError, StoreOptions
 from tests.store_contract import Backend, StoreContract, at, change
 
 

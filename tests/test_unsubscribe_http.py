@@ -13,8 +13,9 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.http.ratelimit import RateLimiter
+from suppression.changes import NewSuppression
 from suppression.model import ConsentStatus, Scope, SuppressionReason
-from suppression.store import ContactRecord, NewSuppression, SuppressionFilter
+from suppression.store import ContactRecord, SuppressionFilter
 from suppression.tokens import TokenCodec, generate_key
 from tests.conftest import Clock, message, smtp_client
 from tests.store_helpers import opt_in

@@ -42,8 +42,9 @@ from gateway.metrics import Metrics
 from gateway.policy_gate import PolicyError, PolicyGate
 from gateway.settings import AdminToken, Settings
 from suppression.address import AddressError, Identities, normalise_domain, parse_mailbox
+from suppression.changes import ConsentChange, NewSuppression
 from suppression.model import ConsentStatus, Scope, SuppressionReason
-from suppression.store import ConsentChange, NewSuppression, NotFound, Store, StoreError
+from suppression.store import NotFound, Store, StoreError
 
 log = logging.getLogger(__name__)
 

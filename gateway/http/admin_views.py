@@ -14,6 +14,7 @@ from gateway.http import admin_models as m
 from gateway.policy_gate import Classification, PolicyGate
 from gateway.settings import SmtpClient
 from suppression.address import AddressError, Mailbox, parse_mailbox
+from suppression.changes import ConsentResult
 from suppression.model import (
     Consent,
     Contact,
@@ -25,7 +26,7 @@ from suppression.model import (
     Suppression,
     SuppressionReason,
 )
-from suppression.store import ConsentResult, Store, SuppressionFilter
+from suppression.store import Store, SuppressionFilter
 
 M = TypeVar("M", bound=BaseModel)
 PROBLEM_TYPE = "urn:suppression-gateway:problem:"

@@ -39,6 +39,7 @@ from gateway.http.pages import (
 from gateway.http.ratelimit import RateLimiter
 from gateway.settings import UnsubscribeSettings
 from gateway.unsubscribe import LEDGER_SOURCES, Unsubscriber
+from suppression.changes import ConsentChange
 from suppression.model import (
     Basis,
     Category,
@@ -50,7 +51,7 @@ from suppression.model import (
     SuppressionReason,
 )
 from suppression.policy import decide, is_active, is_opt_out
-from suppression.store import ConsentChange, ContactRecord, NotFound, StoreError, SuppressionFilter
+from suppression.store import ContactRecord, NotFound, StoreError, SuppressionFilter
 from suppression.tokens import TokenClaims, TokenCodec, TokenError
 
 _USER_AGENT_MAX = 256
