@@ -20,8 +20,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gateway.external_sort import RUN_SIZE
-from gateway.importing import BATCH_SIZE, Importer
+from gateway.bulk.external_sort import RUN_SIZE
+from gateway.bulk.importing import BATCH_SIZE, Importer
 from suppression import import_files, importers
 from suppression.address import Identities, NormalisationRules
 from suppression.backends import open_store

@@ -22,11 +22,11 @@ from pathlib import Path
 import dkim
 from cryptography.hazmat.primitives import serialization
 
-from gateway.dkim_keys import keygen, load_private_key
-from gateway.headers import inject, unsubscribe_fields
-from gateway.message import RawMessage
+from gateway.mail.dkim_keys import keygen, load_private_key
+from gateway.mail.headers import inject, unsubscribe_fields
+from gateway.mail.message import RawMessage
+from gateway.mail.signing import Signer
 from gateway.settings import DkimKeySettings
-from gateway.signing import Signer
 
 COPIES = 50
 DOMAIN = "shop.example"

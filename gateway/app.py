@@ -22,22 +22,22 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from gateway import secrets as secrets_file
-from gateway.access import Clients
-from gateway.delivery import Delivery
-from gateway.handler import GatewayHandler
+from gateway.consents import Unsubscriber
 from gateway.http.admin import AdminContext, setup_admin
 from gateway.http.server import build_app
 from gateway.http.unsubscribe import setup_unsubscribe
-from gateway.maildir import MaildirRelay
-from gateway.metric_labels import RejectionCode
-from gateway.metrics import Metrics
+from gateway.mail.delivery import Delivery
+from gateway.mail.signing import Signer
+from gateway.observability.labels import RejectionCode
+from gateway.observability.metrics import Metrics
 from gateway.policy_gate import PolicyGate
-from gateway.relay import Relay, RelayFailure, SmtpRelay, advertised_size
+from gateway.relay.maildir import MaildirRelay
+from gateway.relay.smtp import Relay, RelayFailure, SmtpRelay, advertised_size
 from gateway.settings import ConfigError, Settings, parse_hostport
-from gateway.signing import Signer
-from gateway.smtp import GatewaySMTP
-from gateway.smtp_state import SessionRegistry
-from gateway.unsubscribe import Unsubscriber
+from gateway.smtp.access import Clients
+from gateway.smtp.handler import GatewayHandler
+from gateway.smtp.protocol import GatewaySMTP
+from gateway.smtp.sessions import SessionRegistry
 from suppression.address import Identities, NormalisationRules
 from suppression.backends import open_store
 from suppression.store import Store, StoreError, StoreOptions

@@ -14,8 +14,8 @@ from datetime import datetime
 from typing import TypeVar
 
 from gateway import replies
-from gateway.metric_labels import RecipientDecision, RejectionCode
-from gateway.metrics import Metrics
+from gateway.observability.labels import RecipientDecision, RejectionCode
+from gateway.observability.metrics import Metrics
 from gateway.replies import Reply
 from gateway.settings import PolicySettings, SmtpClient
 from suppression import policy

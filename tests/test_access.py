@@ -9,7 +9,7 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 
-from gateway.access import hash_password, verify_password
+from gateway.smtp.access import hash_password, verify_password
 from tests.conftest import message, smtp_client
 from tests.rawsmtp import RawSMTP
 from tests.tls import self_signed

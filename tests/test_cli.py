@@ -54,7 +54,7 @@ def cli(tmp_path: Path) -> Cli:
 
 def leaf_commands() -> list[list[str]]:
     """Every command of ``suppression-gateway``, walked from the real parser."""
-    from gateway.cli import build_parser
+    from gateway.cli.main import build_parser
 
     def walk(parser: argparse.ArgumentParser, prefix: list[str]) -> list[list[str]]:
         subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
@@ -79,8 +79,8 @@ def test_every_command_has_help_and_json(cli: Cli) -> None:
 def test_hash_password_and_dkim_keygen_speak_json(cli: Cli) -> None:
     """The two set-up helpers print JSON with --json: a hash that verifies, a key file and the
     DNS record of exactly that key."""
-    from gateway.access import verify_password
-    from gateway.dkim_keys import load_private_key, txt_value
+    from gateway.mail.dkim_keys import load_private_key, txt_value
+    from gateway.smtp.access import verify_password
 
     hashed = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "hash-password", "--stdin", "--json"],
@@ -227,8 +227,8 @@ def test_import_out_of_temp_space_names_the_option(
 ) -> None:
     """A full temporary disk while the rows are sorted is a one-line error naming --temp-dir,
     and nothing is imported (the writing pass had not started)."""
-    from gateway import cli as cli_main
-    from gateway import import_reading
+    from gateway.bulk import reading as import_reading
+    from gateway.cli import main as cli_main
 
     def full(path: Path, items: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")

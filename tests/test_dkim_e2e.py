@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.dkim_keys import keygen, load_private_key, txt_value
+from gateway.mail.dkim_keys import keygen, load_private_key, txt_value
 from tests.conftest import Clock, message, smtp_client
 from tests.store_helpers import opt_in
 from tests.test_signing import _has_nacl, dkimpy_verify, needs_perl, perl_verify
@@ -125,7 +125,7 @@ async def test_large_fanout_signed_off_the_event_loop_verifies(
     start_gateway, upstream: Upstream, clock: Clock, dkim_keys
 ) -> None:
     """A fan-out large enough to be built in a worker thread still yields valid copies."""
-    from gateway.delivery import OFF_LOOP_COPIES
+    from gateway.mail.delivery import OFF_LOOP_COPIES
 
     keys, records = dkim_keys
     recipients = [f"user{i}@example.com" for i in range(OFF_LOOP_COPIES + 4)]

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import external_sort
-from gateway.external_sort import sort_externally
+from gateway.bulk import external_sort
+from gateway.bulk.external_sort import sort_externally
 
 first = operator.itemgetter(0)
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.headers import (
+from gateway.mail.headers import (
     ONE_CLICK,
     control_headers,
     has_one_click,
@@ -14,7 +14,7 @@ from gateway.headers import (
     strip_control,
     unsubscribe_fields,
 )
-from gateway.message import MalformedMessage, RawMessage
+from gateway.mail.message import MalformedMessage, RawMessage
 
 URL = "https://u.example.com/u/AbC123"
 SIMPLE = (

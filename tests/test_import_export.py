@@ -18,8 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import exporting, import_reading
-from gateway.importing import IMPORT_GC_THRESHOLD, Importer
+from gateway.bulk import exporting
+from gateway.bulk import reading as import_reading
+from gateway.bulk.importing import IMPORT_GC_THRESHOLD, Importer
 from suppression import import_files, importers
 from suppression.address import (
     Identities,

@@ -7,7 +7,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.smtp_syntax import has_bare_cr_or_lf
+from gateway.smtp.syntax import has_bare_cr_or_lf
 
 BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 

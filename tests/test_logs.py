@@ -11,7 +11,7 @@ from datetime import datetime
 
 import pytest
 
-from gateway.logs import TransactionLog, address_for_log, configure_logging, redact
+from gateway.observability.logs import TransactionLog, address_for_log, configure_logging, redact
 
 
 def fake_hash(address: str) -> str:

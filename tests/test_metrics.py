@@ -12,7 +12,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.metric_labels import (
+from gateway.observability.export import mark_process_dead, prepare_multiprocess_dir, render
+from gateway.observability.labels import (
     MessageOutcome,
     RecipientDecision,
     RejectionCode,
@@ -20,8 +21,7 @@ from gateway.metric_labels import (
     UnsubscribeChannel,
     decision_label,
 )
-from gateway.metrics import Metrics
-from gateway.metrics_export import mark_process_dead, prepare_multiprocess_dir, render
+from gateway.observability.metrics import Metrics
 from suppression.model import Category, Decision, PolicyMode, Reason, Verdict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -233,8 +233,8 @@ WORKER = textwrap.dedent(
     """
     import sys
     from prometheus_client import CollectorRegistry
-    from gateway.metrics import Metrics
-    from gateway.metric_labels import MessageOutcome
+    from gateway.observability.metrics import Metrics
+    from gateway.observability.labels import MessageOutcome
     m = Metrics(CollectorRegistry(), clients=["shop"], purposes=[], version="1.2.3")
     for _ in range(int(sys.argv[1])):
         m.record_message("shop", MessageOutcome.RELAYED)

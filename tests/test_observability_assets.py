@@ -15,8 +15,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.metric_labels import MessageOutcome, RecipientDecision, UnsubscribeChannel
-from gateway.metrics import Metrics
+from gateway.observability.labels import MessageOutcome, RecipientDecision, UnsubscribeChannel
+from gateway.observability.metrics import Metrics
 from suppression.model import Category, Reason
 from tests.prom import PROMETHEUS, PrometheusServer
 

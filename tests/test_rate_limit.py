@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway import replies
-from gateway.rate_limit import ClientRate, Limited, RateLimits
+from gateway.limits import ClientRate, Limited, RateLimits
 from tests.conftest import message, smtp_client
 from tests.upstream import Upstream
 
@@ -123,7 +123,7 @@ async def test_recipient_rate_over_smtp(
     """Past recipients_per_minute, the extra recipients get 450 4.7.1 (the client keeps them
     for later) and the message goes to those accepted. One log line per episode, not one per
     refusal (a client hammering away cannot flood the log)."""
-    caplog.set_level(logging.INFO, logger="gateway.handler")
+    caplog.set_level(logging.INFO, logger="gateway.smtp.handler")
     async with start_gateway(smtp=limited_client(recipients_per_minute=3)) as gw:
         async with smtp_client(gw) as client:
             await client.mail("news@shop.example")

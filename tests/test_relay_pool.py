@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.relay import SmtpRelay
+from gateway.relay.smtp import SmtpRelay
 from gateway.settings import RelaySettings
 from tests.upstream import Upstream
 

@@ -16,12 +16,12 @@ from dkim.util import parse_tag_value
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import signing
-from gateway.dkim_keys import keygen, load_private_key, txt_value
-from gateway.headers import inject, unsubscribe_fields
-from gateway.message import RawMessage
+from gateway.mail import signing
+from gateway.mail.dkim_keys import keygen, load_private_key, txt_value
+from gateway.mail.headers import inject, unsubscribe_fields
+from gateway.mail.message import RawMessage
+from gateway.mail.signing import Signer, SigningError
 from gateway.settings import ConfigError, DkimKeySettings
-from gateway.signing import Signer, SigningError
 
 PERL_SCRIPT = Path(__file__).with_name("dkim_verify.pl")
 DOMAIN = "shop.example"
@@ -368,7 +368,7 @@ def test_relaxed_body_fast_path_equals_dkimpy(parts: list[bytes]) -> None:
     """The fast relaxed body canonicalisation gives exactly dkimpy's bytes."""
     from dkim import CanonicalizationPolicy
 
-    from gateway.signing import relaxed_body
+    from gateway.mail.signing import relaxed_body
 
     body = b"".join(parts)
     expected = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed").canonicalize_body(body)

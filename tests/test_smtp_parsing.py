@@ -8,7 +8,7 @@ from aiosmtpd.smtp import SMTP
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.smtp_syntax import plain_angle_address
+from gateway.smtp.syntax import plain_angle_address
 
 logging.getLogger("mail.log").setLevel(logging.WARNING)
 ALPHABET = st.sampled_from([*'ab.@<> "\\(),:;[]-+_=', "x@y.org", "SIZE=10", "\t"])

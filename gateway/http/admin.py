@@ -37,8 +37,8 @@ from gateway.http.admin_models import (
 from gateway.http.admin_scopes import OPERATIONS
 from gateway.http.admin_views import Problem
 from gateway.http.openapi import document
-from gateway.metric_labels import UnsubscribeChannel
-from gateway.metrics import Metrics
+from gateway.observability.labels import UnsubscribeChannel
+from gateway.observability.metrics import Metrics
 from gateway.policy_gate import PolicyError, PolicyGate
 from gateway.settings import AdminToken, Settings
 from suppression.address import AddressError, Identities, normalise_domain, parse_mailbox

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gateway.metrics import Metrics
+from gateway.observability.metrics import Metrics
 
 ReadinessCheck = Callable[[], Awaitable[str | None]]
 

@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from gateway.consents import LEDGER_SOURCES, Unsubscriber
 from gateway.http.nonces import PageNonces
 from gateway.http.pages import (
     SECURITY_HEADERS,
@@ -38,7 +39,6 @@ from gateway.http.pages import (
 )
 from gateway.http.ratelimit import RateLimiter
 from gateway.settings import UnsubscribeSettings
-from gateway.unsubscribe import LEDGER_SOURCES, Unsubscriber
 from suppression.changes import ConsentChange
 from suppression.model import (
     Basis,

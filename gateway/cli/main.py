@@ -22,13 +22,13 @@ def _settings(args: argparse.Namespace) -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the SMTP and HTTP listeners."""
     settings = _settings(args)
-    from gateway.logs import configure_logging
+    from gateway.observability.logs import configure_logging
 
     configure_logging(settings.log.level, settings.log.format)
     # aiosmtpd logs every envelope address in clear at INFO; our transaction log replaces it.
     logging.getLogger("mail.log").setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.workers > 1:
-        from gateway.workers import supervise
+        from gateway.cli.workers import supervise
 
         return int(supervise(args.config, args.workers, pin=args.pin_workers))
     if args.cpu is not None:  # a pinned worker: before any thread exists, so all inherit it
@@ -56,7 +56,7 @@ def _toml_like(data: dict[str, object], prefix: str = "") -> str:
 
 def cmd_hash_password(args: argparse.Namespace) -> int:
     """Print a scrypt hash for ``[[smtp.clients]] password_hash``."""
-    from gateway.access import hash_password
+    from gateway.smtp.access import hash_password
 
     password = sys.stdin.readline().rstrip("\n") if args.stdin else getpass.getpass("Password: ")
     if not password:
@@ -68,7 +68,7 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
 
 def cmd_dkim_keygen(args: argparse.Namespace) -> int:
     """Write a DKIM private key and print its DNS TXT record."""
-    from gateway.dkim_keys import keygen, load_private_key, txt_value
+    from gateway.mail.dkim_keys import keygen, load_private_key, txt_value
 
     path, record = keygen(args.domain, args.selector, args.algorithm, Path(args.out_dir))
     if args.json:
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.add_argument("--json", action="store_true", help="machine-readable output")
     keygen.set_defaults(func=cmd_dkim_keygen)
 
-    from gateway import admin_cli
+    from gateway.cli import admin as admin_cli
 
     admin_cli.register(commands)
     return parser
@@ -145,7 +145,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

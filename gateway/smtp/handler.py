@@ -16,16 +16,16 @@ from datetime import datetime
 from typing import Any
 
 from gateway import replies
-from gateway.delivery import Delivery, Transaction
-from gateway.metric_labels import MessageOutcome, RejectionCode
-from gateway.metrics import Metrics
+from gateway.consents import Unsubscriber
+from gateway.limits import ClientRate, Limited, RateLimits
+from gateway.mail.delivery import Delivery, Transaction
+from gateway.observability.labels import MessageOutcome, RejectionCode
+from gateway.observability.metrics import Metrics
 from gateway.policy_gate import PolicyError, PolicyGate
-from gateway.rate_limit import ClientRate, Limited, RateLimits
-from gateway.relay import Relay, RelayFailure
+from gateway.relay.smtp import Relay, RelayFailure
 from gateway.settings import Settings
-from gateway.smtp_state import GatewayEnvelope, GatewaySession, release_upstream
-from gateway.smtp_syntax import hook_names
-from gateway.unsubscribe import Unsubscriber
+from gateway.smtp.sessions import GatewayEnvelope, GatewaySession, release_upstream
+from gateway.smtp.syntax import hook_names
 from suppression.address import AddressError, Mailbox, parse_mailbox
 from suppression.tokens import TokenCodec, TokenError
 

@@ -63,7 +63,7 @@ def supervise(config: str | None, workers: int, *, pin: bool = False) -> int:
     generator on the second, pinning took --workers 2 from 1.2-1.7x to 1.6-1.9x --workers 1
     (bench/RESULTS.md).
     """
-    from gateway.metrics_export import (
+    from gateway.observability.export import (
         ENV_MULTIPROC_DIR,
         mark_process_dead,
         prepare_multiprocess_dir,

@@ -26,8 +26,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.external_sort import RUN_SIZE, SortedRuns, sort_externally
-from gateway.import_reading import ParallelReader, Record, Targeted, target_of
+from gateway.bulk.external_sort import RUN_SIZE, SortedRuns, sort_externally
+from gateway.bulk.reading import ParallelReader, Record, Targeted, target_of
 from suppression import consent_rules
 from suppression.address import Identities
 from suppression.changes import ConsentChange, ContactUpdate, NewSuppression, Write

@@ -29,8 +29,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 from dkim.canonicalization import CanonicalizationPolicy
 
-from gateway.dkim_keys import Algorithm, PrivateKey, load_private_key
-from gateway.message import CRLF, RawMessage
+from gateway.mail.dkim_keys import Algorithm, PrivateKey, load_private_key
+from gateway.mail.message import CRLF, RawMessage
 from gateway.settings import ConfigError, DkimKeySettings
 
 #: RFC 6376 §5.4.1 recommends these; RFC 8058 §4 needs both List-Unsubscribe fields signed.

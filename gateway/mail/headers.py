@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from gateway.message import CRLF, RawMessage
+from gateway.mail.message import CRLF, RawMessage
 
 CONTROL_PREFIX = "x-gateway-"
 CATEGORY = "x-gateway-category"

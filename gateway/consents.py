@@ -10,8 +10,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from gateway.metric_labels import UnsubscribeChannel
-from gateway.metrics import Metrics
+from gateway.observability.labels import UnsubscribeChannel
+from gateway.observability.metrics import Metrics
 from suppression.changes import ConsentChange, NewSuppression
 from suppression.model import ConsentStatus, Purpose, Scope, SuppressionReason
 from suppression.store import Store

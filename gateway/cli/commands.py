@@ -17,12 +17,12 @@ from typing import TextIO
 
 from prometheus_client import CollectorRegistry
 
-from gateway import exporting
-from gateway.admin_cli import ACTOR, Env, emit, import_progress, now
+from gateway.bulk import exporting
+from gateway.bulk.importing import Importer
+from gateway.cli.admin import ACTOR, Env, emit, import_progress, now
 from gateway.http import admin_views as views
 from gateway.http.admin import AdminContext
-from gateway.importing import Importer
-from gateway.metrics import Metrics
+from gateway.observability.metrics import Metrics
 from gateway.policy_gate import PolicyError
 from gateway.settings import ConfigError
 from suppression import import_files, importers

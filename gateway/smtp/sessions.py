@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 from aiosmtpd.smtp import Envelope, Session
 
 from gateway.policy_gate import Outcome
-from gateway.relay import UpstreamTransaction
+from gateway.relay.smtp import UpstreamTransaction
 from gateway.settings import SmtpClient
 from suppression.address import Mailbox
 from suppression.tokens import TokenClaims
 
 if TYPE_CHECKING:
-    from gateway.smtp import GatewaySMTP
+    from gateway.smtp.protocol import GatewaySMTP
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from gateway.external_sort import SortedRuns, write_run
+from gateway.bulk.external_sort import SortedRuns, write_run
 from suppression.address import Identities
 from suppression.import_files import RowError
 from suppression.importers import ConsentRow, ContactRow, RowReader, SuppressionRow

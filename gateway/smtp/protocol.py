@@ -24,9 +24,9 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from gateway import replies
-from gateway.access import Clients
-from gateway.smtp_state import GatewayEnvelope, GatewaySession, SessionRegistry, release_upstream
-from gateway.smtp_syntax import has_bare_cr_or_lf, hook_names, plain_angle_address
+from gateway.smtp.access import Clients
+from gateway.smtp.sessions import GatewayEnvelope, GatewaySession, SessionRegistry, release_upstream
+from gateway.smtp.syntax import has_bare_cr_or_lf, hook_names, plain_angle_address
 
 _TERMINATOR = b"\r\n.\r\n"
 _CHUNK = 64 * 1024

@@ -23,15 +23,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from gateway import replies
-from gateway.headers import control_headers, inject, strip_control, unsubscribe_fields
-from gateway.message import MalformedMessage, RawMessage
-from gateway.metric_labels import MessageOutcome, RelayErrorKind
-from gateway.metrics import Metrics
+from gateway.mail.headers import control_headers, inject, strip_control, unsubscribe_fields
+from gateway.mail.message import MalformedMessage, RawMessage
+from gateway.mail.signing import PreparedBody, Signer, SigningError
+from gateway.observability.labels import MessageOutcome, RelayErrorKind
+from gateway.observability.metrics import Metrics
 from gateway.policy_gate import Classification, Outcome, PolicyError, PolicyGate
-from gateway.relay import RelayFailure, UpstreamTransaction
+from gateway.relay.smtp import RelayFailure, UpstreamTransaction
 from gateway.replies import Reply
 from gateway.settings import Settings, SmtpClient
-from gateway.signing import PreparedBody, Signer, SigningError
 from suppression.address import Mailbox
 from suppression.store import StoreError
 from suppression.tokens import TokenCodec

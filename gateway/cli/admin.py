@@ -19,8 +19,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from gateway import secrets as secrets_file
-from gateway.importing import BATCH_SIZE as IMPORT_BATCH
-from gateway.importing import Progress
+from gateway.bulk.importing import BATCH_SIZE as IMPORT_BATCH
+from gateway.bulk.importing import Progress
 from gateway.settings import ConfigError, Settings, load_settings
 from suppression.address import AddressError, Identities, NormalisationRules, parse_mailbox
 from suppression.backends import open_store
@@ -183,7 +183,7 @@ def import_progress(lines: FileLines, total: int, show: bool) -> Progress:
 
 def register(commands: Any) -> None:
     """Add the consent-management subcommands to ``suppression-gateway``'s parser."""
-    from gateway import admin_commands as c
+    from gateway.cli import commands as c
 
     check = _common(commands.add_parser("check", help="decide recipients as SMTP would"))
     check.add_argument("recipients", nargs="+", metavar="EMAIL")

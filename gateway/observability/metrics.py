@@ -17,15 +17,15 @@ from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 
-from gateway.metric_labels import (
+from gateway.limits import Limited
+from gateway.observability.export import ENV_MULTIPROC_DIR, render
+from gateway.observability.labels import (
     MessageOutcome,
     RecipientDecision,
     RejectionCode,
     RelayErrorKind,
     UnsubscribeChannel,
 )
-from gateway.metrics_export import ENV_MULTIPROC_DIR, render
-from gateway.rate_limit import Limited
 from suppression.model import Category, Reason, SuppressionReason
 
 NAMESPACE = "suppression_gateway"
