@@ -157,8 +157,11 @@ async def running(
         handler = GatewayHandler(
             settings, relay, gate, delivery, tokens, unsubscriber, metrics, clock
         )
-        sessions = SessionRegistry(settings.smtp.max_sessions)
-        sessions.on_open, sessions.on_close = metrics.session_opened, metrics.session_closed
+        sessions = SessionRegistry(
+            settings.smtp.max_sessions,
+            on_open=metrics.session_opened,
+            on_close=metrics.session_closed,
+        )
         gateway = Gateway(settings, store, relay, metrics, identities, tokens, sessions)
 
         clients = Clients(settings.smtp.clients)

@@ -6,158 +6,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import json
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
-from gateway import secrets as secrets_file
 from gateway.bulk.importing import BATCH_SIZE as IMPORT_BATCH
-from gateway.bulk.importing import Progress
-from gateway.settings import ConfigError, Settings, load_settings
-from suppression.address import AddressError, Identities, NormalisationRules, parse_mailbox
-from suppression.backends import open_store
-from suppression.import_files import FileLines
-from suppression.store import NotFound, Store, StoreError, StoreOptions
-
-ACTOR = "cli"
-
-
-@dataclass
-class Env:
-    """An opened store with what the commands need around it."""
-
-    settings: Settings
-    store: Store
-    identities: Identities
-    secrets: secrets_file.Secrets
-
-    def email(self, raw: str) -> str:
-        """The canonical address, or a one-line error."""
-        try:
-            return parse_mailbox(raw, smtputf8=True).address
-        except AddressError as exc:
-            raise ConfigError(f"invalid address {raw!r}: {exc.reason}") from None
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(Path(args.config) if args.config else None)
-
-
-@contextlib.asynccontextmanager
-async def opened(settings: Settings) -> AsyncIterator[Env]:
-    """Open the store and its secrets file (created for a brand-new store, like ``serve``)."""
-    url = settings.store.url
-    store = await open_store(url, StoreOptions(1, settings.store.query_timeout))
-    try:
-        path = settings.store.secrets_file or secrets_file.default_path(url)
-        holds_data = not path.exists() and await secrets_file.store_holds_data(store, now())
-        secrets = secrets_file.load_or_create(path, store_has_data=holds_data)
-        policy = settings.policy
-        rules = NormalisationRules(
-            frozenset(policy.case_sensitive_domains), frozenset(policy.plus_tag_domains)
-        )
-        yield Env(settings, store, Identities(secrets.pepper, rules), secrets)
-    finally:
-        await store.close()
-
-
-def now() -> datetime:
-    """The wall clock (UTC)."""
-    return datetime.now(UTC)
-
-
-def emit(args: argparse.Namespace, data: Any, text: str | None = None) -> None:
-    """Print JSON with ``--json``, else the text form."""
-    if isinstance(data, BaseModel):
-        data = data.model_dump(mode="json")
-    if args.json or text is None:
-        print(json.dumps(data, indent=None if args.json else 2, ensure_ascii=False))
-    else:
-        print(text)
-
-
-Command = Callable[[argparse.Namespace, Env], Awaitable[int]]
-#: A command that needs the store only: not the secrets file, so it never creates one.
-StoreCommand = Callable[[argparse.Namespace, Store], Awaitable[int]]
-
-
-def _one_line_errors(work: Callable[[], Coroutine[Any, Any, int]]) -> int:
-    """Run ``work`` to its exit status; failures become ``main``'s one-line errors."""
-    try:
-        return asyncio.run(work())
-    except (secrets_file.SecretsError, StoreError, ValueError, OSError) as exc:
-        raise ConfigError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
-    except NotFound as exc:
-        raise ConfigError(f"not found: {exc}") from None
-
-
-def run_with_store(command: Command) -> Callable[[argparse.Namespace], int]:
-    """Adapt an async command on an opened store to ``main``'s one-line error handling."""
-
-    def run(args: argparse.Namespace) -> int:
-        async def go() -> int:
-            async with opened(_settings(args)) as env:
-                return await command(args, env)
-
-        return _one_line_errors(go)
-
-    return run
-
-
-def run_with_store_only(command: StoreCommand) -> Callable[[argparse.Namespace], int]:
-    """As :func:`run_with_store`, for a command that needs no secrets (an auditor may hold a
-    copy of the database without the secrets file)."""
-
-    def run(args: argparse.Namespace) -> int:
-        async def go() -> int:
-            settings = _settings(args)
-            store = await open_store(
-                settings.store.url, StoreOptions(1, settings.store.query_timeout)
-            )
-            try:
-                return await command(args, store)
-            finally:
-                await store.close()
-
-        return _one_line_errors(go)
-
-    return run
-
-
-def cmd_token_inspect(args: argparse.Namespace) -> int:
-    """Open an unsubscribe token with the secrets file and print its claims (never a key)."""
-    from suppression.tokens import TokenCodec, TokenError
-
-    settings = _settings(args)
-    path = settings.store.secrets_file or secrets_file.default_path(settings.store.url)
-    if not path.exists():
-        raise ConfigError(f"secrets file {path} not found")
-    secrets = secrets_file.read(path)
-    names = [*settings.policy.catalogue(), *(c.name for c in settings.smtp.clients)]
-    ttl = timedelta(days=settings.unsubscribe.token_ttl_days)
-    expired = False
-    try:
-        claims = TokenCodec(secrets.token_keys, ttl=ttl, names=names).open(args.token, now())
-    except TokenError as exc:
-        if exc.code != "expired":
-            raise ConfigError(f"token {exc}") from None
-        expired = True
-        forever = TokenCodec(secrets.token_keys, ttl=timedelta(days=365 * 200), names=names)
-        claims = forever.open(args.token, now())
-    data = {
-        "identity": claims.identity, "purpose": claims.purpose, "client": claims.client,
-        "issued_at": claims.issued_at.isoformat(), "key_id": claims.kid, "expired": expired,
-    }  # fmt: skip
-    emit(args, data, "\n".join(f"{k}: {v}" for k, v in data.items()))
-    return 0
+from gateway.cli import commands as c
+from gateway.cli.env import run_with_store, run_with_store_only
 
 
 def _common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -166,25 +19,8 @@ def _common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def import_progress(lines: FileLines, total: int, show: bool) -> Progress:
-    """A callback drawing an import's progress on a terminal: the share of the file read,
-    then the share of its rows written."""
-
-    def progress(phase: str, fraction: float | None) -> None:
-        if show and total:
-            share = lines.read / total if fraction is None else fraction
-            pct = min(100.0, 100.0 * share)
-            bar = "#" * int(pct // 4)
-            line = f"\r{phase:<8} [{bar:<25}] {pct:5.1f}%"
-            print(line, end="", file=sys.stderr, flush=True)
-
-    return progress
-
-
 def register(commands: Any) -> None:
     """Add the consent-management subcommands to ``suppression-gateway``'s parser."""
-    from gateway.cli import commands as c
-
     check = _common(commands.add_parser("check", help="decide recipients as SMTP would"))
     check.add_argument("recipients", nargs="+", metavar="EMAIL")
     check.add_argument("--category", choices=["transactional", "marketing"], required=True)
@@ -278,4 +114,4 @@ def register(commands: Any) -> None:
     token_sub = token.add_subparsers(dest="token_command", required=True)
     inspect = _common(token_sub.add_parser("inspect", help="show a token's claims"))
     inspect.add_argument("token")
-    inspect.set_defaults(func=cmd_token_inspect)
+    inspect.set_defaults(func=c.token_inspect)

@@ -12,14 +12,16 @@ import errno
 import sys
 import tempfile
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
 
 from prometheus_client import CollectorRegistry
 
+from gateway import secrets as secrets_file
 from gateway.bulk import exporting
 from gateway.bulk.importing import Importer
-from gateway.cli.admin import ACTOR, Env, emit, import_progress, now
+from gateway.cli.env import ACTOR, Env, emit, import_progress, now, settings_of
 from gateway.http import admin_views as views
 from gateway.http.admin import AdminContext
 from gateway.observability.metrics import Metrics
@@ -282,3 +284,31 @@ async def ledger_verify(args: argparse.Namespace, store: Store) -> int:
         after = page[-1].seq
     emit(args, check.as_dict(), check.summary())
     return 0 if check.intact else 1
+
+
+def token_inspect(args: argparse.Namespace) -> int:
+    """Open an unsubscribe token with the secrets file and print its claims (never a key)."""
+    from suppression.tokens import TokenCodec, TokenError
+
+    settings = settings_of(args)
+    path = settings.store.secrets_file or secrets_file.default_path(settings.store.url)
+    if not path.exists():
+        raise ConfigError(f"secrets file {path} not found")
+    secrets = secrets_file.read(path)
+    names = [*settings.policy.catalogue(), *(c.name for c in settings.smtp.clients)]
+    ttl = timedelta(days=settings.unsubscribe.token_ttl_days)
+    expired = False
+    try:
+        claims = TokenCodec(secrets.token_keys, ttl=ttl, names=names).open(args.token, now())
+    except TokenError as exc:
+        if exc.code != "expired":
+            raise ConfigError(f"token {exc}") from None
+        expired = True
+        forever = TokenCodec(secrets.token_keys, ttl=timedelta(days=365 * 200), names=names)
+        claims = forever.open(args.token, now())
+    data = {
+        "identity": claims.identity, "purpose": claims.purpose, "client": claims.client,
+        "issued_at": claims.issued_at.isoformat(), "key_id": claims.kid, "expired": expired,
+    }  # fmt: skip
+    emit(args, data, "\n".join(f"{k}: {v}" for k, v in data.items()))
+    return 0

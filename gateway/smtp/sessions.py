@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiosmtpd.smtp import Envelope, Session
 
@@ -15,9 +15,6 @@ from gateway.relay.smtp import UpstreamTransaction
 from gateway.settings import SmtpClient
 from suppression.address import Mailbox
 from suppression.tokens import TokenClaims
-
-if TYPE_CHECKING:
-    from gateway.smtp.protocol import GatewaySMTP
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +41,34 @@ class GatewayEnvelope(Envelope):
         self.counted = False  # this transaction took its message from the client's rate
 
 
+class LiveSession(Protocol):
+    """What the registry needs of a connection (the SMTP protocol object)."""
+
+    @property
+    def in_transaction(self) -> bool:
+        """True between MAIL and the end of the transaction."""
+
+    async def say_goodbye(self) -> None:
+        """Answer ``421`` and close."""
+
+
 class SessionRegistry:
     """Live sessions: enforces the cap and drives the graceful drain."""
 
-    def __init__(self, max_sessions: int) -> None:
+    def __init__(
+        self,
+        max_sessions: int,
+        *,
+        on_open: Callable[[], None] = lambda: None,
+        on_close: Callable[[], None] = lambda: None,
+    ) -> None:
         self.max_sessions = max_sessions
-        self.live: set[GatewaySMTP] = set()
+        self.live: set[LiveSession] = set()
         self.draining = False
-        self.on_open: Callable[[], None] = _nothing
-        self.on_close: Callable[[], None] = _nothing
+        self.on_open = on_open
+        self.on_close = on_close
 
-    def add(self, protocol: GatewaySMTP) -> bool:
+    def add(self, protocol: LiveSession) -> bool:
         """Register a session; False when over the cap or draining."""
         if self.draining or len(self.live) >= self.max_sessions:
             return False
@@ -62,7 +76,7 @@ class SessionRegistry:
         self.on_open()
         return True
 
-    def discard(self, protocol: GatewaySMTP) -> None:
+    def discard(self, protocol: LiveSession) -> None:
         """Forget a closed session."""
         if protocol in self.live:
             self.live.discard(protocol)
@@ -91,7 +105,3 @@ async def release_upstream(envelope: Envelope | None) -> None:
             await upstream.release()
         except Exception:  # the connection is dropped either way
             log.debug("upstream release failed", exc_info=True)
-
-
-def _nothing() -> None:
-    """Default session callback."""
