@@ -21,8 +21,9 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from gateway import records
 from gateway import secrets as secrets_file
-from gateway.consents import Unsubscriber
+from gateway.consents import Consents
 from gateway.http.admin import AdminContext, setup_admin
 from gateway.http.server import build_app
 from gateway.http.unsubscribe import setup_unsubscribe
@@ -150,13 +151,16 @@ async def running(
             log.warning("relay not reachable at start: %s", exc.detail)
 
         gate = PolicyGate(policy, store, identities, metrics, clock)
-        unsubscriber = Unsubscriber(
-            store, catalogue, settings.unsubscribe.one_click_scope, metrics, clock
+        consents = Consents(
+            store,
+            identities,
+            catalogue,
+            link_scope=settings.unsubscribe.one_click_scope,
+            clock=clock,
+            count_opt_out=metrics.unsubscribe,
         )
         delivery = Delivery(settings, gate, tokens, signer, metrics, clock)
-        handler = GatewayHandler(
-            settings, relay, gate, delivery, tokens, unsubscriber, metrics, clock
-        )
+        handler = GatewayHandler(settings, relay, gate, delivery, tokens, consents, metrics, clock)
         sessions = SessionRegistry(
             settings.smtp.max_sessions,
             on_open=metrics.session_opened,
@@ -210,12 +214,13 @@ async def running(
             return None if relay.capabilities.reachable else "relay unreachable at last probe"
 
         app = build_app(metrics, {"store": store_ready, "relay": relay_ready})
-        setup_admin(app, AdminContext.build(settings, store, identities, metrics, clock))
+        dry_run = records.dry_run_gate(settings, store, identities, clock)
+        setup_admin(app, AdminContext(settings, store, identities, dry_run, consents, clock))
         setup_unsubscribe(
             app,
             tokens=tokens,
             token_keys=secrets.token_keys,
-            unsubscriber=unsubscriber,
+            consents=consents,
             settings=settings.unsubscribe,
             clock=clock,
         )

@@ -1,76 +1,185 @@
-"""Recording an opt-out, whatever the channel (one-click POST, the page, mailto:, the API).
+"""The one door every consent act goes through, whatever the channel it came by.
 
-Withdrawal must be as easy as giving consent and honoured at once (GDPR art. 7(3)): the opt-out
-is a durable store write before the caller answers, so the very next message is blocked.
+An *act* is something a person or an operator did: a one-click or mailto unsubscribe, a choice
+on the preference page, an admin API call, a command, an imported row. :class:`Consents` turns
+each into a change of :mod:`suppression.changes`, one store call (which appends the ledger
+event in the same transaction) and, for opt-outs, one metric. Withdrawal must be as easy as
+giving consent and honoured at once (GDPR art. 7(3)): the store write is durable before any
+caller answers, so the very next message is blocked.
+
+**The basis a consent record carries** is decided here, once:
+
+====================  =============================  ==========================================
+act                   basis recorded                 why
+====================  =============================  ==========================================
+opt-in (any channel)  ``consent``                    the person said yes: art. 6(1)(a), whatever
+                                                     other basis the purpose could rest on
+opt-out               the purpose's basis            what is withdrawn (consent, art. 7(3)) or
+                                                     objected to (legitimate interest, art. 21)
+imported row          the row's own basis            a record made elsewhere, restored as it was
+====================  =============================  ==========================================
+
+An opt-in is *explicit* (it may lift an earlier opt-out, :mod:`suppression.consent_rules`) only
+when it carries evidence of the person's act: the page always records its own; the API and the
+command line need the caller's ``evidence``; an import never lifts an opt-out on its own.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from gateway.observability.labels import UnsubscribeChannel
-from gateway.observability.metrics import Metrics
-from suppression.changes import ConsentChange, NewSuppression
-from suppression.model import ConsentStatus, Purpose, Scope, SuppressionReason
-from suppression.store import Store
+from gateway.observability.labels import Channel
+from suppression.address import Identities
+from suppression.changes import ConsentChange, ConsentResult, NewSuppression
+from suppression.model import (
+    Audience,
+    Basis,
+    ConsentStatus,
+    Contact,
+    Purpose,
+    Scope,
+    Suppression,
+    SuppressionReason,
+)
+from suppression.store import Conflict, NotFound, Store, SuppressionFilter
 from suppression.tokens import TokenClaims
 
-#: Ledger sources by channel (RFC 8058 one-click is recorded as "one-click").
-LEDGER_SOURCES = {"one_click": "one-click", "mailto": "mailto", "page": "preference-page"}
+#: Ledger sources of the recipient's own channels (RFC 8058 one-click is "one-click").
+LEDGER_SOURCES = {
+    Channel.ONE_CLICK: "one-click",
+    Channel.MAILTO: "mailto",
+    Channel.PAGE: "preference-page",
+}
 #: Channels acting on a link without a choice of scope: they follow ``one_click_scope``.
-LINK_CHANNELS = frozenset({"one_click", "mailto"})
+LINK_CHANNELS = frozenset({Channel.ONE_CLICK, Channel.MAILTO})
+#: Suppressions that stop all marketing (what "resume" lifts when the person asks).
+BLANKET_SCOPES = (Scope.MARKETING, Scope.ALL)
+#: Who acts when the recipient uses a link or the page.
+RECIPIENT = "recipient"
+
+#: Counts one opt-out: (channel, purpose or None for all marketing).
+OptOutCounter = Callable[[Channel, str | None], None]
 
 
-class Unsubscriber:
-    """Turns a verified token into an opt-out in the store and its ledger."""
+@dataclass(frozen=True, slots=True)
+class Act:
+    """Who acted, through which channel, and the evidence of the act."""
+
+    channel: Channel
+    actor: str
+    #: The ledger's ``source``; the channel's own name when empty.
+    source: str = ""
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def ledger_source(self) -> str:
+        """What the ledger records as the source of the act."""
+        return self.source or LEDGER_SOURCES.get(self.channel, self.channel.value)
+
+
+def recorded_basis(purpose: Purpose, status: ConsentStatus) -> Basis:
+    """The basis a consent record carries (the table in this module's docstring)."""
+    return Basis.CONSENT if status is ConsentStatus.OPTED_IN else purpose.basis
+
+
+class Consents:
+    """Records consent acts in the store: one method per kind of act."""
 
     def __init__(
         self,
         store: Store,
+        identities: Identities,
         catalogue: Mapping[str, Purpose],
-        scope: Literal["purpose", "marketing"],
-        metrics: Metrics,
+        *,
+        link_scope: Literal["purpose", "marketing"],
         clock: Callable[[], datetime],
+        count_opt_out: OptOutCounter = lambda channel, purpose: None,
     ) -> None:
         self.store = store
+        self.identities = identities
         self.catalogue = catalogue
-        self.scope = scope
-        self.metrics = metrics
+        self.link_scope = link_scope
         self.clock = clock
+        self.count_opt_out = count_opt_out
+
+    # -- the person's and the operator's consent -----------------------------------------
+
+    async def record(
+        self, email: str, purpose: Purpose, status: ConsentStatus, act: Act
+    ) -> ConsentResult:
+        """Record an opt-in or a withdrawal for an address (API, command line); an opt-in
+        lifts an earlier opt-out only with evidence."""
+        result = await self.store.record_consent(
+            ConsentChange(
+                identity=self.identities.of(email),
+                email=email,
+                purpose=purpose.id,
+                status=status,
+                basis=recorded_basis(purpose, status),
+                source=act.ledger_source,
+                actor=act.actor,
+                at=self.clock(),
+                evidence=act.evidence,
+                explicit=bool(act.evidence),
+            )
+        )
+        if result.applied and status is ConsentStatus.OPTED_OUT:
+            self.count_opt_out(act.channel, purpose.id)
+        return result
+
+    async def opt_in_from_page(self, claims: TokenClaims, purpose: Purpose, act: Act) -> None:
+        """The person re-grants consent on the preference page (always explicit: the page
+        records its own evidence)."""
+        await self.store.record_consent(
+            ConsentChange(
+                identity=claims.identity,
+                email=None,
+                purpose=purpose.id,
+                status=ConsentStatus.OPTED_IN,
+                basis=recorded_basis(purpose, ConsentStatus.OPTED_IN),
+                source=act.ledger_source,
+                actor=act.actor,
+                at=self.clock(),
+                evidence={**act.evidence, "client": claims.client},
+                explicit=True,
+            )
+        )
+
+    def link_is_wide(self, channel: Channel, purpose: str | None) -> bool:
+        """True when an opt-out through ``channel`` for ``purpose`` stops all marketing: the
+        configured scope for a link, or a purpose no longer in the catalogue."""
+        link_wide = channel in LINK_CHANNELS and self.link_scope == "marketing"
+        return link_wide or purpose is None or purpose not in self.catalogue
 
     async def opt_out(
         self,
         claims: TokenClaims,
+        act: Act,
         *,
-        channel: str,
-        evidence: Mapping[str, Any],
         purpose: str | None = None,
         everything: bool = False,
     ) -> None:
         """Opt the token's recipient out of ``purpose`` (default: the token's), or of all
         marketing when ``everything``, or for a link (one-click, mailto) when
         ``[unsubscribe] one_click_scope = "marketing"``."""
-        now = self.clock()
         purpose_id = purpose or claims.purpose
         known = self.catalogue.get(purpose_id) if purpose_id else None
-        source = LEDGER_SOURCES.get(channel, channel)
-        evidence = {**evidence, "client": claims.client} if claims.client else dict(evidence)
-        # The configured scope is what a link does without asking; the preference page asks.
-        link_wide = channel in LINK_CHANNELS and self.scope == "marketing"
-        if everything or link_wide or known is None:
+        if everything or known is None or self.link_is_wide(act.channel, purpose_id):
             await self.store.add_suppression(
                 NewSuppression(
                     scope=Scope.MARKETING,
                     reason=SuppressionReason.UNSUBSCRIBE,
-                    source=source,
-                    actor="recipient",
-                    at=now,
+                    source=act.ledger_source,
+                    actor=act.actor,
+                    at=self.clock(),
                     identity=claims.identity,
                 )
             )
-            self.metrics.unsubscribe(UnsubscribeChannel(channel), None)
+            self.count_opt_out(act.channel, None)
             return
         await self.store.record_consent(
             ConsentChange(
@@ -78,11 +187,96 @@ class Unsubscriber:
                 email=None,
                 purpose=known.id,
                 status=ConsentStatus.OPTED_OUT,
-                basis=known.basis,
-                source=source,
-                actor="recipient",
-                at=now,
-                evidence=evidence,
+                basis=recorded_basis(known, ConsentStatus.OPTED_OUT),
+                source=act.ledger_source,
+                actor=act.actor,
+                at=self.clock(),
+                evidence=self._with_client(act.evidence, claims),
             )
         )
-        self.metrics.unsubscribe(UnsubscribeChannel(channel), known.id)
+        self.count_opt_out(act.channel, known.id)
+
+    async def resume_marketing(self, identity: str, act: Act) -> None:
+        """Lift the person's own all-marketing unsubscribes, never any other suppression."""
+        flt = SuppressionFilter(identity=identity, reason=SuppressionReason.UNSUBSCRIBE)
+        while True:
+            page = await self.store.list_suppressions(flt)
+            for s in page:
+                if s.identity == identity and s.scope in BLANKET_SCOPES:
+                    with contextlib.suppress(NotFound):  # removed concurrently: goal reached
+                        await self.store.remove_suppression(s.id, actor=act.actor, at=self.clock())
+            if len(page) < flt.limit:
+                return
+            flt = SuppressionFilter(
+                identity=identity, reason=flt.reason, after_id=page[-1].id, limit=flt.limit
+            )
+
+    # -- suppressions, contacts, erasure -------------------------------------------------
+
+    async def suppress(
+        self,
+        act: Act,
+        *,
+        scope: Scope,
+        reason: SuppressionReason,
+        email: str | None = None,
+        domain: str | None = None,
+        purpose: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> Suppression:
+        """Suppress an address or a whole domain (idempotent)."""
+        return await self.store.add_suppression(
+            NewSuppression(
+                scope=scope,
+                reason=reason,
+                source=act.ledger_source,
+                actor=act.actor,
+                at=self.clock(),
+                identity=self.identities.of(email) if email else None,
+                email=email,
+                domain=domain,
+                purpose=purpose,
+                expires_at=expires_at,
+            )
+        )
+
+    async def lift(self, suppression_id: int, act: Act) -> None:
+        """Remove one suppression (:class:`~suppression.store.NotFound` if there is none).
+        An erasure suppression is what keeps an erased person unmailed: it never goes
+        (:class:`~suppression.store.Conflict`)."""
+        rows = await self.store.list_suppressions(
+            SuppressionFilter(after_id=suppression_id - 1, limit=1)
+        )
+        if rows and rows[0].id == suppression_id and rows[0].reason is SuppressionReason.ERASURE:
+            raise Conflict("erasure-kept", "An erasure suppression cannot be removed.")
+        await self.store.remove_suppression(suppression_id, actor=act.actor, at=self.clock())
+
+    async def update_contact(
+        self,
+        email: str,
+        act: Act,
+        *,
+        audience: Audience | None = None,
+        customer: bool | None = None,
+        customer_since: datetime | None = None,
+    ) -> Contact:
+        """Create the contact or update the given attributes (``None`` leaves one as is)."""
+        return await self.store.upsert_contact(
+            self.identities.of(email),
+            email,
+            actor=act.actor,
+            at=self.clock(),
+            audience=audience,
+            customer=customer,
+            customer_since=customer_since,
+        )
+
+    async def erase(self, email: str, act: Act) -> str:
+        """GDPR erasure of an address; returns the keyed hash that stays suppressed."""
+        identity = self.identities.of(email)
+        await self.store.erase(identity, actor=act.actor, at=self.clock())
+        return identity
+
+    @staticmethod
+    def _with_client(evidence: Mapping[str, Any], claims: TokenClaims) -> dict[str, Any]:
+        return {**evidence, "client": claims.client} if claims.client else dict(evidence)

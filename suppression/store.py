@@ -34,6 +34,15 @@ class NotFound(LookupError):
     """The record asked for does not exist."""
 
 
+class Conflict(Exception):
+    """The write contradicts a rule the store keeps; nothing was changed."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        #: Stable code, e.g. ``"erasure-kept"``.
+        self.code = code
+
+
 @dataclass(frozen=True, slots=True)
 class ConsentEntry:
     """One stored consent with its contact's identity and address (``None`` once erased)."""

@@ -14,11 +14,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.observability.export import mark_process_dead, prepare_multiprocess_dir, render
 from gateway.observability.labels import (
+    Channel,
     MessageOutcome,
     RecipientDecision,
     RejectionCode,
     RelayErrorKind,
-    UnsubscribeChannel,
     decision_label,
 )
 from gateway.observability.metrics import Metrics
@@ -53,7 +53,7 @@ def test_configured_clients_and_outcomes_start_at_zero() -> None:
         assert value(m, "relay_errors_total", kind=kind) == 0.0
     for code in RejectionCode:
         assert value(m, "smtp_rejections_total", code=code) == 0.0
-    for channel in UnsubscribeChannel:
+    for channel in Channel:
         for purpose in ("newsletter", "offers", "none"):
             assert value(m, "unsubscribes_total", channel=channel, purpose=purpose) == 0.0
     assert value(m, "dkim_signatures_total", domain="example.com", algorithm="rsa-sha256") == 0.0
@@ -122,7 +122,7 @@ def test_arbitrary_strings_never_reach_the_exposition() -> None:
             text, Category.MARKETING, text, RecipientDecision.BLOCK, Reason.OPTED_OUT
         )
         m.record_message(text, MessageOutcome.RELAYED)
-        m.unsubscribe(UnsubscribeChannel.ONE_CLICK, text)
+        m.unsubscribe(Channel.ONE_CLICK, text)
         m.dkim_signed(text, "ed25519-sha256")
         m.dkim_unsigned_message(text)
     body, _ = m.render()
@@ -169,7 +169,7 @@ def test_events_update_their_series() -> None:
     m.observe_relay(-1.0)  # a clock step never makes a negative observation
     m.relay_error(RelayErrorKind.TIMEOUT)
     m.rejection(RejectionCode.SIZE)
-    m.unsubscribe(UnsubscribeChannel.PAGE, None)
+    m.unsubscribe(Channel.PAGE, None)
     m.observe_store(0.0003)
     m.store_error()
     m.dkim_signed("Example.COM.", "rsa-sha256")

@@ -15,7 +15,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.observability.labels import MessageOutcome, RecipientDecision, UnsubscribeChannel
+from gateway.observability.labels import Channel, MessageOutcome, RecipientDecision
 from gateway.observability.metrics import Metrics
 from suppression.model import Category, Reason
 from tests.prom import PROMETHEUS, PrometheusServer
@@ -278,7 +278,7 @@ async def test_real_prometheus_scrapes_render_output(tmp_path: Path) -> None:
     metrics = fresh_metrics()
     for _ in range(3):
         metrics.record_message("shop", MessageOutcome.RELAYED)
-    metrics.unsubscribe(UnsubscribeChannel.ONE_CLICK, "newsletter")
+    metrics.unsubscribe(Channel.ONE_CLICK, "newsletter")
     metrics.observe_relay(0.01)
     metrics.observe_store(0.001)
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol, TextIO
 
-from gateway.http.admin_views import emails_of
+from gateway.records import emails_of
 from suppression.importers import NATIVE_COLUMNS, neutralise
 from suppression.model import Contact, LedgerEvent, Suppression
 from suppression.store import ConsentEntry, Store, SuppressionFilter

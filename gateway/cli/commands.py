@@ -16,24 +16,22 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
 
-from prometheus_client import CollectorRegistry
-
+from gateway import records
 from gateway import secrets as secrets_file
 from gateway.bulk import exporting
 from gateway.bulk.importing import Importer
 from gateway.cli.env import ACTOR, Env, emit, import_progress, now, settings_of
-from gateway.http import admin_views as views
-from gateway.http.admin import AdminContext
-from gateway.observability.metrics import Metrics
+from gateway.consents import Act
+from gateway.observability.labels import Channel
 from gateway.policy_gate import PolicyError
+from gateway.schemas import SuppressionQuery
 from gateway.settings import ConfigError
 from suppression import import_files, importers
 from suppression.address import AddressError, normalise_domain
-from suppression.changes import ConsentChange, NewSuppression
 from suppression.import_files import FileLines
 from suppression.ledger_check import Anchor, ChainCheck
 from suppression.model import ConsentStatus, Scope, SuppressionReason
-from suppression.store import Store
+from suppression.store import Conflict, Store
 
 
 def _purpose(env: Env, purpose: str | None) -> str | None:
@@ -44,17 +42,15 @@ def _purpose(env: Env, purpose: str | None) -> str | None:
 
 async def check(args: argparse.Namespace, env: Env) -> int:
     """Decide recipients with the gateway's policy path."""
-    registry = CollectorRegistry()
-    metrics = Metrics(registry, clients=[], purposes=[], version="cli")
-    ctx = AdminContext.build(env.settings, env.store, env.identities, metrics, now)
+    gate = records.dry_run_gate(env.settings, env.store, env.identities, now)
     client = next((c for c in env.settings.smtp.clients if c.name == args.client), None)
     if args.client is not None and client is None:
         raise ConfigError(f"unknown client {args.client!r}")
     try:
-        cls = ctx.gate.classify(client, args.category, _purpose(env, args.purpose))
+        cls = gate.classify(client, args.category, _purpose(env, args.purpose))
     except PolicyError as exc:
         raise ConfigError(exc.reply.text) from None
-    out = await views.check(ctx.gate, client, cls, args.recipients)
+    out = await records.check(gate, client, cls, args.recipients)
     lines = [f"{r.email}\t{r.decision}\t{r.reason}\t{r.rule}" for r in out.results]
     emit(args, out, "\n".join(lines))
     return 0
@@ -72,14 +68,9 @@ async def consent(args: argparse.Namespace, env: Env) -> int:
         if not sep or not key:
             raise ConfigError(f"evidence must be KEY=VALUE, not {item!r}")
         evidence[key] = value
-    result = await env.store.record_consent(
-        ConsentChange(
-            identity=env.identities.of(email), email=email, purpose=purpose.id,
-            status=ConsentStatus(args.status), basis=purpose.basis, source=args.source,
-            actor=ACTOR, at=now(), evidence=evidence, explicit=bool(evidence),
-        )
-    )  # fmt: skip
-    out = views.consent_result(result)
+    act = Act(Channel.CLI, ACTOR, args.source, evidence)
+    result = await env.consents.record(email, purpose, ConsentStatus(args.status), act)
+    out = records.consent_result(result)
     emit(args, out, "applied" if result.applied else f"not applied: {result.reason}")
     return 0 if result.applied or result.reason == "unchanged" else 1
 
@@ -94,37 +85,38 @@ async def suppress_add(args: argparse.Namespace, env: Env) -> int:
     except AddressError as exc:
         raise ConfigError(f"invalid domain: {exc.reason}") from None
     expires = importers.parse_time(args.expires_at) if args.expires_at else None
-    s = await env.store.add_suppression(
-        NewSuppression(
-            scope=Scope(args.scope), reason=SuppressionReason(args.reason), source=args.source,
-            actor=ACTOR, at=now(), identity=env.identities.of(email) if email else None,
-            email=email, domain=domain, purpose=_purpose(env, args.purpose), expires_at=expires,
-        )
-    )  # fmt: skip
-    emit(args, views.suppression(s, email), f"suppression {s.id}")
+    s = await env.consents.suppress(
+        Act(Channel.CLI, ACTOR, args.source),
+        scope=Scope(args.scope),
+        reason=SuppressionReason(args.reason),
+        email=email,
+        domain=domain,
+        purpose=_purpose(env, args.purpose),
+        expires_at=expires,
+    )
+    emit(args, records.suppression(s, email), f"suppression {s.id}")
     return 0
 
 
 async def suppress_remove(args: argparse.Namespace, env: Env) -> int:
     """Remove a suppression by id (never an erasure one)."""
     try:
-        await views.refuse_erasure_removal(env.store, args.id)
-    except views.Problem as exc:
-        raise ConfigError(exc.detail) from None
-    await env.store.remove_suppression(args.id, actor=ACTOR, at=now())
+        await env.consents.lift(args.id, Act(Channel.CLI, ACTOR))
+    except Conflict as exc:
+        raise ConfigError(str(exc)) from None
     emit(args, {"removed": args.id}, f"removed {args.id}")
     return 0
 
 
 async def suppress_list(args: argparse.Namespace, env: Env) -> int:
     """List suppressions by exact filters."""
-    query = views.SuppressionQuery(
+    query = SuppressionQuery(
         email=args.email, domain=args.domain, reason=args.reason, scope=args.scope,
         after_id=args.after_id, limit=args.limit,
     )  # fmt: skip
     identity = env.identities.of(env.email(args.email)) if args.email else None
     domain = normalise_domain(args.domain) if args.domain else None
-    page = await views.suppression_page(env.store, query, identity, domain, now(), "")
+    page = await records.suppression_page(env.store, query, identity, domain, now(), "")
     lines = [f"{s.id}\t{s.email or s.domain or s.identity}\t{s.scope}\t{s.reason}"
              for s in page.items]  # fmt: skip
     emit(args, page, "\n".join(lines))
@@ -136,24 +128,14 @@ async def contact_show(args: argparse.Namespace, env: Env) -> int:
     email = env.email(args.email)
     identity = env.identities.of(email)
     record = await env.store.contact_record(identity)
-    shown = record.contact.email if record.contact else None
-    data = {
-        "email": email, "identity": identity,
-        "contact": views.contact(record.contact).model_dump(mode="json")
-        if record.contact else None,
-        "consents": [views.consent(c).model_dump(mode="json") for c in record.consents],
-        "suppressions": [views.suppression(s, shown).model_dump(mode="json")
-                         for s in record.suppressions],
-        "ledger": [views.ledger(e).model_dump(mode="json") for e in record.ledger],
-    }  # fmt: skip
+    data = records.access_answer(email, identity, record)
     emit(args, data)
     return 0 if record.contact or record.suppressions else 1
 
 
 async def contact_erase(args: argparse.Namespace, env: Env) -> int:
     """GDPR erasure of an address."""
-    identity = env.identities.of(env.email(args.email))
-    await env.store.erase(identity, actor=ACTOR, at=now())
+    identity = await env.consents.erase(env.email(args.email), Act(Channel.CLI, ACTOR))
     emit(args, {"erased": True, "identity": identity}, f"erased {identity}")
     return 0
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from gateway import secrets as secrets_file
 from gateway.bulk.importing import Progress
+from gateway.consents import Consents
 from gateway.settings import ConfigError, Settings, load_settings
 from suppression.address import AddressError, Identities, NormalisationRules, parse_mailbox
 from suppression.backends import open_store
@@ -35,6 +36,7 @@ class Env:
     store: Store
     identities: Identities
     secrets: secrets_file.Secrets
+    consents: Consents
 
     def email(self, raw: str) -> str:
         """The canonical address, or a one-line error."""
@@ -61,7 +63,15 @@ async def opened(settings: Settings) -> AsyncIterator[Env]:
         rules = NormalisationRules(
             frozenset(policy.case_sensitive_domains), frozenset(policy.plus_tag_domains)
         )
-        yield Env(settings, store, Identities(secrets.pepper, rules), secrets)
+        identities = Identities(secrets.pepper, rules)
+        consents = Consents(
+            store,
+            identities,
+            policy.catalogue(),
+            link_scope=settings.unsubscribe.one_click_scope,
+            clock=now,
+        )
+        yield Env(settings, store, identities, secrets, consents)
     finally:
         await store.close()
 

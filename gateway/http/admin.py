@@ -21,30 +21,28 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ValidationError
 
+from gateway import records
+from gateway.consents import Act, Consents
 from gateway.http import admin_views as views
 from gateway.http.admin_auth import ACTOR_KEY, Handler, auth_middleware, requires
-from gateway.http.admin_models import (
-    CheckIn,
-    ConsentIn,
-    ContactPatch,
-    ContactRecordOut,
-    ErasureOut,
-    SuppressionIn,
-)
 from gateway.http.admin_scopes import OPERATIONS
 from gateway.http.admin_views import Problem
 from gateway.http.openapi import document
-from gateway.observability.labels import UnsubscribeChannel
-from gateway.observability.metrics import Metrics
+from gateway.observability.labels import Channel
 from gateway.policy_gate import PolicyError, PolicyGate
+from gateway.schemas import (
+    CheckIn,
+    ConsentIn,
+    ContactPatch,
+    ErasureOut,
+    SuppressionIn,
+)
 from gateway.settings import AdminToken, Settings
 from suppression.address import AddressError, Identities, normalise_domain, parse_mailbox
-from suppression.changes import ConsentChange, NewSuppression
-from suppression.model import ConsentStatus, Scope, SuppressionReason
-from suppression.store import NotFound, Store, StoreError
+from suppression.model import Scope, SuppressionReason
+from suppression.store import Conflict, NotFound, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -58,29 +56,10 @@ class AdminContext:
     settings: Settings
     store: Store
     identities: Identities
-    #: A gate on the same policy as SMTP; its metrics are private so checks count nothing.
+    #: A gate on the same policy as SMTP that counts nothing (:func:`records.dry_run_gate`).
     gate: PolicyGate
-    metrics: Metrics
+    consents: Consents
     clock: Callable[[], datetime]
-
-    @classmethod
-    def build(
-        cls,
-        settings: Settings,
-        store: Store,
-        identities: Identities,
-        metrics: Metrics,
-        clock: Callable[[], datetime],
-    ) -> AdminContext:
-        """The context, with a policy gate whose metrics go to a private registry."""
-        shadow = Metrics(
-            CollectorRegistry(),
-            clients=[c.name for c in settings.smtp.clients],
-            purposes=list(settings.policy.catalogue()),
-            version="admin-check",
-        )
-        gate = PolicyGate(settings.policy, store, identities, shadow, clock)
-        return cls(settings, store, identities, gate, metrics, clock)
 
 
 def _body(model: type[views.M], raw: Any) -> views.M:
@@ -97,6 +76,11 @@ async def _json(request: web.Request) -> Any:
         return await request.json()
     except ValueError:
         raise Problem(400, "The body is not valid JSON.") from None
+
+
+def _act(request: web.Request, source: str = "", evidence: Any = None) -> Act:
+    """An act through the API by the calling token's actor."""
+    return Act(Channel.API, request[ACTOR_KEY], source, evidence or {})
 
 
 def _ok(model: BaseModel, status: int = 200) -> web.Response:
@@ -126,18 +110,11 @@ class AdminApi:
         body = _body(ConsentIn, await _json(request))
         email = self._mailbox(body.email)
         purpose = self.catalogue[self._purpose(body.purpose)]
-        change = ConsentChange(
-            identity=self.ctx.identities.of(email), email=email, purpose=purpose.id,
-            status=body.status, basis=purpose.basis, source=body.source,
-            actor=request[ACTOR_KEY], at=self.ctx.clock(), evidence=body.evidence,
-            explicit=bool(body.evidence),
-        )  # fmt: skip
-        result = await self.ctx.store.record_consent(change)
-        if result.applied and body.status is ConsentStatus.OPTED_OUT:
-            self.ctx.metrics.unsubscribe(UnsubscribeChannel.API, purpose.id)
+        act = _act(request, body.source, body.evidence)
+        result = await self.ctx.consents.record(email, purpose, body.status, act)
         if not result.applied and result.reason != "unchanged":
             raise Problem(409, "The change was not applied.", reason=result.reason)
-        return _ok(views.consent_result(result))
+        return _ok(records.consent_result(result))
 
     async def contact_get(self, request: web.Request) -> web.Response:
         """``GET /contacts/{email}``: the access answer."""
@@ -146,33 +123,25 @@ class AdminApi:
         record = await self.ctx.store.contact_record(identity)
         if record.contact is None and not (record.consents or record.suppressions):
             raise Problem(404, "Nothing is held about this address.")
-        shown = record.contact.email if record.contact else None
-        return _ok(
-            ContactRecordOut(
-                email=email,
-                identity=identity,
-                contact=views.contact(record.contact) if record.contact else None,
-                consents=[views.consent(c) for c in record.consents],
-                suppressions=[views.suppression(s, shown) for s in record.suppressions],
-                ledger=[views.ledger(e) for e in record.ledger],
-            )
-        )
+        return _ok(records.access_answer(email, identity, record))
 
     async def contact_patch(self, request: web.Request) -> web.Response:
         """``PATCH /contacts/{email}``: audience, customer, customer_since."""
         email = self._mailbox(request.match_info["email"])
         body = _body(ContactPatch, await _json(request))
-        contact = await self.ctx.store.upsert_contact(
-            self.ctx.identities.of(email), email, actor=request[ACTOR_KEY], at=self.ctx.clock(),
-            audience=body.audience, customer=body.customer, customer_since=body.customer_since,
-        )  # fmt: skip
-        return _ok(views.contact(contact))
+        contact = await self.ctx.consents.update_contact(
+            email,
+            _act(request),
+            audience=body.audience,
+            customer=body.customer,
+            customer_since=body.customer_since,
+        )
+        return _ok(records.contact(contact))
 
     async def contact_delete(self, request: web.Request) -> web.Response:
         """``DELETE /contacts/{email}``: GDPR erasure (the keyed hash stays suppressed)."""
         email = self._mailbox(request.match_info["email"])
-        identity = self.ctx.identities.of(email)
-        await self.ctx.store.erase(identity, actor=request[ACTOR_KEY], at=self.ctx.clock())
+        identity = await self.ctx.consents.erase(email, _act(request))
         return _ok(ErasureOut(erased=True, identity=identity))
 
     async def suppression_add(self, request: web.Request) -> web.Response:
@@ -188,15 +157,16 @@ class AdminApi:
                 domain = normalise_domain(body.domain)
             except AddressError as exc:
                 raise Problem(422, "Invalid domain.", [("domain", exc.reason)]) from None
-        s = await self.ctx.store.add_suppression(
-            NewSuppression(
-                scope=body.scope, reason=SuppressionReason(body.reason), source=body.source,
-                actor=request[ACTOR_KEY], at=self.ctx.clock(),
-                identity=self.ctx.identities.of(email) if email else None, email=email,
-                domain=domain, purpose=purpose, expires_at=body.expires_at,
-            )
-        )  # fmt: skip
-        return _ok(views.suppression(s, email), status=201)
+        s = await self.ctx.consents.suppress(
+            _act(request, body.source),
+            scope=body.scope,
+            reason=SuppressionReason(body.reason),
+            email=email,
+            domain=domain,
+            purpose=purpose,
+            expires_at=body.expires_at,
+        )
+        return _ok(records.suppression(s, email), status=201)
 
     async def suppression_list(self, request: web.Request) -> web.Response:
         """``GET /suppressions``: exact filters, pages by id with a ``next`` link."""
@@ -208,7 +178,7 @@ class AdminApi:
                 domain = normalise_domain(query.domain)
             except AddressError as exc:
                 raise Problem(422, "Invalid domain.", [("domain", exc.reason)]) from None
-        page = await views.suppression_page(
+        page = await records.suppression_page(
             self.ctx.store, query, identity, domain, self.ctx.clock(), PREFIX
         )
         return _ok(page)
@@ -219,13 +189,12 @@ class AdminApi:
         if not raw.isdigit() or len(raw) > 18:
             raise Problem(404, "No such suppression.")
         sid = int(raw)
-        await views.refuse_erasure_removal(self.ctx.store, sid)
         try:
-            await self.ctx.store.remove_suppression(
-                sid, actor=request[ACTOR_KEY], at=self.ctx.clock()
-            )
+            await self.ctx.consents.lift(sid, _act(request))
         except NotFound:
             raise Problem(404, "No such suppression.") from None
+        except Conflict as exc:
+            raise Problem(409, str(exc), reason="erasure") from None
         return web.Response(status=204)
 
     async def check(self, request: web.Request) -> web.Response:
@@ -241,11 +210,11 @@ class AdminApi:
             classification = gate.classify(client, body.category, body.purpose)
         except PolicyError as exc:
             raise Problem(422, "Cannot classify.", [("purpose", exc.reply.text)]) from None
-        return _ok(await views.check(gate, client, classification, body.recipients))
+        return _ok(await records.check(gate, client, classification, body.recipients))
 
     async def purposes(self, request: web.Request) -> web.Response:
         """``GET /purposes``."""
-        return _ok(views.purposes(self.catalogue.values()))
+        return _ok(records.purposes(self.catalogue.values()))
 
     async def openapi(self, request: web.Request) -> web.Response:
         """``GET /openapi.json``."""

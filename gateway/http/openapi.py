@@ -11,9 +11,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from gateway.http import admin_models as m
+from gateway import schemas as m
 from gateway.http.admin_scopes import OPERATION_SCOPES
-from gateway.http.admin_views import SuppressionQuery
+from gateway.schemas import SuppressionQuery
 
 _REF = "#/components/schemas/{model}"
 _REQUESTS: list[type[BaseModel]] = [m.ConsentIn, m.ContactPatch, m.SuppressionIn, m.CheckIn]

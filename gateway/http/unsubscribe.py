@@ -13,7 +13,6 @@ expired one, 429 with ``Retry-After`` past the per-IP rate, 503 when the store c
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from gateway.consents import LEDGER_SOURCES, Unsubscriber
+from gateway.consents import BLANKET_SCOPES, RECIPIENT, Act, Consents
 from gateway.http.nonces import PageNonces
 from gateway.http.pages import (
     SECURITY_HEADERS,
@@ -38,24 +37,20 @@ from gateway.http.pages import (
     text,
 )
 from gateway.http.ratelimit import RateLimiter
+from gateway.observability.labels import Channel
 from gateway.settings import UnsubscribeSettings
-from suppression.changes import ConsentChange
 from suppression.model import (
-    Basis,
     Category,
-    ConsentStatus,
     Purpose,
     Reason,
     RecipientFacts,
-    Scope,
     SuppressionReason,
 )
 from suppression.policy import decide, is_active, is_opt_out
-from suppression.store import ContactRecord, NotFound, StoreError, SuppressionFilter
+from suppression.store import ContactRecord, StoreError
 from suppression.tokens import TokenClaims, TokenCodec, TokenError
 
 _USER_AGENT_MAX = 256
-_BLANKET_SCOPES = (Scope.MARKETING, Scope.ALL)
 
 
 def _respond(html: str, status: int = 200, lang: Lang = "en", **extra: str) -> web.Response:
@@ -78,15 +73,15 @@ class UnsubscribeEndpoint:
         *,
         tokens: TokenCodec,
         nonces: PageNonces,
-        unsubscriber: Unsubscriber,
+        consents: Consents,
         limiter: RateLimiter,
         clock: Callable[[], datetime],
     ) -> None:
         self.tokens = tokens
         self.nonces = nonces
-        self.unsubscriber = unsubscriber
-        self.store = unsubscriber.store
-        self.catalogue = unsubscriber.catalogue
+        self.consents = consents
+        self.store = consents.store
+        self.catalogue = consents.catalogue
         self.limiter = limiter
         self.clock = clock
 
@@ -150,7 +145,7 @@ class UnsubscribeEndpoint:
     def _subject(self, claims: TokenClaims) -> str | None:
         """The label of what one click stops; None for all marketing."""
         known = self.catalogue.get(claims.purpose) if claims.purpose else None
-        if known is None or self.unsubscriber.scope == "marketing":
+        if known is None or self.consents.link_scope == "marketing":
             return None
         return known.label
 
@@ -160,7 +155,8 @@ class UnsubscribeEndpoint:
             # RFC 8058 one-click, whatever the encoding, or no body at all.
             from_page = self.nonces.check(ctx.token, form.get("nonce"), ctx.now) is not None
             subject = self._subject(ctx.claims)
-            await self._opt_out(request, ctx, "page" if from_page else "one_click", None, False)
+            channel = Channel.PAGE if from_page else Channel.ONE_CLICK
+            await self._opt_out(request, ctx, channel, None, False)
             done = (
                 text(ctx.lang, "done_out", purpose=subject)
                 if subject is not None
@@ -172,10 +168,10 @@ class UnsubscribeEndpoint:
         action, purpose_id = form.get("action"), form.get("purpose")
         purpose = self.catalogue.get(purpose_id) if purpose_id else None
         if action == "out-all":
-            await self._opt_out(request, ctx, "page", None, True)
+            await self._opt_out(request, ctx, Channel.PAGE, None, True)
             return await self._page(ctx, text(ctx.lang, "done_out_all"))
         if action == "opt-out" and purpose is not None:
-            await self._opt_out(request, ctx, "page", purpose.id, False)
+            await self._opt_out(request, ctx, Channel.PAGE, purpose.id, False)
             return await self._page(ctx, text(ctx.lang, "done_out", purpose=purpose.label))
         if action not in ("opt-in", "in-all") or (action == "opt-in" and purpose is None):
             return _error(ctx.lang, "bad-request", 400)
@@ -192,7 +188,7 @@ class UnsubscribeEndpoint:
             "page_rendered_at": issued.isoformat(),
         }
         if action == "in-all":
-            await self._resume(ctx)
+            await self.consents.resume_marketing(ctx.claims.identity, Act(Channel.PAGE, RECIPIENT))
             return await self._page(ctx, text(ctx.lang, "done_in_all"))
         assert purpose is not None
         record = await self.store.contact_record(ctx.claims.identity)
@@ -205,63 +201,31 @@ class UnsubscribeEndpoint:
         if state == "blocked":
             return await self._page(ctx, text(ctx.lang, "not_possible"), error=True, status=409)
         if state != "in":
-            await self.store.record_consent(
-                ConsentChange(
-                    identity=ctx.claims.identity,
-                    email=None,
-                    purpose=purpose.id,
-                    status=ConsentStatus.OPTED_IN,
-                    basis=Basis.CONSENT,
-                    source=LEDGER_SOURCES["page"],
-                    actor="recipient",
-                    at=ctx.now,
-                    evidence={**evidence, "client": ctx.claims.client},
-                    explicit=True,
-                )
-            )
+            act = Act(Channel.PAGE, RECIPIENT, evidence=evidence)
+            await self.consents.opt_in_from_page(ctx.claims, purpose, act)
         return await self._page(ctx, text(ctx.lang, "done_in", purpose=purpose.label))
 
     async def _opt_out(
         self,
         request: web.Request,
         ctx: _Context,
-        channel: str,
+        channel: Channel,
         purpose: str | None,
         everything: bool,
     ) -> None:
         """Opt out unless already out, so a repeated POST adds no ledger event or count."""
         record = await self.store.contact_record(ctx.claims.identity)
         target = purpose or ctx.claims.purpose
-        # Mirrors Unsubscriber: all marketing when asked, configured, or the purpose is unknown.
-        wide = everything or self.unsubscriber.scope == "marketing" or target not in self.catalogue
+        # Mirrors Consents.opt_out: all marketing when asked, configured, or the purpose is unknown.
+        wide = everything or self.consents.link_scope == "marketing" or target not in self.catalogue
         if wide and _blanket(record, ctx.now):
             return
         # A purpose opt-out is recorded even under an all-marketing unsubscribe, so that it
         # still stands if the person later resumes marketing.
         if not wide and any(c.purpose == target and is_opt_out(c) for c in record.consents):
             return
-        await self.unsubscriber.opt_out(
-            ctx.claims,
-            channel=channel,
-            evidence=_evidence(request),
-            purpose=purpose,
-            everything=everything,
-        )
-
-    async def _resume(self, ctx: _Context) -> None:
-        """Lift the person's own all-marketing unsubscribes, never any other suppression."""
-        flt = SuppressionFilter(identity=ctx.claims.identity, reason=SuppressionReason.UNSUBSCRIBE)
-        while True:
-            page = await self.store.list_suppressions(flt)
-            for s in page:
-                if s.identity == ctx.claims.identity and s.scope in _BLANKET_SCOPES:
-                    with contextlib.suppress(NotFound):  # removed concurrently: goal reached
-                        await self.store.remove_suppression(s.id, actor="recipient", at=ctx.now)
-            if len(page) < flt.limit:
-                return
-            flt = SuppressionFilter(
-                identity=flt.identity, reason=flt.reason, after_id=page[-1].id, limit=flt.limit
-            )
+        act = Act(channel, RECIPIENT, evidence=_evidence(request))
+        await self.consents.opt_out(ctx.claims, act, purpose=purpose, everything=everything)
 
 
 class _Context:
@@ -294,7 +258,7 @@ def _blanket(record: ContactRecord, now: datetime) -> bool:
     """True while an unsubscribe from all marketing stands on this identity."""
     return any(
         s.reason is SuppressionReason.UNSUBSCRIBE
-        and s.scope in _BLANKET_SCOPES
+        and s.scope in BLANKET_SCOPES
         and s.identity is not None
         and is_active(s, now)
         for s in record.suppressions
@@ -318,7 +282,7 @@ def setup_unsubscribe(
     *,
     tokens: TokenCodec,
     token_keys: Mapping[int, bytes],
-    unsubscriber: Unsubscriber,
+    consents: Consents,
     settings: UnsubscribeSettings,
     clock: Callable[[], datetime],
 ) -> None:
@@ -326,7 +290,7 @@ def setup_unsubscribe(
     endpoint = UnsubscribeEndpoint(
         tokens=tokens,
         nonces=PageNonces(token_keys),
-        unsubscriber=unsubscriber,
+        consents=consents,
         limiter=RateLimiter(settings.rate_limit_per_minute),
         clock=clock,
     )

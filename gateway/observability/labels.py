@@ -55,13 +55,14 @@ class RejectionCode(StrEnum):
     INTERNAL = "internal"
 
 
-class UnsubscribeChannel(StrEnum):
-    """Where an opt-out came from."""
+class Channel(StrEnum):
+    """The channel a consent act came by (:mod:`gateway.consents`); opt-outs are counted by it."""
 
     ONE_CLICK = "one_click"
     PAGE = "page"
     MAILTO = "mailto"
     API = "api"
+    CLI = "cli"
     IMPORT = "import"
 
 

@@ -20,11 +20,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, valu
 from gateway.limits import Limited
 from gateway.observability.export import ENV_MULTIPROC_DIR, render
 from gateway.observability.labels import (
+    Channel,
     MessageOutcome,
     RecipientDecision,
     RejectionCode,
     RelayErrorKind,
-    UnsubscribeChannel,
 )
 from suppression.model import Category, Reason, SuppressionReason
 
@@ -159,7 +159,7 @@ class Metrics:
         for client in self._clients:
             for limit in Limited:
                 self.rate_limited.labels(client, limit.value)
-        for channel in UnsubscribeChannel:
+        for channel in Channel:
             for purpose in (*self._purposes, NO_PURPOSE):
                 self.unsubscribes.labels(channel.value, purpose)
         for domain, algorithm in dkim:
@@ -240,11 +240,9 @@ class Metrics:
         """Count one recipient deferred because ``client`` was over ``limit``."""
         self.rate_limited.labels(self.client_label(client), Limited(limit).value).inc()
 
-    def unsubscribe(self, channel: UnsubscribeChannel, purpose: str | None) -> None:
+    def unsubscribe(self, channel: Channel, purpose: str | None) -> None:
         """Count one opt-out (``purpose`` None: all marketing)."""
-        self.unsubscribes.labels(
-            UnsubscribeChannel(channel).value, self.purpose_label(purpose)
-        ).inc()
+        self.unsubscribes.labels(Channel(channel).value, self.purpose_label(purpose)).inc()
 
     def observe_store(self, seconds: float) -> None:
         """Record the duration of one store query."""

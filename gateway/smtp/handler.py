@@ -16,10 +16,10 @@ from datetime import datetime
 from typing import Any
 
 from gateway import replies
-from gateway.consents import Unsubscriber
+from gateway.consents import RECIPIENT, Act, Consents
 from gateway.limits import ClientRate, Limited, RateLimits
 from gateway.mail.delivery import Delivery, Transaction
-from gateway.observability.labels import MessageOutcome, RejectionCode
+from gateway.observability.labels import Channel, MessageOutcome, RejectionCode
 from gateway.observability.metrics import Metrics
 from gateway.policy_gate import PolicyError, PolicyGate
 from gateway.relay.smtp import Relay, RelayFailure
@@ -51,7 +51,7 @@ class GatewayHandler:
         gate: PolicyGate,
         delivery: Delivery,
         tokens: TokenCodec,
-        unsubscriber: Unsubscriber,
+        consents: Consents,
         metrics: Metrics,
         clock: Callable[[], datetime],
     ) -> None:
@@ -60,7 +60,7 @@ class GatewayHandler:
         self.gate = gate
         self.delivery = delivery
         self.tokens = tokens
-        self.unsubscriber = unsubscriber
+        self.consents = consents
         self.metrics = metrics
         self.clock = clock
         self.mailto_domain = (settings.unsubscribe.mailto_domain or "").lower()
@@ -253,7 +253,7 @@ class GatewayHandler:
     async def _unsubscribe_mail(self, session: GatewaySession, envelope: GatewayEnvelope) -> str:
         for claims in envelope.unsubscribes:
             try:
-                await self.unsubscriber.opt_out(claims, channel="mailto", evidence={})
+                await self.consents.opt_out(claims, Act(Channel.MAILTO, RECIPIENT))
             except Exception:
                 log.exception("recording a mailto unsubscribe failed")
                 self.metrics.record_message(None, MessageOutcome.TEMPFAILED)

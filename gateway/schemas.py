@@ -1,4 +1,4 @@
-"""Pydantic payloads of the admin API (``/api/v1``): requests are strict, bounded and closed.
+"""Pydantic payloads of the admin API (``/api/v1``) and of the command line's ``--json``: requests
 
 Every string and list has an upper bound, so a request is bounded by its model as well as by
 the listener's ``client_max_size``. The OpenAPI document (:mod:`gateway.http.openapi`) is
@@ -221,3 +221,16 @@ class Problem(_Response):
     detail: str
     errors: list[FieldError] | None = None
     reason: str | None = None
+
+
+class SuppressionQuery(BaseModel):
+    """Query parameters of ``GET /suppressions`` (exact matches: no wildcard widens them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email | None = None
+    domain: Domain | None = None
+    reason: SuppressionReason | None = None
+    scope: Scope | None = None
+    after_id: Annotated[int, Field(ge=0, le=2**62)] = 0
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100

@@ -1,0 +1,206 @@
+"""Stored records as the JSON shapes of :mod:`gateway.schemas`, and the reads behind them:
+one place for both doors (the admin API and the command line's ``--json``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from urllib.parse import urlencode
+
+from prometheus_client import CollectorRegistry
+
+from gateway import schemas as m
+from gateway.observability.metrics import Metrics
+from gateway.policy_gate import Classification, PolicyGate
+from gateway.settings import Settings, SmtpClient
+from suppression.address import AddressError, Identities, Mailbox, parse_mailbox
+from suppression.changes import ConsentResult
+from suppression.model import (
+    Consent,
+    Contact,
+    LedgerEvent,
+    Purpose,
+    Reason,
+    RecipientKey,
+    Suppression,
+)
+from suppression.store import ContactRecord, Store, SuppressionFilter
+
+
+def contact(c: Contact) -> m.ContactOut:
+    """Response model of a contact."""
+    return m.ContactOut(
+        identity=c.identity,
+        email=c.email,
+        audience=c.audience,
+        customer=c.customer,
+        customer_since=c.customer_since,
+        created_at=c.created_at,
+        updated_at=c.updated_at,
+    )
+
+
+def consent(c: Consent) -> m.ConsentOut:
+    """Response model of a consent."""
+    return m.ConsentOut(
+        purpose=c.purpose,
+        status=c.status,
+        basis=c.basis,
+        collected_at=c.collected_at,
+        source=c.source,
+        evidence=dict(c.evidence),
+        withdrawn_at=c.withdrawn_at,
+    )
+
+
+def consent_result(r: ConsentResult) -> m.ConsentResultOut:
+    """Response model of a consent change's result."""
+    return m.ConsentResultOut(
+        applied=r.applied,
+        reason=r.reason or None,
+        consent=consent(r.consent) if r.consent else None,
+    )
+
+
+def suppression(s: Suppression, email: str | None) -> m.SuppressionOut:
+    """Response model of a suppression (``email`` only for an identity still on file)."""
+    return m.SuppressionOut(
+        id=s.id,
+        scope=s.scope,
+        reason=s.reason,
+        created_at=s.created_at,
+        identity=s.identity,
+        email=email if s.identity is not None else None,
+        domain=s.domain,
+        purpose=s.purpose,
+        expires_at=s.expires_at,
+        source=s.source,
+    )
+
+
+def ledger(e: LedgerEvent) -> m.LedgerOut:
+    """Response model of a ledger event."""
+    return m.LedgerOut(
+        seq=e.seq,
+        at=e.at,
+        kind=e.kind,
+        purpose=e.purpose,
+        source=e.source,
+        actor=e.actor,
+        evidence=dict(e.evidence),
+        detail=dict(e.detail),
+        prev_hash=e.prev_hash,
+        hash=e.hash,
+    )
+
+
+def purposes(items: Iterable[Purpose]) -> m.PurposeList:
+    """Response model of the catalogue."""
+    return m.PurposeList(
+        items=[
+            m.PurposeOut(
+                id=p.id,
+                label=p.label,
+                description=p.description,
+                basis=p.basis,
+                soft_opt_in=p.soft_opt_in,
+            )
+            for p in items
+        ]
+    )
+
+
+def access_answer(email: str, identity: str, record: ContactRecord) -> m.ContactRecordOut:
+    """The GDPR art. 15 access answer for one address."""
+    shown = record.contact.email if record.contact else None
+    return m.ContactRecordOut(
+        email=email,
+        identity=identity,
+        contact=contact(record.contact) if record.contact else None,
+        consents=[consent(c) for c in record.consents],
+        suppressions=[suppression(s, shown) for s in record.suppressions],
+        ledger=[ledger(e) for e in record.ledger],
+    )
+
+
+def dry_run_gate(
+    settings: Settings, store: Store, identities: Identities, clock: Callable[[], datetime]
+) -> PolicyGate:
+    """A gate on the same policy as SMTP whose metrics go to a private registry, so that
+    checks (``POST /check``, the ``check`` command) count nothing."""
+    shadow = Metrics(
+        CollectorRegistry(),
+        clients=[c.name for c in settings.smtp.clients],
+        purposes=list(settings.policy.catalogue()),
+        version="dry-run",
+    )
+    return PolicyGate(settings.policy, store, identities, shadow, clock)
+
+
+async def emails_of(store: Store, identities: Iterable[str], now: datetime) -> dict[str, str]:
+    """Addresses still on file for these identities (one store query)."""
+    keys = [RecipientKey(identity, "") for identity in dict.fromkeys(identities)]
+    if not keys:
+        return {}
+    facts = await store.facts(keys, now)
+    return {
+        i: f.contact.email for i, f in facts.items() if f.contact is not None and f.contact.email
+    }
+
+
+async def suppression_page(
+    store: Store,
+    q: m.SuppressionQuery,
+    identity: str | None,
+    domain: str | None,
+    now: datetime,
+    prefix: str,
+) -> m.SuppressionPage:
+    """One page of suppressions with the addresses still on file and a ``next`` link."""
+    flt = SuppressionFilter(identity, domain, q.reason, q.scope, q.after_id, q.limit)
+    rows = list(await store.list_suppressions(flt))
+    emails = await emails_of(store, (s.identity for s in rows if s.identity), now)
+    link = None
+    if len(rows) == q.limit:
+        params = q.model_dump(mode="json", exclude_none=True) | {"after_id": rows[-1].id}
+        link = f"{prefix}/suppressions?{urlencode(params)}"
+    items = [suppression(s, emails.get(s.identity or "")) for s in rows]
+    return m.SuppressionPage(items=items, next=link)
+
+
+async def check(
+    gate: PolicyGate, client: SmtpClient | None, cls: Classification, recipients: Sequence[str]
+) -> m.CheckOut:
+    """Decide each recipient as SMTP would; an invalid address is blocked as invalid."""
+    parsed: list[Mailbox | None] = []
+    for raw in recipients:
+        try:
+            parsed.append(parse_mailbox(raw, smtputf8=True))
+        except AddressError:
+            parsed.append(None)
+    valid = [p for p in parsed if p is not None]
+    outcomes = iter(await gate.evaluate(client, cls, valid) if valid else [])
+    results = []
+    for raw, mailbox in zip(recipients, parsed, strict=True):
+        if mailbox is None:
+            results.append(
+                m.CheckResult(
+                    email=raw,
+                    decision="block",
+                    reason=Reason.INVALID_ADDRESS.value,
+                    rule="address.syntax",
+                )
+            )
+            continue
+        d = next(outcomes).decision
+        results.append(
+            m.CheckResult(
+                email=mailbox.address, decision=d.verdict.value, reason=d.reason.value, rule=d.rule
+            )
+        )
+    return m.CheckOut(
+        category=cls.category.value,
+        purpose=cls.purpose.id if cls.purpose else None,
+        mode=gate.mode_for(client).value,
+        results=results,
+    )
