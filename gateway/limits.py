@@ -1,22 +1,56 @@
-"""Per-client sending rates: messages and recipients per minute, as token buckets.
+"""Token buckets: one :class:`TokenBucket`, and the two limits built on it.
 
-Pure (the clock is passed in): the SMTP handler asks :meth:`RateLimits.admit` at each RCPT
-that passed the relay check, and answers ``450 4.7.1`` when it says no. Each bucket holds a
-minute's worth of tokens (a client may burst its whole minute at once) and refills
-continuously. A refusal takes nothing, so a client that backs off is served again as soon as
-the bucket has refilled enough.
+* :class:`RateLimits`, per-client sending rates (messages and recipients per minute). The SMTP
+  handler asks :meth:`RateLimits.admit` at each RCPT that passed the relay check and answers
+  ``450 4.7.1`` when it says no.
+* :class:`RateLimiter`, per-IP requests to the recipient pages, with bounded memory.
 
-The buckets live in one gateway process: with ``--workers N``, or several replicas, a client
-can send up to N times its limit in all (each process admits it in full).
+Pure: the clock is passed in. Each bucket holds a minute's worth of tokens (a burst of a whole
+minute at once) and refills continuously; a refusal takes nothing, so a client that backs off
+is served again as soon as the bucket has refilled enough. The buckets live in one gateway
+process: with ``--workers N``, or several replicas, a client can get up to N times its limit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 
 SECONDS_PER_MINUTE = 60.0
+DEFAULT_MAX_CLIENTS = 10_000
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    """Up to ``capacity`` tokens, refilled at ``capacity`` per minute."""
+
+    capacity: float
+    tokens: float
+    at: float
+
+    @classmethod
+    def full(cls, per_minute: float, now: float) -> TokenBucket:
+        """A bucket holding a minute's worth of tokens."""
+        return cls(per_minute, per_minute, now)
+
+    @property
+    def per_second(self) -> float:
+        """The refill rate."""
+        return self.capacity / SECONDS_PER_MINUTE
+
+    def refill(self, now: float) -> None:
+        """Add what has dripped in since the last refill."""
+        elapsed = max(0.0, now - self.at)
+        self.tokens = min(self.capacity, self.tokens + elapsed * self.per_second)
+        self.at = now
+
+    def wait(self) -> float:
+        """Seconds until one token is there (0 when one is)."""
+        return max(0.0, (1.0 - self.tokens) / self.per_second)
 
 
 class Limited(Enum):
@@ -24,20 +58,6 @@ class Limited(Enum):
 
     MESSAGES = "messages"
     RECIPIENTS = "recipients"
-
-
-@dataclass(slots=True)
-class _Bucket:
-    """Up to ``capacity`` tokens, refilled at ``capacity`` per minute."""
-
-    capacity: float
-    tokens: float
-    at: float
-
-    def refill(self, now: float) -> None:
-        elapsed = max(0.0, now - self.at)
-        self.tokens = min(self.capacity, self.tokens + elapsed * self.capacity / SECONDS_PER_MINUTE)
-        self.at = now
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +75,12 @@ class RateLimits:
     def __init__(self, clients: Iterable[ClientRate], now: float) -> None:
         clients = list(clients)
         self._messages = {
-            c.name: _Bucket(c.messages_per_minute, c.messages_per_minute, now)
+            c.name: TokenBucket.full(c.messages_per_minute, now)
             for c in clients
             if c.messages_per_minute is not None
         }
         self._recipients = {
-            c.name: _Bucket(c.recipients_per_minute, c.recipients_per_minute, now)
+            c.name: TokenBucket.full(c.recipients_per_minute, now)
             for c in clients
             if c.recipients_per_minute is not None
         }
@@ -81,3 +101,53 @@ class RateLimits:
             if bucket is not None:
                 bucket.tokens -= 1
         return None
+
+
+class RateLimiter:
+    """Token buckets keyed by client IP; :meth:`take` answers 0 or seconds to wait.
+
+    A bucket left idle long enough to refill completely is indistinguishable from a new one,
+    so it is dropped; beyond ``max_clients`` live buckets the least recently seen is evicted
+    (an attacker rotating addresses then only gets fresh buckets, which it would have had
+    anyway).
+    """
+
+    def __init__(
+        self,
+        per_minute: int,
+        *,
+        max_clients: int = DEFAULT_MAX_CLIENTS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if per_minute < 1 or max_clients < 1:
+            raise ValueError("per_minute and max_clients must be positive")
+        self.capacity = float(per_minute)
+        self.max_clients = max_clients
+        self.clock = clock
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def take(self, key: str) -> int:
+        """Spend one token for ``key``: 0 when allowed, else whole seconds until the next one."""
+        now = self.clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            self._evict(now)
+            bucket = self._buckets[key] = TokenBucket.full(self.capacity, now)
+        else:
+            self._buckets.move_to_end(key)
+            bucket.refill(now)
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return 0
+        return max(1, math.ceil(bucket.wait()))
+
+    def _evict(self, now: float) -> None:
+        # A bucket idle for a minute is full again; oldest first, stop at one still spent.
+        while self._buckets:
+            key, oldest = next(iter(self._buckets.items()))
+            if now - oldest.at < SECONDS_PER_MINUTE and len(self._buckets) < self.max_clients:
+                break
+            del self._buckets[key]

@@ -12,7 +12,7 @@ import aiosmtplib
 import pytest
 
 from gateway.app import Gateway
-from gateway.http.ratelimit import RateLimiter
+from gateway.limits import RateLimiter
 from suppression.changes import NewSuppression
 from suppression.model import ConsentStatus, Scope, SuppressionReason
 from suppression.store import ContactRecord, SuppressionFilter

@@ -36,7 +36,7 @@ from gateway.http.pages import (
     render_page,
     text,
 )
-from gateway.http.ratelimit import RateLimiter
+from gateway.limits import RateLimiter
 from gateway.observability.labels import Channel
 from gateway.settings import UnsubscribeSettings
 from suppression.model import (
