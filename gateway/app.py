@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from gateway.smtp.access import Clients
 from gateway.smtp.handler import GatewayHandler
 from gateway.smtp.protocol import GatewaySMTP
 from gateway.smtp.sessions import SessionRegistry
-from suppression.address import Identities, NormalisationRules
+from suppression.address import Identities
 from suppression.backends import open_store
 from suppression.store import Store, StoreError, StoreOptions
 from suppression.tokens import TokenCodec
@@ -58,6 +59,10 @@ def package_version() -> str:
         return version("suppression-gateway")
     except PackageNotFoundError:
         return "0+unknown"
+
+
+#: The gateway's clock: timezone-aware UTC (tests inject a settable one).
+Clock = Callable[[], datetime]
 
 
 def utcnow() -> datetime:
@@ -92,156 +97,221 @@ def _tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-def build_relay(settings: Settings) -> Relay:
+def build_relay(settings: Settings, metrics: Metrics) -> Relay:
     """The relay named by ``[relay] url``."""
     url = settings.relay.url
     if url.startswith("maildir:"):
         return MaildirRelay(Path(url.removeprefix("maildir:")))
-    return SmtpRelay(settings.relay, settings.smtp.hostname)
+    relay = SmtpRelay(settings.relay, settings.smtp.hostname)
+    relay.observe = metrics.observe_relay
+    return relay
+
+
+@dataclass(frozen=True)
+class Core:
+    """The parts every door shares, built once from the settings."""
+
+    store: Store
+    secrets: secrets_file.Secrets
+    identities: Identities
+    tokens: TokenCodec
+    metrics: Metrics
+    relay: Relay
+    gate: PolicyGate
+    consents: Consents
+
+
+async def build_core(
+    settings: Settings,
+    stack: contextlib.AsyncExitStack,
+    clock: Callable[[], datetime],
+    registry: CollectorRegistry | None,
+) -> Core:
+    """Open the store and its secrets, the relay, the metrics, the policy gate and the
+    consent door; closing them is pushed on ``stack``."""
+    store = await open_store(
+        settings.store.url,
+        StoreOptions(settings.store.pool_size, settings.store.query_timeout),
+    )
+    stack.push_async_callback(store.close)
+    secrets = await secrets_file.open_secrets(settings.store, store, clock())
+    identities = Identities(secrets.pepper, settings.policy.normalisation_rules())
+    catalogue = settings.policy.catalogue()
+    tokens = TokenCodec(
+        secrets.token_keys,
+        ttl=timedelta(days=settings.unsubscribe.token_ttl_days),
+        names=[*catalogue, *(c.name for c in settings.smtp.clients)],
+    )
+    metrics = Metrics(
+        registry or CollectorRegistry(auto_describe=True),
+        clients=[c.name for c in settings.smtp.clients],
+        purposes=list(catalogue),
+        version=package_version(),
+        dkim_keys=[(k.domain, k.algorithm) for k in settings.dkim.keys],
+    )
+    relay = build_relay(settings, metrics)
+    stack.push_async_callback(relay.close)
+    try:
+        await relay.probe()
+    except RelayFailure as exc:
+        log.warning("relay not reachable at start: %s", exc.detail)
+    consents = Consents(
+        store,
+        identities,
+        catalogue,
+        link_scope=settings.unsubscribe.one_click_scope,
+        clock=clock,
+        count_opt_out=metrics.unsubscribe,
+    )
+    gate = PolicyGate(settings.policy, store, identities, metrics, clock)
+    return Core(store, secrets, identities, tokens, metrics, relay, gate, consents)
+
+
+async def start_smtp(
+    settings: Settings,
+    core: Core,
+    sessions: SessionRegistry,
+    clock: Callable[[], datetime],
+    reuse_port: bool,
+) -> list[asyncio.Server]:
+    """Listen on every ``[smtp] listen`` address."""
+    relay, metrics = core.relay, core.metrics
+    signer = Signer.from_settings(settings.dkim.keys)
+    delivery = Delivery(settings, core.gate, core.tokens, signer, metrics, clock)
+    handler = GatewayHandler(
+        settings, relay, core.gate, delivery, core.tokens, core.consents, metrics, clock
+    )
+    clients = Clients(settings.smtp.clients)
+    tls = _tls_context(settings)
+
+    def protocol_factory() -> GatewaySMTP:
+        return GatewaySMTP(
+            handler,
+            registry=sessions,
+            clients=clients,
+            max_line_length=settings.smtp.max_line_length,
+            max_auth_failures=settings.smtp.max_auth_failures,
+            on_reject=lambda kind: metrics.rejection(RejectionCode(kind)),
+            hostname=settings.smtp.hostname,
+            ident="suppression-gateway ESMTP",
+            data_size_limit=advertised_size(settings.smtp.max_message_size, relay.capabilities),
+            enable_SMTPUTF8=relay.capabilities.smtputf8,
+            decode_data=False,
+            tls_context=tls,
+            require_starttls=False,
+            auth_require_tls=True,
+            auth_required=False,
+            auth_exclude_mechanism=[] if clients.offers_auth else ["PLAIN", "LOGIN"],
+            timeout=settings.smtp.command_timeout,
+            command_call_limit=None,
+        )
+
+    loop = asyncio.get_running_loop()
+    servers = []
+    for address in settings.smtp.listen:
+        host, port = parse_hostport(address)
+        with _listen_errors("smtp.listen", address):
+            servers.append(
+                await loop.create_server(
+                    protocol_factory, host, port, reuse_port=reuse_port or None
+                )
+            )
+    return servers
+
+
+async def start_http(
+    settings: Settings, core: Core, clock: Callable[[], datetime], reuse_port: bool
+) -> tuple[web.AppRunner, tuple[str, int]]:
+    """Serve health, metrics, the unsubscribe endpoint and the admin API; the runner and the
+    address it listens on."""
+    store, relay = core.store, core.relay
+
+    async def store_ready() -> str | None:
+        try:
+            await store.ping()
+        except StoreError as exc:
+            return f"store: {type(exc).__name__}"
+        return None
+
+    async def relay_ready() -> str | None:
+        return None if relay.capabilities.reachable else "relay unreachable at last probe"
+
+    app = build_app(core.metrics, {"store": store_ready, "relay": relay_ready})
+    dry_run = records.dry_run_gate(settings, store, core.identities, clock)
+    setup_admin(app, AdminContext(settings, store, core.identities, dry_run, core.consents, clock))
+    setup_unsubscribe(
+        app,
+        tokens=core.tokens,
+        token_keys=core.secrets.token_keys,
+        consents=core.consents,
+        settings=settings.unsubscribe,
+        clock=clock,
+    )
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    host, port = parse_hostport(settings.http.listen)
+    try:
+        with _listen_errors("http.listen", settings.http.listen):
+            sock = _listening_socket(host, port, reuse_port)
+        # A socket of our own: its bound address is known without aiohttp's internals.
+        await web.SockSite(runner, sock).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner, sock.getsockname()[:2]
+
+
+def _listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+    """A bound TCP socket for ``host:port`` (the first address the name resolves to)."""
+    family, *_ = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)[0]
+    return socket.create_server((host, port), family=family, reuse_port=reuse_port)
+
+
+def start_background(core: Core, stack: contextlib.AsyncExitStack, clock: Clock) -> None:
+    """The relay probe and the suppression gauges, cancelled on exit."""
+    background = [
+        asyncio.create_task(_probe_relay(core.relay)),
+        asyncio.create_task(_refresh_suppression_counts(core.store, core.metrics, clock)),
+    ]
+    for task in background:
+        stack.callback(task.cancel)
 
 
 @contextlib.asynccontextmanager
 async def running(
     settings: Settings,
     *,
-    clock: Callable[[], datetime] = utcnow,
+    clock: Clock = utcnow,
     registry: CollectorRegistry | None = None,
     reuse_port: bool = False,
 ) -> AsyncIterator[Gateway]:
     """Start the gateway's listeners; on exit drain sessions and close everything."""
     async with contextlib.AsyncExitStack() as stack:
-        store = await open_store(
-            settings.store.url,
-            StoreOptions(settings.store.pool_size, settings.store.query_timeout),
-        )
-        stack.push_async_callback(store.close)
-        secrets_path = settings.store.secrets_file or secrets_file.default_path(settings.store.url)
-        holds_data = not secrets_path.exists() and await secrets_file.store_holds_data(
-            store, clock()
-        )
-        secrets = secrets_file.load_or_create(secrets_path, store_has_data=holds_data)
-        policy = settings.policy
-        identities = Identities(
-            secrets.pepper,
-            NormalisationRules(
-                frozenset(policy.case_sensitive_domains), frozenset(policy.plus_tag_domains)
-            ),
-        )
-        catalogue = policy.catalogue()
-        tokens = TokenCodec(
-            secrets.token_keys,
-            ttl=timedelta(days=settings.unsubscribe.token_ttl_days),
-            names=[*catalogue, *(c.name for c in settings.smtp.clients)],
-        )
-        signer = Signer.from_settings(settings.dkim.keys)
-        metrics = Metrics(
-            registry or CollectorRegistry(auto_describe=True),
-            clients=[c.name for c in settings.smtp.clients],
-            purposes=list(catalogue),
-            version=package_version(),
-            dkim_keys=[(k.domain, k.algorithm) for k in settings.dkim.keys],
-        )
-        relay = build_relay(settings)
-        if isinstance(relay, SmtpRelay):
-            relay.observe = metrics.observe_relay
-        stack.push_async_callback(relay.close)
-        try:
-            await relay.probe()
-        except RelayFailure as exc:
-            log.warning("relay not reachable at start: %s", exc.detail)
-
-        gate = PolicyGate(policy, store, identities, metrics, clock)
-        consents = Consents(
-            store,
-            identities,
-            catalogue,
-            link_scope=settings.unsubscribe.one_click_scope,
-            clock=clock,
-            count_opt_out=metrics.unsubscribe,
-        )
-        delivery = Delivery(settings, gate, tokens, signer, metrics, clock)
-        handler = GatewayHandler(settings, relay, gate, delivery, tokens, consents, metrics, clock)
+        core = await build_core(settings, stack, clock, registry)
         sessions = SessionRegistry(
             settings.smtp.max_sessions,
-            on_open=metrics.session_opened,
-            on_close=metrics.session_closed,
+            on_open=core.metrics.session_opened,
+            on_close=core.metrics.session_closed,
         )
-        gateway = Gateway(settings, store, relay, metrics, identities, tokens, sessions)
-
-        clients = Clients(settings.smtp.clients)
-        tls = _tls_context(settings)
-
-        def protocol_factory() -> GatewaySMTP:
-            return GatewaySMTP(
-                handler,
-                registry=sessions,
-                clients=clients,
-                max_line_length=settings.smtp.max_line_length,
-                max_auth_failures=settings.smtp.max_auth_failures,
-                on_reject=lambda kind: metrics.rejection(RejectionCode(kind)),
-                hostname=settings.smtp.hostname,
-                ident="suppression-gateway ESMTP",
-                data_size_limit=advertised_size(settings.smtp.max_message_size, relay.capabilities),
-                enable_SMTPUTF8=relay.capabilities.smtputf8,
-                decode_data=False,
-                tls_context=tls,
-                require_starttls=False,
-                auth_require_tls=True,
-                auth_required=False,
-                auth_exclude_mechanism=[] if clients.offers_auth else ["PLAIN", "LOGIN"],
-                timeout=settings.smtp.command_timeout,
-                command_call_limit=None,
-            )
-
-        loop = asyncio.get_running_loop()
-        for address in settings.smtp.listen:
-            host, port = parse_hostport(address)
-            with _listen_errors("smtp.listen", address):
-                server = await loop.create_server(
-                    protocol_factory, host, port, reuse_port=reuse_port or None
-                )
-            gateway.smtp_servers.append(server)
-            gateway.smtp_addresses.append(server.sockets[0].getsockname()[:2])
-
-        async def store_ready() -> str | None:
-            try:
-                await store.ping()
-            except StoreError as exc:
-                return f"store: {type(exc).__name__}"
-            return None
-
-        async def relay_ready() -> str | None:
-            return None if relay.capabilities.reachable else "relay unreachable at last probe"
-
-        app = build_app(metrics, {"store": store_ready, "relay": relay_ready})
-        dry_run = records.dry_run_gate(settings, store, identities, clock)
-        setup_admin(app, AdminContext(settings, store, identities, dry_run, consents, clock))
-        setup_unsubscribe(
-            app,
-            tokens=tokens,
-            token_keys=secrets.token_keys,
-            consents=consents,
-            settings=settings.unsubscribe,
-            clock=clock,
+        gateway = Gateway(
+            settings,
+            core.store,
+            core.relay,
+            core.metrics,
+            core.identities,
+            core.tokens,
+            sessions,
         )
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        http_host, http_port = parse_hostport(settings.http.listen)
-        site = web.TCPSite(runner, http_host, http_port, reuse_port=reuse_port or None)
-        with _listen_errors("http.listen", settings.http.listen):
-            await site.start()
-        gateway.http_runner = runner
-        http_server = site._server  # aiohttp keeps the asyncio.Server here
-        if isinstance(http_server, asyncio.Server) and http_server.sockets:
-            gateway.http_address = http_server.sockets[0].getsockname()[:2]
-        stack.push_async_callback(runner.cleanup)
-
-        background = [
-            asyncio.create_task(_probe_relay(relay)),
-            asyncio.create_task(_refresh_suppression_counts(store, metrics, clock)),
-        ]
-        for task in background:
-            stack.callback(task.cancel)
+        gateway.smtp_servers = await start_smtp(settings, core, sessions, clock, reuse_port)
+        gateway.smtp_addresses = [s.sockets[0].getsockname()[:2] for s in gateway.smtp_servers]
+        for server in gateway.smtp_servers:
+            stack.callback(server.close)  # should the rest of the start fail
+        gateway.http_runner, gateway.http_address = await start_http(
+            settings, core, clock, reuse_port
+        )
+        stack.push_async_callback(gateway.http_runner.cleanup)
+        start_background(core, stack, clock)
+        # First on exit: stop accepting and drain SMTP while HTTP still answers.
         stack.push_async_callback(partial(_stop_smtp, gateway))
         log.info(
             "listening",
@@ -275,9 +345,7 @@ async def _probe_relay(relay: Relay) -> None:
             log.warning("relay probe failed: %s", exc.detail)
 
 
-async def _refresh_suppression_counts(
-    store: Store, metrics: Metrics, clock: Callable[[], datetime]
-) -> None:
+async def _refresh_suppression_counts(store: Store, metrics: Metrics, clock: Clock) -> None:
     """Publish active suppressions by reason now and every minute (not on each scrape)."""
     while True:
         try:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from gateway.settings import ConfigError
+from gateway.settings import ConfigError, StoreSettings
 from suppression.store import Store
 from suppression.tokens import KEY_BYTES as TOKEN_KEY_BYTES
 from suppression.tokens import generate_key
@@ -66,6 +66,16 @@ def load_or_create(path: Path, *, store_has_data: bool) -> Secrets:
             )
         write(path, Secrets(os.urandom(PEPPER_BYTES), {1: generate_key()}), replace=False)
     return read(path)
+
+
+async def open_secrets(settings: StoreSettings, store: Store, now: datetime) -> Secrets:
+    """The secrets of an opened store: read from ``[store] secrets_file`` (default: beside a
+    SQLite store), created on first start of an empty store, refused for a store that holds
+    data without them. The one way ``serve``, the commands and the worker supervisor get them.
+    """
+    path = settings.secrets_file or default_path(settings.url)
+    holds_data = not path.exists() and await store_holds_data(store, now)
+    return load_or_create(path, store_has_data=holds_data)
 
 
 def read(path: Path) -> Secrets:

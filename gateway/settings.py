@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from suppression.address import NormalisationRules
 from suppression.model import Basis, Category, PolicyMode, Purpose
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -304,6 +305,12 @@ class PolicySettings(_Section):
     def catalogue(self) -> dict[str, Purpose]:
         """Purposes by id."""
         return {p.id: p.to_purpose() for p in self.purposes}
+
+    def normalisation_rules(self) -> NormalisationRules:
+        """How addresses are folded before they are keyed (:mod:`suppression.address`)."""
+        return NormalisationRules(
+            frozenset(self.case_sensitive_domains), frozenset(self.plus_tag_domains)
+        )
 
 
 class UnsubscribeSettings(_Section):

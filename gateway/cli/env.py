@@ -20,7 +20,7 @@ from gateway import secrets as secrets_file
 from gateway.bulk.importing import Progress
 from gateway.consents import Consents
 from gateway.settings import ConfigError, Settings, load_settings
-from suppression.address import AddressError, Identities, NormalisationRules, parse_mailbox
+from suppression.address import AddressError, Identities, parse_mailbox
 from suppression.backends import open_store
 from suppression.import_files import FileLines
 from suppression.store import NotFound, Store, StoreError, StoreOptions
@@ -56,14 +56,9 @@ async def opened(settings: Settings) -> AsyncIterator[Env]:
     url = settings.store.url
     store = await open_store(url, StoreOptions(1, settings.store.query_timeout))
     try:
-        path = settings.store.secrets_file or secrets_file.default_path(url)
-        holds_data = not path.exists() and await secrets_file.store_holds_data(store, now())
-        secrets = secrets_file.load_or_create(path, store_has_data=holds_data)
+        secrets = await secrets_file.open_secrets(settings.store, store, now())
         policy = settings.policy
-        rules = NormalisationRules(
-            frozenset(policy.case_sensitive_domains), frozenset(policy.plus_tag_domains)
-        )
-        identities = Identities(secrets.pepper, rules)
+        identities = Identities(secrets.pepper, policy.normalisation_rules())
         consents = Consents(
             store,
             identities,

@@ -22,7 +22,6 @@ from pathlib import Path
 from types import FrameType
 
 from gateway import secrets as secrets_file
-from gateway.secrets import store_holds_data
 from gateway.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -35,12 +34,9 @@ async def _prepare(config: str | None) -> None:
     from suppression.store import StoreOptions
 
     settings = load_settings(Path(config) if config else None)
-    path = settings.store.secrets_file or secrets_file.default_path(settings.store.url)
-    url = settings.store.url
-    store = await open_store(url, StoreOptions(1, settings.store.query_timeout))
+    store = await open_store(settings.store.url, StoreOptions(1, settings.store.query_timeout))
     try:
-        holds_data = not path.exists() and await store_holds_data(store, datetime.now(UTC))
-        secrets_file.load_or_create(path, store_has_data=holds_data)
+        await secrets_file.open_secrets(settings.store, store, datetime.now(UTC))
     finally:
         await store.close()
 
