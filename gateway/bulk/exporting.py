@@ -77,10 +77,17 @@ def _cell(value: Any) -> str:
 def suppression_row(s: Suppression, email: str | None) -> dict[str, Any]:
     """Our export row of a suppression."""
     return {
-        "record": "suppression", "email": email, "identity": s.identity, "domain": s.domain,
-        "scope": s.scope.value, "purpose": s.purpose, "reason": s.reason.value,
-        "source": s.source, "created_at": s.created_at, "expires_at": s.expires_at,
-    }  # fmt: skip
+        "record": "suppression",
+        "email": email,
+        "identity": s.identity,
+        "domain": s.domain,
+        "scope": s.scope.value,
+        "purpose": s.purpose,
+        "reason": s.reason.value,
+        "source": s.source,
+        "created_at": s.created_at,
+        "expires_at": s.expires_at,
+    }
 
 
 def ledger_row(e: LedgerEvent) -> dict[str, Any]:
@@ -89,15 +96,35 @@ def ledger_row(e: LedgerEvent) -> dict[str, Any]:
     pseudonymous fields (:func:`suppression._store_rows.chain_hash`), so each row can be checked
     on its own, and against the head that ``ledger verify`` prints."""
     return {
-        "record": "ledger", "seq": e.seq, "at": e.at, "kind": e.kind, "identity": e.identity,
-        "purpose": e.purpose, "source": e.source, "actor": e.actor,
-        "evidence": dict(e.evidence), "detail": dict(e.detail),
-        "prev_hash": e.prev_hash, "hash": e.hash,
-    }  # fmt: skip
+        "record": "ledger",
+        "seq": e.seq,
+        "at": e.at,
+        "kind": e.kind,
+        "identity": e.identity,
+        "purpose": e.purpose,
+        "source": e.source,
+        "actor": e.actor,
+        "evidence": dict(e.evidence),
+        "detail": dict(e.detail),
+        "prev_hash": e.prev_hash,
+        "hash": e.hash,
+    }
 
 
-LEDGER_COLUMNS = ("record", "seq", "at", "kind", "identity", "purpose", "source", "actor",
-                  "evidence", "detail", "prev_hash", "hash")  # fmt: skip
+LEDGER_COLUMNS = (
+    "record",
+    "seq",
+    "at",
+    "kind",
+    "identity",
+    "purpose",
+    "source",
+    "actor",
+    "evidence",
+    "detail",
+    "prev_hash",
+    "hash",
+)
 
 
 async def export_suppressions(store: Store, out: RowWriter, now: datetime) -> int:
@@ -126,19 +153,29 @@ def consent_row(entry: ConsentEntry) -> dict[str, Any]:
     """Our export row of a consent record."""
     c = entry.consent
     return {
-        "record": "consent", "identity": entry.identity, "email": entry.email,
-        "purpose": c.purpose, "status": c.status.value, "basis": c.basis.value,
-        "source": c.source, "collected_at": c.collected_at, "withdrawn_at": c.withdrawn_at,
+        "record": "consent",
+        "identity": entry.identity,
+        "email": entry.email,
+        "purpose": c.purpose,
+        "status": c.status.value,
+        "basis": c.basis.value,
+        "source": c.source,
+        "collected_at": c.collected_at,
+        "withdrawn_at": c.withdrawn_at,
         "evidence": dict(c.evidence),
-    }  # fmt: skip
+    }
 
 
 def contact_row(c: Contact) -> dict[str, Any]:
     """Our export row of a contact."""
     return {
-        "record": "contact", "identity": c.identity, "email": c.email,
-        "audience": c.audience.value, "customer": c.customer, "customer_since": c.customer_since,
-    }  # fmt: skip
+        "record": "contact",
+        "identity": c.identity,
+        "email": c.email,
+        "audience": c.audience.value,
+        "customer": c.customer,
+        "customer_since": c.customer_since,
+    }
 
 
 async def export_consents(store: Store, out: RowWriter) -> int:

@@ -80,10 +80,14 @@ class ImportSummary:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
         return {
-            "rows": self.rows, "added": self.added, "unchanged": self.unchanged,
-            "kept": self.kept, "failed": self.failed, "opted_out": self.opted_out,
+            "rows": self.rows,
+            "added": self.added,
+            "unchanged": self.unchanged,
+            "kept": self.kept,
+            "failed": self.failed,
+            "opted_out": self.opted_out,
             "errors": [{"line": e.line, "message": e.message} for e in self.errors],
-        }  # fmt: skip
+        }
 
 
 class Importer:
@@ -165,9 +169,13 @@ class Importer:
         ):
             runs = SortedRuns(Path(tmp))
             ParallelReader(
-                reader, self.identities, runs, processes=processes, chunk_size=self.run_size,
+                reader,
+                self.identities,
+                runs,
+                processes=processes,
+                chunk_size=self.run_size,
                 on_rows=count,
-            ).read(records)  # fmt: skip
+            ).read(records)
             await self._write_all(runs.merged(), report)
 
     async def _write_all(self, ordered: Iterable[Targeted], report: Progress) -> None:
@@ -252,21 +260,34 @@ class Importer:
             return None
         seen.add(key)
         return NewSuppression(
-            scope=row.scope, reason=row.reason, source=row.source, actor=self.actor,
-            at=row.at or self.now, identity=identity, email=row.email, domain=row.domain,
-            purpose=row.purpose, expires_at=row.expires_at,
-        )  # fmt: skip
+            scope=row.scope,
+            reason=row.reason,
+            source=row.source,
+            actor=self.actor,
+            at=row.at or self.now,
+            identity=identity,
+            email=row.email,
+            domain=row.domain,
+            purpose=row.purpose,
+            expires_at=row.expires_at,
+        )
 
     def _consent(
         self, row: ConsentRow, identity: str, f: RecipientFacts, consents: dict[Any, Any]
     ) -> ConsentChange | None:
         change = ConsentChange(
-            identity=identity, email=row.email, purpose=row.purpose, status=row.status,
-            basis=row.basis, source=row.source, actor=self.actor, at=row.at or self.now,
+            identity=identity,
+            email=row.email,
+            purpose=row.purpose,
+            status=row.status,
+            basis=row.basis,
+            source=row.source,
+            actor=self.actor,
+            at=row.at or self.now,
             evidence=dict(row.evidence),
             explicit=row.status is ConsentStatus.OPTED_IN and bool(row.evidence),
             collected_at=row.collected_at,
-        )  # fmt: skip
+        )
         slot = (identity, row.purpose)
         current = consents[slot] if slot in consents else f.consents.get(row.purpose)
         outcome = consent_rules.evaluate(current, change)
@@ -282,16 +303,24 @@ class Importer:
         self, row: ContactRow, identity: str | None, f: RecipientFacts, seen: set[Any]
     ) -> ContactUpdate | None:
         c = f.contact
-        wanted = {"audience": row.audience, "customer": row.customer,
-                  "customer_since": row.customer_since}  # fmt: skip
+        wanted = {
+            "audience": row.audience,
+            "customer": row.customer,
+            "customer_since": row.customer_since,
+        }
         same = c is not None and all(v is None or getattr(c, k) == v for k, v in wanted.items())
         if same or identity is None or ("k", identity) in seen:
             return None
         seen.add(("k", identity))
         return ContactUpdate(
-            identity, row.email, self.actor, self.now, audience=row.audience,
-            customer=row.customer, customer_since=row.customer_since,
-        )  # fmt: skip
+            identity,
+            row.email,
+            self.actor,
+            self.now,
+            audience=row.audience,
+            customer=row.customer,
+            customer_since=row.customer_since,
+        )
 
     async def _write_batch(self, writes: Sequence[Write]) -> None:
         # Already in target order (see run()): the ledger of a batch follows it.

@@ -35,8 +35,13 @@ def register(commands: Any) -> None:
         p.add_argument("email")
         p.add_argument("--purpose", required=True)
         p.add_argument("--source", default="cli")
-        p.add_argument("--evidence", action="append", default=[], metavar="KEY=VALUE",
-                       help="proof of the person's act; makes an opt-in explicit")  # fmt: skip
+        p.add_argument(
+            "--evidence",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="proof of the person's act; makes an opt-in explicit",
+        )
         p.set_defaults(func=run_with_store(c.consent), status=status)
 
     suppress = commands.add_parser("suppress", help="manage suppressions")
@@ -76,17 +81,28 @@ def register(commands: Any) -> None:
 
     imp = _common(commands.add_parser("import", help="import suppressions or consents"))
     imp.add_argument("file")
-    imp.add_argument("--format", required=True, help="native, sendgrid-bounces, "
-                     "sendgrid-spam-reports, sendgrid-unsubscribes, mailchimp-unsubscribed, "
-                     "mailchimp-cleaned, ses")  # fmt: skip
+    imp.add_argument(
+        "--format",
+        required=True,
+        help="native, sendgrid-bounces, "
+        "sendgrid-spam-reports, sendgrid-unsubscribes, mailchimp-unsubscribed, "
+        "mailchimp-cleaned, ses",
+    )
     imp.add_argument("--data-format", choices=["csv", "jsonl"], help="default: by suffix")
     imp.add_argument("--strict", action="store_true", help="any bad row: change nothing")
     imp.add_argument("--source", help="source recorded on each row (default: the format)")
-    imp.add_argument("--temp-dir", help="where a large import spills its rows while sorting "
-                     "them (about 140 bytes a row; default: $TMPDIR)")  # fmt: skip
-    imp.add_argument("--processes", type=int, default=1,
-                     help="processes reading a large file: 2 on two CPUs cut a 1M-row import "
-                     "by 10-20 %%, each costing about 100 MB (default: 1)")  # fmt: skip
+    imp.add_argument(
+        "--temp-dir",
+        help="where a large import spills its rows while sorting "
+        "them (about 140 bytes a row; default: $TMPDIR)",
+    )
+    imp.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="processes reading a large file: 2 on two CPUs cut a 1M-row import "
+        "by 10-20 %%, each costing about 100 MB (default: 1)",
+    )
     imp.add_argument("--batch-size", type=int, default=IMPORT_BATCH, help=argparse.SUPPRESS)
     imp.set_defaults(func=run_with_store(c.import_file))
 
@@ -99,15 +115,21 @@ def register(commands: Any) -> None:
 
     ledger = commands.add_parser("ledger", help="the consent ledger")
     ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True)
-    verify = _common(ledger_sub.add_parser(
-        "verify", help="check the ledger's hash chain, event by event",
-        description="Walk every ledger event in order and check that it chains to the one "
-        "before (no event deleted, reordered or rewritten). Exit 0 when intact, 1 if not. "
-        "Keep the printed head (SEQ:HASH) outside the database and pass it as --anchor "
-        "next time: that also shows newer events cut off or the whole ledger rebuilt.",
-    ))  # fmt: skip
-    verify.add_argument("--anchor", metavar="SEQ:HASH",
-                        help="an event noted earlier, which must still have that hash")  # fmt: skip
+    verify = _common(
+        ledger_sub.add_parser(
+            "verify",
+            help="check the ledger's hash chain, event by event",
+            description="Walk every ledger event in order and check that it chains to the one "
+            "before (no event deleted, reordered or rewritten). Exit 0 when intact, 1 if not. "
+            "Keep the printed head (SEQ:HASH) outside the database and pass it as --anchor "
+            "next time: that also shows newer events cut off or the whole ledger rebuilt.",
+        )
+    )
+    verify.add_argument(
+        "--anchor",
+        metavar="SEQ:HASH",
+        help="an event noted earlier, which must still have that hash",
+    )
     verify.set_defaults(func=run_with_store_only(c.ledger_verify))
 
     token = commands.add_parser("token", help="unsubscribe token tools")

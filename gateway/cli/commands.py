@@ -111,14 +111,19 @@ async def suppress_remove(args: argparse.Namespace, env: Env) -> int:
 async def suppress_list(args: argparse.Namespace, env: Env) -> int:
     """List suppressions by exact filters."""
     query = SuppressionQuery(
-        email=args.email, domain=args.domain, reason=args.reason, scope=args.scope,
-        after_id=args.after_id, limit=args.limit,
-    )  # fmt: skip
+        email=args.email,
+        domain=args.domain,
+        reason=args.reason,
+        scope=args.scope,
+        after_id=args.after_id,
+        limit=args.limit,
+    )
     identity = env.identities.of(env.email(args.email)) if args.email else None
     domain = normalise_domain(args.domain) if args.domain else None
     page = await records.suppression_page(env.store, query, identity, domain, now(), "")
-    lines = [f"{s.id}\t{s.email or s.domain or s.identity}\t{s.scope}\t{s.reason}"
-             for s in page.items]  # fmt: skip
+    lines = [
+        f"{s.id}\t{s.email or s.domain or s.identity}\t{s.scope}\t{s.reason}" for s in page.items
+    ]
     emit(args, page, "\n".join(lines))
     return 0
 
@@ -167,14 +172,20 @@ async def _import_file(args: argparse.Namespace, env: Env) -> int:
     source = args.source or f"import:{fmt.value}"
     show = sys.stderr.isatty() and not args.json
     importer = Importer(
-        env.store, env.identities, lambda p: None, actor=ACTOR, now=now(),
-        batch_size=max(1, args.batch_size), temp_dir=args.temp_dir,
-    )  # fmt: skip
+        env.store,
+        env.identities,
+        lambda p: None,
+        actor=ACTOR,
+        now=now(),
+        batch_size=max(1, args.batch_size),
+        temp_dir=args.temp_dir,
+    )
     if args.strict:
         with path.open("rb") as handle:
             lines = FileLines(handle)
-            rows = importers.parse(lines, fmt, data, source=source, purposes=purposes,
-                                   problems=lines.problems)  # fmt: skip
+            rows = importers.parse(
+                lines, fmt, data, source=source, purposes=purposes, problems=lines.problems
+            )
             for row in rows:
                 if isinstance(row, import_files.RowError):
                     importer.summary.error(row)
@@ -208,8 +219,10 @@ def _report(args: argparse.Namespace, importer: Importer, *, strict_abort: bool 
     if strict_abort:
         text = f"--strict: {s.failed} bad rows, nothing imported"
     else:
-        text = (f"{s.rows} rows: {s.added} added, {s.unchanged} unchanged, {s.kept} kept "
-                f"(an opt-out or newer record stands), {s.failed} failed")  # fmt: skip
+        text = (
+            f"{s.rows} rows: {s.added} added, {s.unchanged} unchanged, {s.kept} kept "
+            f"(an opt-out or newer record stands), {s.failed} failed"
+        )
         if s.rows and not s.added and not s.failed:
             text += " (nothing changed)"
     for e in s.errors[:20] if not args.json else []:
@@ -236,8 +249,9 @@ async def export(args: argparse.Namespace, env: Env) -> int:
         if args.data_format == "jsonl":
             writer = exporting.JsonlWriter(out)
         else:
-            writer = exporting.CsvWriter(out, exporting.LEDGER_COLUMNS if ledger else
-                                         importers.NATIVE_COLUMNS)  # fmt: skip
+            writer = exporting.CsvWriter(
+                out, exporting.LEDGER_COLUMNS if ledger else importers.NATIVE_COLUMNS
+            )
         if ledger:
             count = await exporting.export_ledger(
                 env.store, env.identities.of(env.email(args.email)), writer
@@ -289,8 +303,12 @@ def token_inspect(args: argparse.Namespace) -> int:
         forever = TokenCodec(secrets.token_keys, ttl=timedelta(days=365 * 200), names=names)
         claims = forever.open(args.token, now())
     data = {
-        "identity": claims.identity, "purpose": claims.purpose, "client": claims.client,
-        "issued_at": claims.issued_at.isoformat(), "key_id": claims.kid, "expired": expired,
-    }  # fmt: skip
+        "identity": claims.identity,
+        "purpose": claims.purpose,
+        "client": claims.client,
+        "issued_at": claims.issued_at.isoformat(),
+        "key_id": claims.kid,
+        "expired": expired,
+    }
     emit(args, data, "\n".join(f"{k}: {v}" for k, v in data.items()))
     return 0

@@ -73,11 +73,19 @@ def cmd_dkim_keygen(args: argparse.Namespace) -> int:
     path, record = keygen(args.domain, args.selector, args.algorithm, Path(args.out_dir))
     if args.json:
         value = txt_value(load_private_key(path.read_bytes(), args.algorithm))
-        print(json.dumps({
-            "domain": args.domain, "selector": args.selector, "algorithm": args.algorithm,
-            "key_file": str(path), "dns_name": f"{args.selector}._domainkey.{args.domain}",
-            "txt_value": value, "txt_record": record,
-        }))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "domain": args.domain,
+                    "selector": args.selector,
+                    "algorithm": args.algorithm,
+                    "key_file": str(path),
+                    "dns_name": f"{args.selector}._domainkey.{args.domain}",
+                    "txt_value": value,
+                    "txt_record": record,
+                }
+            )
+        )
         return 0
     print(f"# private key written to {path}", file=sys.stderr)
     print(record)

@@ -12,10 +12,18 @@ from gateway import schemas as m
 
 M = TypeVar("M", bound=BaseModel)
 PROBLEM_TYPE = "urn:suppression-gateway:problem:"
-_TITLES = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found",
-           405: "method-not-allowed", 409: "conflict", 413: "too-large",
-           415: "unsupported-media-type", 422: "invalid-field",
-           503: "store-unavailable"}  # fmt: skip
+_TITLES = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    409: "conflict",
+    413: "too-large",
+    415: "unsupported-media-type",
+    422: "invalid-field",
+    503: "store-unavailable",
+}
 
 
 class Problem(Exception):

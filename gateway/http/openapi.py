@@ -18,9 +18,16 @@ from gateway.schemas import SuppressionQuery
 _REF = "#/components/schemas/{model}"
 _REQUESTS: list[type[BaseModel]] = [m.ConsentIn, m.ContactPatch, m.SuppressionIn, m.CheckIn]
 _RESPONSES: list[type[BaseModel]] = [
-    m.ConsentResultOut, m.ContactOut, m.ContactRecordOut, m.ErasureOut, m.SuppressionOut,
-    m.SuppressionPage, m.CheckOut, m.PurposeList, m.Problem,
-]  # fmt: skip
+    m.ConsentResultOut,
+    m.ContactOut,
+    m.ContactRecordOut,
+    m.ErasureOut,
+    m.SuppressionOut,
+    m.SuppressionPage,
+    m.CheckOut,
+    m.PurposeList,
+    m.Problem,
+]
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -32,20 +39,27 @@ def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
 
 
 def _problem(description: str = "Problem details (RFC 9457).") -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/problem+json": {"schema": _ref(m.Problem)}}}  # fmt: skip
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": _ref(m.Problem)}},
+    }
 
 
 def _unauthorized() -> dict[str, Any]:
-    return {**_problem("No valid bearer token."),
-            "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}}}  # fmt: skip
+    return {
+        **_problem("No valid bearer token."),
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    }
 
 
 def _problems(*statuses: int) -> dict[str, Any]:
     out = {str(s): _problem() for s in (401, *statuses, 503)}
     out["401"] = _unauthorized()
-    out["503"] = {**out["503"], "description": "The consent store is unavailable; retry.",
-                  "headers": {"Retry-After": {"schema": {"type": "string"}}}}  # fmt: skip
+    out["503"] = {
+        **out["503"],
+        "description": "The consent store is unavailable; retry.",
+        "headers": {"Retry-After": {"schema": {"type": "string"}}},
+    }
     return out
 
 
@@ -57,8 +71,12 @@ def _op(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]
     return {"summary": summary, "responses": responses, **extra}
 
 
-_EMAIL = {"name": "email", "in": "path", "required": True,
-          "schema": {"type": "string", "minLength": 1, "maxLength": 320}}  # fmt: skip
+_EMAIL = {
+    "name": "email",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 320},
+}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
 
 
@@ -72,49 +90,78 @@ def _query_parameters() -> list[dict[str, Any]]:
 
 def _paths() -> dict[str, Any]:
     return {
-        "/consents": {"post": _op(
-            "Record consent or its withdrawal",
-            {"200": _json(m.ConsentResultOut, "Applied, or unchanged."),
-             **_problems(400, 409, 413, 415, 422)},
-            requestBody=_body(m.ConsentIn),
-        )},
+        "/consents": {
+            "post": _op(
+                "Record consent or its withdrawal",
+                {
+                    "200": _json(m.ConsentResultOut, "Applied, or unchanged."),
+                    **_problems(400, 409, 413, 415, 422),
+                },
+                requestBody=_body(m.ConsentIn),
+            )
+        },
         "/contacts/{email}": {
             "parameters": [_EMAIL],
-            "get": _op("Everything held about an address (GDPR access)",
-                       {"200": _json(m.ContactRecordOut, "The record."), **_problems(404, 422)}),
-            "patch": _op("Update contact attributes",
-                         {"200": _json(m.ContactOut, "The contact."),
-                          **_problems(400, 413, 415, 422)},
-                         requestBody=_body(m.ContactPatch)),
-            "delete": _op("Erase the address (GDPR erasure)",
-                          {"200": _json(m.ErasureOut, "Erased."), **_problems(422)}),
+            "get": _op(
+                "Everything held about an address (GDPR access)",
+                {"200": _json(m.ContactRecordOut, "The record."), **_problems(404, 422)},
+            ),
+            "patch": _op(
+                "Update contact attributes",
+                {"200": _json(m.ContactOut, "The contact."), **_problems(400, 413, 415, 422)},
+                requestBody=_body(m.ContactPatch),
+            ),
+            "delete": _op(
+                "Erase the address (GDPR erasure)",
+                {"200": _json(m.ErasureOut, "Erased."), **_problems(422)},
+            ),
         },
         "/suppressions": {
-            "post": _op("Add a suppression",
-                        {"201": _json(m.SuppressionOut, "Added (or the existing one)."),
-                         **_problems(400, 413, 415, 422)},
-                        requestBody=_body(m.SuppressionIn)),
-            "get": _op("List suppressions (exact filters, pages by id)",
-                       {"200": _json(m.SuppressionPage, "One page."), **_problems(400, 422)},
-                       parameters=_query_parameters()),
+            "post": _op(
+                "Add a suppression",
+                {
+                    "201": _json(m.SuppressionOut, "Added (or the existing one)."),
+                    **_problems(400, 413, 415, 422),
+                },
+                requestBody=_body(m.SuppressionIn),
+            ),
+            "get": _op(
+                "List suppressions (exact filters, pages by id)",
+                {"200": _json(m.SuppressionPage, "One page."), **_problems(400, 422)},
+                parameters=_query_parameters(),
+            ),
         },
         "/suppressions/{id}": {
             "parameters": [_ID],
-            "delete": _op("Remove a suppression",
-                          {"204": {"description": "Removed."}, **_problems(404, 409)}),
+            "delete": _op(
+                "Remove a suppression", {"204": {"description": "Removed."}, **_problems(404, 409)}
+            ),
         },
-        "/check": {"post": _op(
-            "Decide recipients as the SMTP path would",
-            {"200": _json(m.CheckOut, "A decision per recipient."),
-             **_problems(400, 413, 415, 422)},
-            requestBody=_body(m.CheckIn),
-        )},
-        "/purposes": {"get": _op("The purpose catalogue",
-                                 {"200": _json(m.PurposeList, "The purposes.")})},
-        "/openapi.json": {"get": _op("This document",
-                                     {"200": {"description": "OpenAPI 3.1 document.",
-                                              "content": {"application/json": {}}}})},
-    }  # fmt: skip
+        "/check": {
+            "post": _op(
+                "Decide recipients as the SMTP path would",
+                {
+                    "200": _json(m.CheckOut, "A decision per recipient."),
+                    **_problems(400, 413, 415, 422),
+                },
+                requestBody=_body(m.CheckIn),
+            )
+        },
+        "/purposes": {
+            "get": _op("The purpose catalogue", {"200": _json(m.PurposeList, "The purposes.")})
+        },
+        "/openapi.json": {
+            "get": _op(
+                "This document",
+                {
+                    "200": {
+                        "description": "OpenAPI 3.1 document.",
+                        "content": {"application/json": {}},
+                    }
+                },
+            )
+        },
+    }
 
 
 def _scoped(paths: dict[str, Any]) -> dict[str, Any]:
