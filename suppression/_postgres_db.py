@@ -16,7 +16,8 @@ from typing import Any
 
 import asyncpg
 
-from suppression._store_rows import Row, aware
+from suppression._store_rows import Row
+from suppression.ledger import aware
 from suppression.store import StoreError
 
 #: A pooled connection the server or the network dropped: the pool reconnects on next use.

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from suppression._store_rows import GENESIS, chain_hash, from_micros
+from suppression._store_rows import from_micros
 from suppression.changes import ConsentChange, ConsentResult, ContactUpdate, NewSuppression, Write
+from suppression.ledger import GENESIS, chain_hash
 from suppression.ledger_check import ChainCheck
 from suppression.model import (
     Audience,

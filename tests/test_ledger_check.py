@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from suppression._store_rows import GENESIS, chain_hash
+from suppression.ledger import GENESIS, chain_hash
 from suppression.ledger_check import Anchor, ChainCheck
 from suppression.model import LedgerEvent
 from suppression.postgres import PostgresStore

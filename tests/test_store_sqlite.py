@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from suppression import migrations
-from suppression._store_rows import chain_hash, dumps
 from suppression.backends import open_store
+from suppression.ledger import chain_hash, dumps
 from suppression.model import RecipientKey
 from suppression.sqlite import SQLiteStore
 from suppression.store import StoreError, StoreOptions
