@@ -1,5 +1,5 @@
 """PostgreSQL connections as the shared store operations see them: the
-:class:`~suppression._store_db.Db` adapter over an asyncpg connection, ``?`` placeholders
+:class:`~suppression.sql.engine.Db` adapter over an asyncpg connection, ``?`` placeholders
 renumbered, and which driver errors mean a lost connection or a failed store.
 
 :class:`suppression.postgres.PostgresStore` owns the pool, the transactions and the locks.
@@ -16,8 +16,8 @@ from typing import Any
 
 import asyncpg
 
-from suppression._store_rows import Row
 from suppression.ledger import aware
+from suppression.sql.rows import Row
 from suppression.store import StoreError
 
 #: A pooled connection the server or the network dropped: the pool reconnects on next use.
@@ -54,7 +54,7 @@ def any_of(column: str) -> str:
 
 
 class PgDb:
-    """:class:`suppression._store_db.Db` over one asyncpg connection."""
+    """:class:`suppression.sql.engine.Db` over one asyncpg connection."""
 
     sole_writer = False
 

@@ -1,5 +1,5 @@
 """SQLite's connections as the shared store operations see them, and the writer thread's
-plumbing: the two :class:`~suppression._store_db.Db` adapters, running a whole transaction
+plumbing: the two :class:`~suppression.sql.engine.Db` adapters, running a whole transaction
 on the writer's thread without an event loop (:func:`drive`), and the migrations.
 
 :class:`suppression.sqlite.SQLiteStore` owns the connections and threads; this module only
@@ -17,8 +17,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import aiosqlite
 
-from suppression import migrations
-from suppression._store_rows import Row, from_micros, to_micros
+from suppression.sql import migrations
+from suppression.sql.rows import Row, from_micros, to_micros
 from suppression.store import StoreError
 
 P = ParamSpec("P")
@@ -58,7 +58,7 @@ class _SQLiteValues:
 
 
 class ReaderDb(_SQLiteValues):
-    """:class:`suppression._store_db.Db` over one aiosqlite connection."""
+    """:class:`suppression.sql.engine.Db` over one aiosqlite connection."""
 
     sole_writer = False
 
@@ -78,7 +78,7 @@ class ReaderDb(_SQLiteValues):
 
 
 class WriterDb(_SQLiteValues):
-    """:class:`suppression._store_db.Db` over the writer's plain ``sqlite3`` connection.
+    """:class:`suppression.sql.engine.Db` over the writer's plain ``sqlite3`` connection.
 
     Used only on the writer's thread. Its methods are coroutines (the operations are shared with
     PostgreSQL) that never suspend, so :func:`drive` runs an operation in one go.
@@ -110,7 +110,7 @@ def drive(coro: Coroutine[Any, Any, T]) -> T:
     raise RuntimeError("a store operation suspended on the SQLite writer thread")
 
 
-#: An operation of :mod:`suppression._store_ops` (or a read of :mod:`suppression._store_reads`)
+#: An operation of :mod:`suppression.sql.ops` (or a read of :mod:`suppression.sql.reads`)
 #: as the writer's thread runs it.
 Op = Callable[Concatenate[WriterDb, P], Coroutine[Any, Any, T]]
 

@@ -32,11 +32,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from suppression import _store_ops as ops
-from suppression import _store_reads as reads
-from suppression import migrations
 from suppression._postgres_db import LOST, PgDb, any_of, db_errors
-from suppression._store_rows import facts_sql, lookup_sql
 from suppression.changes import ConsentChange, ConsentResult, NewSuppression, Write, WriteResult
 from suppression.model import (
     Audience,
@@ -46,6 +42,8 @@ from suppression.model import (
     RecipientKey,
     Suppression,
 )
+from suppression.sql import migrations, ops, reads
+from suppression.sql.rows import facts_sql, lookup_sql
 from suppression.store import (
     ConsentEntry,
     ContactRecord,

@@ -10,7 +10,7 @@ one hop to aiosqlite's thread, and a lookup past ``query_timeout`` is interrupte
 The writer is a plain ``sqlite3`` connection owned by one dedicated thread (a single-worker
 executor, which also serialises writes within the process; SQLite's own lock serialises them
 across processes). A whole write, ``BEGIN IMMEDIATE`` to ``COMMIT``, runs there in one hop:
-the shared operations (:mod:`suppression._store_ops`) are coroutines over a ``Db``, and the
+the shared operations (:mod:`suppression.sql.ops`) are coroutines over a ``Db``, and the
 writer's ``Db`` (:class:`~suppression._sqlite_db.WriterDb`) never suspends, so the thread
 drives them to completion without an event loop (:func:`~suppression._sqlite_db.drive`). A
 batch of thousands of writes is one hop, not six per row; and only public APIs are used
@@ -38,8 +38,6 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 import aiosqlite
 
-from suppression import _store_ops as ops
-from suppression import _store_reads as reads
 from suppression._sqlite_db import (
     WRITER_CACHE_KIB,
     Op,
@@ -51,7 +49,6 @@ from suppression._sqlite_db import (
     run_op,
     transaction,
 )
-from suppression._store_rows import facts_sql, lookup_sql
 from suppression.changes import ConsentChange, ConsentResult, NewSuppression, Write, WriteResult
 from suppression.model import (
     Audience,
@@ -61,6 +58,8 @@ from suppression.model import (
     RecipientKey,
     Suppression,
 )
+from suppression.sql import ops, reads
+from suppression.sql.rows import facts_sql, lookup_sql
 from suppression.store import (
     ConsentEntry,
     ContactRecord,

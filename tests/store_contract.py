@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from suppression._store_rows import from_micros
 from suppression.changes import ConsentChange, ConsentResult, ContactUpdate, NewSuppression, Write
 from suppression.ledger import GENESIS, chain_hash
 from suppression.ledger_check import ChainCheck
@@ -26,6 +25,7 @@ from suppression.model import (
     Scope,
     SuppressionReason,
 )
+from suppression.sql.rows import from_micros
 from suppression.store import ConsentEntry, NotFound, Store, StoreError, SuppressionFilter
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

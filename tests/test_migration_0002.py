@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from suppression import migrations
 from suppression.postgres import PostgresStore
+from suppression.sql import migrations
 from suppression.sqlite import SQLiteStore
 from suppression.store import Store
 from tests.pg import DSN, schema_url

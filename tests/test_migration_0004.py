@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from suppression import migrations
 from suppression._sqlite_db import any_of
-from suppression._store_rows import facts_sql
 from suppression.model import RecipientKey, Scope, SuppressionReason
 from suppression.postgres import PostgresStore
+from suppression.sql import migrations
+from suppression.sql.rows import facts_sql
 from suppression.sqlite import SQLiteStore
 from suppression.store import Store
 from tests.pg import DSN, schema_url

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from suppression import migrations
 from suppression.model import RecipientKey
 from suppression.postgres import PostgresStore
+from suppression.sql import migrations
 from suppression.store import StoreError, StoreOptions
 from tests.pg import DSN, schema_url
 from tests.store_contract import Backend, StoreContract, at, change

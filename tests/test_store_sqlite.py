@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from suppression import migrations
 from suppression.backends import open_store
 from suppression.ledger import chain_hash, dumps
 from suppression.model import RecipientKey
+from suppression.sql import migrations
 from suppression.sqlite import SQLiteStore
 from suppression.store import StoreError, StoreOptions
 from tests.store_contract import Backend, StoreContract, at, change

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from suppression._store_rows import Row
+from suppression.sql.rows import Row
 
 
 class Db(Protocol):

@@ -1,6 +1,6 @@
 """Row shapes shared by the SQL backends: column lists, conversions, the facts query.
 
-Both schemas use the same table and column names (``suppression/migrations``); only the
+Both schemas use the same table and column names (``suppression/sql/migrations``); only the
 timestamp type differs (integer microseconds in SQLite, ``timestamptz`` in PostgreSQL), so
 the backends pass a converter for it.
 """

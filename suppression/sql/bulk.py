@@ -19,11 +19,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeGuard
 
-from suppression._store_db import Db
-from suppression._store_rows import ENSURE_CONTACT, INSERT_SUPPRESSION
 from suppression.changes import NewSuppression, Write, WriteResult
 from suppression.ledger import LedgerChain, supp_detail_json
 from suppression.model import Scope, Suppression, SuppressionReason
+from suppression.sql.engine import Db
+from suppression.sql.rows import ENSURE_CONTACT, INSERT_SUPPRESSION
 
 #: Adds one suppression the one-by-one way: the row and whether the store changed.
 OneByOne = Callable[[Db, LedgerChain, NewSuppression], Awaitable[tuple[Suppression, bool]]]

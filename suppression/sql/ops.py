@@ -1,5 +1,5 @@
-"""The store's write operations, written once over :class:`~suppression._store_db.Db`
-(reads: :mod:`suppression._store_reads`).
+"""The store's write operations, written once over :class:`~suppression.sql.engine.Db`
+(reads: :mod:`suppression.sql.reads`).
 
 SQL here is the common subset of SQLite and PostgreSQL with ``?`` placeholders (the
 PostgreSQL adapter renumbers them). The backends own connections, transactions, timeouts
@@ -17,18 +17,6 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from suppression import consent_rules
-from suppression._bulk import add_new_suppressions, bulk_candidate
-from suppression._store_db import Db
-from suppression._store_rows import (
-    CONSENT_COLS,
-    CONTACT_COLS,
-    ENSURE_CONTACT,
-    INSERT_SUPPRESSION,
-    SUPPRESSION_COLS,
-    consent_from,
-    contact_from,
-    suppression_from,
-)
 from suppression.changes import (
     ConsentChange,
     ConsentResult,
@@ -45,6 +33,18 @@ from suppression.model import (
     Scope,
     Suppression,
     SuppressionReason,
+)
+from suppression.sql.bulk import add_new_suppressions, bulk_candidate
+from suppression.sql.engine import Db
+from suppression.sql.rows import (
+    CONSENT_COLS,
+    CONTACT_COLS,
+    ENSURE_CONTACT,
+    INSERT_SUPPRESSION,
+    SUPPRESSION_COLS,
+    consent_from,
+    contact_from,
+    suppression_from,
 )
 from suppression.store import NotFound
 
