@@ -1,16 +1,22 @@
-"""The tiny database interface the shared store operations are written over.
+"""The two small interfaces the SQL store is written over.
 
-Both backends provide it (:class:`suppression._sqlite_db.WriterDb` and ``ReaderDb``,
-:class:`suppression._postgres_db.PgDb`); SQL passed to it uses ``?`` placeholders.
+:class:`Db` is one connection (or transaction) as the operations of :mod:`~suppression.sql.ops`
+and :mod:`~suppression.sql.reads` see it; SQL passed to it uses ``?`` placeholders.
+:class:`Engine` is a backend's connections, transactions, timeouts and error mapping as
+:class:`~suppression.sql.facade.SqlStore` sees them (:mod:`~suppression.sql.sqlite`,
+:mod:`~suppression.sql.postgres`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from suppression.sql.rows import Row
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class Db(Protocol):
@@ -40,3 +46,42 @@ class Db(Protocol):
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """Run a statement once per parameter row."""
+
+
+#: An operation of :mod:`~suppression.sql.ops` or :mod:`~suppression.sql.reads`: a coroutine
+#: function over a :class:`Db` and its own arguments.
+Op = Callable[Concatenate[Db, P], Coroutine[Any, Any, T]]
+
+
+class Engine(Protocol):
+    """A backend as the store sees it: where and in which transaction an operation runs.
+
+    Every method raises :class:`~suppression.store.StoreError` when the database fails.
+    """
+
+    def any_of(self, column: str) -> str:
+        """:meth:`Db.any_of` of this backend (to render the shared queries once)."""
+
+    async def open(self) -> None:
+        """Connect, apply pending migrations, check durability settings."""
+
+    async def close(self) -> None:
+        """Release connections; safe to call twice."""
+
+    async def read(self, op: Op[P, T], /, *a: P.args, **kw: P.kwargs) -> T:
+        """``op`` as a read on the SMTP path: within ``query_timeout``."""
+
+    async def snapshot(self, op: Op[P, T], /, *a: P.args, **kw: P.kwargs) -> T:
+        """``op`` reading in one transaction (one consistent view), off the SMTP path's
+        reader where the backend has one."""
+
+    async def write(self, op: Op[P, T], /, *a: P.args, **kw: P.kwargs) -> T:
+        """``op`` in one write transaction, serialised with every other write that appends
+        to the ledger; committed and durable on return, rolled back if ``op`` raises."""
+
+    async def write_unlogged(self, op: Op[P, T], /, *a: P.args, **kw: P.kwargs) -> T:
+        """:meth:`write` for an ``op`` that appends no ledger event: it need not wait for
+        the ledger's writers where the backend can tell them apart."""
+
+    async def after_erase(self) -> None:
+        """Make a committed erasure reach the database files, where the backend can."""

@@ -27,7 +27,6 @@ from suppression.changes import (
 )
 from suppression.ledger import GENESIS, LedgerChain, dumps, supp_detail
 from suppression.model import (
-    Audience,
     ConsentStatus,
     Contact,
     Scope,
@@ -170,19 +169,8 @@ async def _record_consent(db: Db, chain: LedgerChain, change: ConsentChange) -> 
     return ConsentResult(True, new)
 
 
-async def upsert_contact(
-    db: Db,
-    identity: str,
-    email: str | None,
-    *,
-    actor: str,
-    at: datetime,
-    audience: Audience | None,
-    customer: bool | None,
-    customer_since: datetime | None,
-) -> Contact:
+async def upsert_contact(db: Db, update: ContactUpdate) -> Contact:
     """See :meth:`Store.upsert_contact`."""
-    update = ContactUpdate(identity, email, actor, at, audience, customer, customer_since)
     return await _in_chain(db, lambda chain: _upsert_contact(db, chain, update))
 
 

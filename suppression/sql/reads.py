@@ -41,6 +41,11 @@ MAX_PAGE = 1000
 _LEDGER_COLS_NO_EVIDENCE = LEDGER_COLS.replace("e.evidence", "NULL")
 
 
+async def ping(db: Db) -> None:
+    """See :meth:`Store.ping`."""
+    await db.fetch("SELECT 1")
+
+
 async def facts(
     db: Db, sql: str, keys: Sequence[RecipientKey], now: datetime
 ) -> dict[str, RecipientFacts]:
