@@ -78,8 +78,10 @@ class Lookup:
 class Store(Protocol):
     """The async consent and suppression store.
 
-    All datetimes are timezone-aware UTC. Reads never write. Every write appends its ledger
-    event(s) in the same transaction and is durable before the call returns.
+    All datetimes are timezone-aware UTC. The store never reads the clock: a method whose
+    answer depends on the time takes it, positionally, as ``now`` (``at`` for the time of a
+    write). Reads never write. Every write appends its ledger event(s) in the same
+    transaction and is durable before the call returns.
     """
 
     async def open(self) -> None:
@@ -138,13 +140,17 @@ class Store(Protocol):
         suppression on the identity and an anonymised ledger event; no copy of the address
         may survive in the database files."""
 
-    async def delivered(self, message_key: str, identities: Sequence[str]) -> set[str]:
-        """Which of these identities already received the message (duplicate-free retry)."""
+    async def delivered(
+        self, message_key: str, identities: Sequence[str], now: datetime
+    ) -> set[str]:
+        """Which of these identities received the message and are remembered past ``now``
+        (duplicate-free retry)."""
 
     async def remember_delivered(
-        self, message_key: str, identities: Sequence[str], until: datetime
+        self, message_key: str, identities: Sequence[str], until: datetime, now: datetime
     ) -> None:
-        """Remember deliveries of a message until ``until`` (expired rows may be purged)."""
+        """Remember deliveries of a message until ``until``; rows expired at ``now`` may be
+        purged."""
 
     async def apply_batch(self, writes: Sequence[Write]) -> Sequence[WriteResult]:
         """Apply many writes, in order, in one transaction: all or none, durable on return.

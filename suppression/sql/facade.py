@@ -9,7 +9,7 @@ engines (:mod:`~suppression.sql.sqlite`, :mod:`~suppression.sql.postgres`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Generic, TypeVar
 
 from suppression.changes import (
@@ -106,16 +106,16 @@ class SqlStore(Generic[E]):
         await self.engine.write(ops.erase, identity, actor=actor, at=at)
         await self.engine.after_erase()
 
-    async def delivered(self, message_key: str, identities: Sequence[str]) -> set[str]:
+    async def delivered(
+        self, message_key: str, identities: Sequence[str], now: datetime
+    ) -> set[str]:
         """See :meth:`Store.delivered`."""
-        now = datetime.now(UTC)
         return await self.engine.read(reads.delivered, message_key, identities, now)
 
     async def remember_delivered(
-        self, message_key: str, identities: Sequence[str], until: datetime
+        self, message_key: str, identities: Sequence[str], until: datetime, now: datetime
     ) -> None:
         """See :meth:`Store.remember_delivered` (no ledger event: an unlogged write)."""
-        now = datetime.now(UTC)
         op = ops.remember_delivered
         await self.engine.write_unlogged(op, message_key, identities, until, now)
 
