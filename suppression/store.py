@@ -35,6 +35,23 @@ class NotFound(LookupError):
     """The record asked for does not exist."""
 
 
+class Conflict(Exception):
+    """The write contradicts a rule the store keeps; nothing was changed.
+
+    Not a :class:`StoreError`: the store answered, and asking again gives the same answer.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        #: Which rule, stable for callers to map (e.g. :data:`ERASURE_KEPT`).
+        self.code = code
+
+
+#: :attr:`Conflict.code` of removing an ``erasure`` suppression: it keeps an erased person
+#: unmailed, so it is never removed.
+ERASURE_KEPT = "erasure-kept"
+
+
 @dataclass(frozen=True, slots=True)
 class ConsentEntry:
     """One stored consent with its contact's identity and address (``None`` once erased)."""
@@ -127,7 +144,8 @@ class Store(Protocol):
         returns the existing row)."""
 
     async def remove_suppression(self, suppression_id: int, *, actor: str, at: datetime) -> None:
-        """Remove one suppression (raises :class:`NotFound`); the ledger records it."""
+        """Remove one suppression (raises :class:`NotFound`); the ledger records it. An
+        ``erasure`` suppression is never removed: :class:`Conflict` (:data:`ERASURE_KEPT`)."""
 
     async def list_suppressions(self, flt: SuppressionFilter) -> Sequence[Suppression]:
         """Suppressions matching the filter, ordered by id, after ``flt.after_id``."""

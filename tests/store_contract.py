@@ -26,7 +26,14 @@ from suppression.model import (
     SuppressionReason,
 )
 from suppression.sql.rows import from_micros
-from suppression.store import ConsentEntry, NotFound, Store, StoreError, SuppressionFilter
+from suppression.store import (
+    Conflict,
+    ConsentEntry,
+    NotFound,
+    Store,
+    StoreError,
+    SuppressionFilter,
+)
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -287,6 +294,22 @@ class StoreContract:
         assert [e.kind for e in record.ledger] == ["suppression-added", "suppression-removed"]
         with pytest.raises(NotFound):
             await backend.store.remove_suppression(s.id, actor="admin", at=at(3))
+
+    async def test_erasure_suppression_is_never_removed(self, backend: Backend) -> None:
+        """Removing an erasure suppression raises Conflict ("erasure-kept", not a StoreError)
+        from inside the store, and leaves the row and the ledger as they were."""
+        store = backend.store
+        await store.record_consent(change())
+        await store.erase("id-alice", actor="dpo", at=at(1))
+        erased = SuppressionFilter(identity="id-alice")
+        (kept,) = await store.list_suppressions(erased)
+        ledger = await backend.raw_fetch("SELECT seq, hash FROM ledger ORDER BY seq")
+        with pytest.raises(Conflict) as refused:
+            await store.remove_suppression(kept.id, actor="admin", at=at(2))
+        assert refused.value.code == "erasure-kept"
+        assert not isinstance(refused.value, StoreError)
+        assert await store.list_suppressions(erased) == [kept]
+        assert await backend.raw_fetch("SELECT seq, hash FROM ledger ORDER BY seq") == ledger
 
     async def test_list_suppressions_pages_with_exact_filters(self, backend: Backend) -> None:
         """Listing pages by id and filters by exact value (a '%' is no wildcard)."""

@@ -45,7 +45,7 @@ from suppression.sql.rows import (
     contact_from,
     suppression_from,
 )
-from suppression.store import NotFound
+from suppression.store import ERASURE_KEPT, Conflict, NotFound
 
 T = TypeVar("T")
 
@@ -262,6 +262,8 @@ async def remove_suppression(db: Db, suppression_id: int, *, actor: str, at: dat
     if not rows:
         raise NotFound(f"suppression {suppression_id}")
     s = suppression_from(rows[0], db.dt)
+    if s.reason is SuppressionReason.ERASURE:
+        raise Conflict(ERASURE_KEPT, f"suppression {suppression_id} records an erasure: kept")
     await db.execute("DELETE FROM suppressions WHERE id = ?", suppression_id)
     chain = await _start_chain(db)
     chain.add("suppression-removed", s.identity, s.purpose, "", actor, at, supp_detail(s))
