@@ -25,9 +25,9 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from suppression._store_rows import to_micros
 from suppression.backends import open_store
 from suppression.model import Category, Purpose, RecipientKey
+from suppression.sql.rows import to_micros
 from suppression.store import Store, StoreOptions
 
 PURPOSES = ("newsletter", "partners")

@@ -45,7 +45,7 @@ from suppression.model import (
     Suppression,
     SuppressionReason,
 )
-from suppression.store import Conflict, NotFound, Store, SuppressionFilter
+from suppression.store import NotFound, Store, SuppressionFilter
 from suppression.tokens import TokenClaims
 
 #: Ledger sources of the recipient's own channels (RFC 8058 one-click is "one-click").
@@ -242,13 +242,8 @@ class Consents:
 
     async def lift(self, suppression_id: int, act: Act) -> None:
         """Remove one suppression (:class:`~suppression.store.NotFound` if there is none).
-        An erasure suppression is what keeps an erased person unmailed: it never goes
-        (:class:`~suppression.store.Conflict`)."""
-        rows = await self.store.list_suppressions(
-            SuppressionFilter(after_id=suppression_id - 1, limit=1)
-        )
-        if rows and rows[0].id == suppression_id and rows[0].reason is SuppressionReason.ERASURE:
-            raise Conflict("erasure-kept", "An erasure suppression cannot be removed.")
+        An erasure suppression is what keeps an erased person unmailed: the store refuses to
+        remove it, in the removing transaction (:class:`~suppression.store.Conflict`)."""
         await self.store.remove_suppression(suppression_id, actor=act.actor, at=self.clock())
 
     async def update_contact(

@@ -10,11 +10,11 @@ async def open_store(url: str, options: StoreOptions | None = None) -> Store:
     """Open the backend named by the URL's scheme (``sqlite:///PATH``, ``postgresql://...``)."""
     options = options or StoreOptions()
     if url.startswith("sqlite:"):
-        from suppression.sqlite import SQLiteStore
+        from suppression.sql.sqlite import SQLiteStore
 
         store: Store = SQLiteStore.from_url(url, options)
     elif url.startswith(("postgresql:", "postgres:")):
-        from suppression.postgres import PostgresStore
+        from suppression.sql.postgres import PostgresStore
 
         store = PostgresStore.from_url(url, options)
     else:

@@ -1,13 +1,12 @@
 """Verify the consent ledger's hash chain: the proof of consent (GDPR art. 7(1)) is only as good
 as the evidence that nobody rewrote it.
 
-Every event stores the hash of the event before it (``prev_hash``) and its own ``hash``, a
-SHA-256 over that previous hash and the event's pseudonymous fields (:func:`chain_hash`).
-:class:`ChainCheck` walks events in sequence order and stops at the first one that does not
-follow: a gap in the sequence (events deleted), a ``prev_hash`` that is not the previous
-event's hash (events deleted or reordered), or a ``hash`` that its fields do not give (an event
-rewritten). Erasure removes personal evidence, which the chain never covered, so an erased
-contact's events still verify.
+Every event stores the hash of the event before it (``prev_hash``) and its own ``hash``
+(:func:`suppression.ledger.chain_hash`). :class:`ChainCheck` walks events in sequence order
+and stops at the first one that does not follow: a gap in the sequence (events deleted), a
+``prev_hash`` that is not the previous event's hash (events deleted or reordered), or a
+``hash`` that its fields do not give (an event rewritten). Erasure removes personal evidence,
+which the chain never covered, so an erased contact's events still verify.
 
 A chain cannot show that its newest events were cut off, or that the whole ledger was rebuilt
 with fresh hashes. Both show against an anchor: a (sequence, hash) pair noted earlier (the
@@ -20,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from suppression._store_rows import GENESIS, chain_hash
+from suppression.ledger import GENESIS, chain_hash
 from suppression.model import LedgerEvent
 
 

@@ -1,8 +1,9 @@
 """The consent and suppression store contract: the :class:`Store` protocol and its errors.
 
-Every backend (``sqlite.py``, ``postgres.py``) implements :class:`Store` and runs the same
-contract test suite (``tests/store_contract.py``). :func:`suppression.backends.open_store`
-picks one by URL; the write value types are in :mod:`suppression.changes`.
+Every backend implements :class:`Store` and runs the same contract test suite
+(``tests/store_contract.py``): :class:`suppression.sql.facade.SqlStore` over the SQLite or the
+PostgreSQL engine. :func:`suppression.backends.open_store` picks one by URL; the write value
+types are in :mod:`suppression.changes`.
 """
 
 from __future__ import annotations
@@ -35,12 +36,20 @@ class NotFound(LookupError):
 
 
 class Conflict(Exception):
-    """The write contradicts a rule the store keeps; nothing was changed."""
+    """The write contradicts a rule the store keeps; nothing was changed.
+
+    Not a :class:`StoreError`: the store answered, and asking again gives the same answer.
+    """
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
-        #: Stable code, e.g. ``"erasure-kept"``.
+        #: Which rule, stable for callers to map (e.g. :data:`ERASURE_KEPT`).
         self.code = code
+
+
+#: :attr:`Conflict.code` of removing an ``erasure`` suppression: it keeps an erased person
+#: unmailed, so it is never removed.
+ERASURE_KEPT = "erasure-kept"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +95,10 @@ class Lookup:
 class Store(Protocol):
     """The async consent and suppression store.
 
-    All datetimes are timezone-aware UTC. Reads never write. Every write appends its ledger
-    event(s) in the same transaction and is durable before the call returns.
+    All datetimes are timezone-aware UTC. The store never reads the clock: a method whose
+    answer depends on the time takes it, positionally, as ``now`` (``at`` for the time of a
+    write). Reads never write. Every write appends its ledger event(s) in the same
+    transaction and is durable before the call returns.
     """
 
     async def open(self) -> None:
@@ -133,7 +144,8 @@ class Store(Protocol):
         returns the existing row)."""
 
     async def remove_suppression(self, suppression_id: int, *, actor: str, at: datetime) -> None:
-        """Remove one suppression (raises :class:`NotFound`); the ledger records it."""
+        """Remove one suppression (raises :class:`NotFound`); the ledger records it. An
+        ``erasure`` suppression is never removed: :class:`Conflict` (:data:`ERASURE_KEPT`)."""
 
     async def list_suppressions(self, flt: SuppressionFilter) -> Sequence[Suppression]:
         """Suppressions matching the filter, ordered by id, after ``flt.after_id``."""
@@ -146,13 +158,17 @@ class Store(Protocol):
         suppression on the identity and an anonymised ledger event; no copy of the address
         may survive in the database files."""
 
-    async def delivered(self, message_key: str, identities: Sequence[str]) -> set[str]:
-        """Which of these identities already received the message (duplicate-free retry)."""
+    async def delivered(
+        self, message_key: str, identities: Sequence[str], now: datetime
+    ) -> set[str]:
+        """Which of these identities received the message and are remembered past ``now``
+        (duplicate-free retry)."""
 
     async def remember_delivered(
-        self, message_key: str, identities: Sequence[str], until: datetime
+        self, message_key: str, identities: Sequence[str], until: datetime, now: datetime
     ) -> None:
-        """Remember deliveries of a message until ``until`` (expired rows may be purged)."""
+        """Remember deliveries of a message until ``until``; rows expired at ``now`` may be
+        purged."""
 
     async def apply_batch(self, writes: Sequence[Write]) -> Sequence[WriteResult]:
         """Apply many writes, in order, in one transaction: all or none, durable on return.

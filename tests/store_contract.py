@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from suppression._store_rows import GENESIS, chain_hash, from_micros
 from suppression.changes import ConsentChange, ConsentResult, ContactUpdate, NewSuppression, Write
+from suppression.ledger import GENESIS, chain_hash
 from suppression.ledger_check import ChainCheck
 from suppression.model import (
     Audience,
@@ -25,7 +25,15 @@ from suppression.model import (
     Scope,
     SuppressionReason,
 )
-from suppression.store import ConsentEntry, NotFound, Store, StoreError, SuppressionFilter
+from suppression.sql.rows import from_micros
+from suppression.store import (
+    Conflict,
+    ConsentEntry,
+    NotFound,
+    Store,
+    StoreError,
+    SuppressionFilter,
+)
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -287,6 +295,22 @@ class StoreContract:
         with pytest.raises(NotFound):
             await backend.store.remove_suppression(s.id, actor="admin", at=at(3))
 
+    async def test_erasure_suppression_is_never_removed(self, backend: Backend) -> None:
+        """Removing an erasure suppression raises Conflict ("erasure-kept", not a StoreError)
+        from inside the store, and leaves the row and the ledger as they were."""
+        store = backend.store
+        await store.record_consent(change())
+        await store.erase("id-alice", actor="dpo", at=at(1))
+        erased = SuppressionFilter(identity="id-alice")
+        (kept,) = await store.list_suppressions(erased)
+        ledger = await backend.raw_fetch("SELECT seq, hash FROM ledger ORDER BY seq")
+        with pytest.raises(Conflict) as refused:
+            await store.remove_suppression(kept.id, actor="admin", at=at(2))
+        assert refused.value.code == "erasure-kept"
+        assert not isinstance(refused.value, StoreError)
+        assert await store.list_suppressions(erased) == [kept]
+        assert await backend.raw_fetch("SELECT seq, hash FROM ledger ORDER BY seq") == ledger
+
     async def test_list_suppressions_pages_with_exact_filters(self, backend: Backend) -> None:
         """Listing pages by id and filters by exact value (a '%' is no wildcard)."""
         store = backend.store
@@ -360,13 +384,26 @@ class StoreContract:
         """remember_delivered marks identities delivered for a message until ``until``."""
         store = backend.store
         now = datetime.now(UTC)
-        await store.remember_delivered("msg-1", ["id-a", "id-b"], now + timedelta(hours=1))
-        await store.remember_delivered("msg-2", ["id-c"], now - timedelta(seconds=1))
-        assert await store.delivered("msg-1", ["id-a", "id-c", "id-z"]) == {"id-a"}
-        assert await store.delivered("msg-2", ["id-c"]) == set()
-        assert await store.delivered("msg-1", []) == set()
-        await store.remember_delivered("msg-3", ["id-d"], now + timedelta(hours=1))
+        await store.remember_delivered("msg-1", ["id-a", "id-b"], now + timedelta(hours=1), now)
+        await store.remember_delivered("msg-2", ["id-c"], now - timedelta(seconds=1), now)
+        assert await store.delivered("msg-1", ["id-a", "id-c", "id-z"], now) == {"id-a"}
+        assert await store.delivered("msg-2", ["id-c"], now) == set()
+        assert await store.delivered("msg-1", [], now) == set()
+        await store.remember_delivered("msg-3", ["id-d"], now + timedelta(hours=1), now)
         assert not await backend.raw_fetch("SELECT 1 FROM deliveries WHERE message_key = 'msg-2'")
+
+    async def test_injected_now_controls_dedup_expiry(self, backend: Backend) -> None:
+        """The caller's ``now``, not the wall clock, decides whether a delivery is remembered:
+        remembered until T, it counts at T - 1 s, not at T + 1 s, and is purged only then."""
+        store = backend.store
+        until, second = at(60), timedelta(seconds=1)  # 2024: long past on the wall clock
+        await store.remember_delivered("msg-t", ["id-a"], until, at(0))
+        assert await store.delivered("msg-t", ["id-a"], until - second) == {"id-a"}
+        assert await store.delivered("msg-t", ["id-a"], until + second) == set()
+        await store.remember_delivered("msg-u", ["id-b"], at(120), until - second)
+        assert await store.delivered("msg-t", ["id-a"], until - second) == {"id-a"}
+        await store.remember_delivered("msg-v", ["id-c"], at(120), until + second)
+        assert not await backend.raw_fetch("SELECT 1 FROM deliveries WHERE message_key = 'msg-t'")
 
     async def test_lookup_is_facts_and_deliveries_in_one(self, backend: Backend) -> None:
         """lookup() returns exactly facts() and delivered() for the same message."""
@@ -374,12 +411,12 @@ class StoreContract:
         now = datetime.now(UTC)
         await store.record_consent(change())
         await store.add_suppression(suppression(domain="example.org"))
-        await store.remember_delivered("msg-9", ["id-bob"], now + timedelta(hours=1))
-        await store.remember_delivered("msg-8", ["id-alice"], now + timedelta(hours=1))
+        await store.remember_delivered("msg-9", ["id-bob"], now + timedelta(hours=1), now)
+        await store.remember_delivered("msg-8", ["id-alice"], now + timedelta(hours=1), now)
         keys = [ALICE, BOB]
         result = await store.lookup(keys, now, "msg-9")
         assert result.facts == await store.facts(keys, now)
-        assert result.delivered == await store.delivered("msg-9", ["id-alice", "id-bob"])
+        assert result.delivered == await store.delivered("msg-9", ["id-alice", "id-bob"], now)
         assert result.delivered == {"id-bob"}
         assert (await store.lookup([], now, "msg-9")).delivered == set()
 

@@ -12,7 +12,7 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.http.admin_scopes import OPERATION_SCOPES
-from suppression._store_rows import chain_hash
+from suppression.ledger import chain_hash
 from suppression.policy import TRANSACTIONAL_SUPPRESSED_ALL
 from tests.conftest import Clock, GatewayFactory
 

@@ -254,7 +254,7 @@ def test_export_ledger_rows_carry_hashes_that_check_out(cli: Cli) -> None:
     """A contact's exported ledger (CSV and JSON Lines) has its evidence and, per event, the
     hashes of the chain: each row's hash is recomputed from that row alone, and the newest is
     the head that ledger verify prints."""
-    from suppression._store_rows import chain_hash
+    from suppression.ledger import chain_hash
 
     cli.json("consent", "add", "a@example.com", "--purpose", "newsletter",
              "--evidence", "ip=192.0.2.1")  # fmt: skip

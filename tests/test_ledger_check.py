@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from suppression._store_rows import GENESIS, chain_hash
+from suppression.ledger import GENESIS, chain_hash
 from suppression.ledger_check import Anchor, ChainCheck
 from suppression.model import LedgerEvent
-from suppression.postgres import PostgresStore
+from suppression.sql.postgres import PostgresStore
 from tests.pg import DSN, schema_url
 from tests.store_contract import change, suppression
 from tests.test_cli import Cli

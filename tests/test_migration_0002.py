@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from suppression import migrations
-from suppression.postgres import PostgresStore
-from suppression.sqlite import SQLiteStore
+from suppression.sql import migrations
+from suppression.sql.postgres import PostgresStore
+from suppression.sql.sqlite import SQLiteStore
 from suppression.store import Store
 from tests.pg import DSN, schema_url
 from tests.store_contract import (

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from suppression.model import RecipientKey
-from suppression.sqlite import SQLiteStore
+from suppression.sql.sqlite import SQLiteStore
 from suppression.store import Store
 from tests.store_contract import StoreContract, at, change, suppression, writes_for
 from tests.test_migration_0002 import (

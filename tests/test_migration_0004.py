@@ -17,12 +17,11 @@ from typing import Any
 
 import pytest
 
-from suppression import migrations
-from suppression._sqlite_db import any_of
-from suppression._store_rows import facts_sql
 from suppression.model import RecipientKey, Scope, SuppressionReason
-from suppression.postgres import PostgresStore
-from suppression.sqlite import SQLiteStore
+from suppression.sql import migrations
+from suppression.sql.postgres import PostgresStore
+from suppression.sql.rows import facts_sql
+from suppression.sql.sqlite import SQLiteStore, any_of
 from suppression.store import Store
 from tests.pg import DSN, schema_url
 from tests.store_contract import at, suppression

@@ -30,11 +30,11 @@ import aiosmtplib
 import pytest
 
 from gateway import secrets as secrets_file
-from suppression._store_rows import GENESIS, chain_hash
 from suppression.address import Identities, NormalisationRules
 from suppression.changes import ConsentChange
+from suppression.ledger import GENESIS, chain_hash
 from suppression.model import Basis, ConsentStatus
-from suppression.postgres import PostgresStore
+from suppression.sql.postgres import PostgresStore
 from suppression.store import StoreOptions
 from suppression.tokens import TokenCodec
 from tests.conftest import PURPOSES, message

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from suppression import _store_ops as store_ops
-from suppression._sqlite_db import WriterDb
-from suppression._store_rows import dumps, supp_detail, supp_detail_json
 from suppression.backends import open_store
 from suppression.changes import ConsentChange, NewSuppression, Write, WriteResult
+from suppression.ledger import dumps, supp_detail, supp_detail_json
 from suppression.model import Basis, ConsentStatus, Scope, Suppression, SuppressionReason
+from suppression.sql import ops as store_ops
+from suppression.sql.sqlite import WriterDb
 
 AT = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from suppression import migrations
 from suppression.model import RecipientKey
-from suppression.postgres import PostgresStore
+from suppression.sql import migrations
+from suppression.sql.postgres import PostgresStore
 from suppression.store import StoreError, StoreOptions
 from tests.pg import DSN, schema_url
 from tests.store_contract import Backend, StoreContract, at, change
@@ -54,7 +54,8 @@ async def test_session_settings_are_in_effect(backend: Backend) -> None:
     """Pool connections run with synchronous_commit=on and the statement timeout."""
     store = backend.store
     assert isinstance(store, PostgresStore)
-    async with store._pool.acquire() as conn:  # the private pool: settings are per connection
+    pool = store.engine._pool  # the private pool: settings are per connection
+    async with pool.acquire() as conn:
         assert await conn.fetchval("SHOW synchronous_commit") == "on"
         assert await conn.fetchval("SHOW statement_timeout") == "5s"
         assert await conn.fetchval("SELECT current_schema()") == store.schema

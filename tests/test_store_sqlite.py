@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from suppression import migrations
-from suppression._store_rows import chain_hash, dumps
 from suppression.backends import open_store
+from suppression.ledger import chain_hash, dumps
 from suppression.model import RecipientKey
-from suppression.sqlite import SQLiteStore
+from suppression.sql import migrations
+from suppression.sql.sqlite import SQLiteStore
 from suppression.store import StoreError, StoreOptions
 from tests.store_contract import Backend, StoreContract, at, change
 
@@ -55,9 +55,9 @@ async def test_pragmas_are_in_effect_on_both_connections(tmp_path: Path) -> None
         return {name: db.conn.execute(f"PRAGMA {name}").fetchone()[0] for name in names}
 
     try:
-        reader = store._reader_db()  # the two private connections
+        reader = store.engine._reader_db()  # the two private connections
         got_reader = {name: (await reader.fetch(f"PRAGMA {name}"))[0][0] for name in names}
-        got_writer = await store._on_writer(on_writer)
+        got_writer = await store.engine._on_writer(on_writer)
         for got in (got_reader, got_writer):
             assert got == {
                 "journal_mode": "wal",
@@ -120,7 +120,7 @@ async def test_query_timeout_raises_store_error(tmp_path: Path) -> None:
     """A lookup slower than query_timeout fails with StoreError instead of hanging SMTP."""
     store = SQLiteStore(tmp_path / "t.db")
     await store.open()
-    store._options = StoreOptions(query_timeout=1e-9)  # shrink the deadline once open
+    store.engine._options = StoreOptions(query_timeout=1e-9)  # shrink the deadline once open
     try:
         with pytest.raises(StoreError, match="timed out"):
             await store.facts([RecipientKey("id-a", "example.org")], at(0))

@@ -102,8 +102,8 @@ async def suppress_remove(args: argparse.Namespace, env: Env) -> int:
     """Remove a suppression by id (never an erasure one)."""
     try:
         await env.consents.lift(args.id, Act(Channel.CLI, ACTOR))
-    except Conflict as exc:
-        raise ConfigError(str(exc)) from None
+    except Conflict:
+        raise ConfigError("An erasure suppression cannot be removed.") from None
     emit(args, {"removed": args.id}, f"removed {args.id}")
     return 0
 

@@ -193,8 +193,10 @@ class AdminApi:
             await self.ctx.consents.lift(sid, _act(request))
         except NotFound:
             raise Problem(404, "No such suppression.") from None
-        except Conflict as exc:
-            raise Problem(409, str(exc), reason="erasure") from None
+        except Conflict:
+            raise Problem(
+                409, "An erasure suppression cannot be removed.", reason="erasure"
+            ) from None
         return web.Response(status=204)
 
     async def check(self, request: web.Request) -> web.Response:

@@ -171,7 +171,7 @@ class Delivery:
 
     async def _already_delivered(self, key: str, outcomes: Sequence[Outcome]) -> set[str]:
         try:
-            return await self.store.delivered(key, [o.identity for o in outcomes])
+            return await self.store.delivered(key, [o.identity for o in outcomes], self.clock())
         except StoreError:
             # Without the memory the retry may duplicate; refusing would lose nothing either,
             # but delaying all mail for a dedup table is the worse trade. Logged and counted.
@@ -247,7 +247,7 @@ class Delivery:
         if delivered:
             until = self.clock() + timedelta(seconds=self.settings.relay.dedup_window)
             try:
-                await self.store.remember_delivered(key, delivered, until)
+                await self.store.remember_delivered(key, delivered, until, self.clock())
             except StoreError:
                 log.error("could not remember partial delivery of %s", key)
             return replies.RELAY_TEMPFAIL

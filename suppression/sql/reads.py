@@ -1,4 +1,4 @@
-"""The store's read operations, written once over :class:`~suppression._store_db.Db`.
+"""The store's read operations, written once over :class:`~suppression.sql.engine.Db`.
 
 Each is the shared body of the :class:`~suppression.store.Store` method of the same name; the
 backends choose the connection and the transaction (the SMTP path reads on its own reader).
@@ -13,8 +13,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from suppression._store_db import Db
-from suppression._store_rows import (
+from suppression.model import (
+    Contact,
+    LedgerEvent,
+    RecipientFacts,
+    RecipientKey,
+    Suppression,
+    SuppressionReason,
+)
+from suppression.sql.engine import Db
+from suppression.sql.rows import (
     CONSENT_COLS,
     CONTACT_COLS,
     LEDGER_COLS,
@@ -25,20 +33,17 @@ from suppression._store_rows import (
     ledger_from,
     suppression_from,
 )
-from suppression.model import (
-    Contact,
-    LedgerEvent,
-    RecipientFacts,
-    RecipientKey,
-    Suppression,
-    SuppressionReason,
-)
 from suppression.store import ConsentEntry, ContactRecord, Lookup, SuppressionFilter
 
 #: Largest page a list operation returns.
 MAX_PAGE = 1000
 #: :data:`LEDGER_COLS` without the evidence join (the chain check needs no evidence).
 _LEDGER_COLS_NO_EVIDENCE = LEDGER_COLS.replace("e.evidence", "NULL")
+
+
+async def ping(db: Db) -> None:
+    """See :meth:`Store.ping`."""
+    await db.fetch("SELECT 1")
 
 
 async def facts(

@@ -1,5 +1,5 @@
-"""The store's write operations, written once over :class:`~suppression._store_db.Db`
-(reads: :mod:`suppression._store_reads`).
+"""The store's write operations, written once over :class:`~suppression.sql.engine.Db`
+(reads: :mod:`suppression.sql.reads`).
 
 SQL here is the common subset of SQLite and PostgreSQL with ``?`` placeholders (the
 PostgreSQL adapter renumbers them). The backends own connections, transactions, timeouts
@@ -17,21 +17,6 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from suppression import consent_rules
-from suppression._bulk import add_new_suppressions, bulk_candidate
-from suppression._ledger_chain import LedgerChain
-from suppression._store_db import Db
-from suppression._store_rows import (
-    CONSENT_COLS,
-    CONTACT_COLS,
-    ENSURE_CONTACT,
-    INSERT_SUPPRESSION,
-    SUPPRESSION_COLS,
-    consent_from,
-    contact_from,
-    dumps,
-    supp_detail,
-    suppression_from,
-)
 from suppression.changes import (
     ConsentChange,
     ConsentResult,
@@ -40,15 +25,27 @@ from suppression.changes import (
     Write,
     WriteResult,
 )
+from suppression.ledger import GENESIS, LedgerChain, dumps, supp_detail
 from suppression.model import (
-    Audience,
     ConsentStatus,
     Contact,
     Scope,
     Suppression,
     SuppressionReason,
 )
-from suppression.store import NotFound
+from suppression.sql.bulk import add_new_suppressions, bulk_candidate
+from suppression.sql.engine import Db
+from suppression.sql.rows import (
+    CONSENT_COLS,
+    CONTACT_COLS,
+    ENSURE_CONTACT,
+    INSERT_SUPPRESSION,
+    SUPPRESSION_COLS,
+    consent_from,
+    contact_from,
+    suppression_from,
+)
+from suppression.store import ERASURE_KEPT, Conflict, NotFound
 
 T = TypeVar("T")
 
@@ -71,10 +68,31 @@ async def _ensure_contact(db: Db, identity: str, email: str | None, at: datetime
     )
 
 
+async def _start_chain(db: Db) -> LedgerChain:
+    """A ledger chain continuing from the last stored event."""
+    head = await db.fetch("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
+    seq, prev = (head[0][0], head[0][1]) if head else (0, GENESIS)
+    return LedgerChain(seq, prev, db.ts)
+
+
+async def _flush(db: Db, chain: LedgerChain) -> None:
+    """Insert the chain's events added since the last flush."""
+    rows, evidence = chain.take()
+    if rows:
+        await db.executemany(
+            "INSERT INTO ledger (seq, at, kind, identity, purpose, source, actor, detail,"
+            " prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+    if evidence:
+        await db.executemany("INSERT INTO ledger_evidence (seq, evidence) VALUES (?, ?)", evidence)
+
+
 async def _in_chain(db: Db, op: Callable[[LedgerChain], Awaitable[T]]) -> T:
-    chain = await LedgerChain.start(db)
+    """``op`` appending to the ledger chain, whose events are stored when it returns."""
+    chain = await _start_chain(db)
     result = await op(chain)
-    await chain.flush(db)
+    await _flush(db, chain)
     return result
 
 
@@ -109,7 +127,7 @@ async def _record_consent(db: Db, chain: LedgerChain, change: ConsentChange) -> 
     detail["explicit"] = "yes" if change.explicit else "no"
     if not outcome.applied:
         if outcome.reason == consent_rules.OPT_OUT_WINS:
-            chain.add(db, "consent-refused", change.identity, change.purpose, change.source,
+            chain.add("consent-refused", change.identity, change.purpose, change.source,
                       change.actor, change.at, {**detail, "reason": outcome.reason},
                       change.evidence)  # fmt: skip
         return ConsentResult(False, outcome.consent, outcome.reason)
@@ -131,7 +149,7 @@ async def _record_consent(db: Db, chain: LedgerChain, change: ConsentChange) -> 
         _opt_ts(db, new.withdrawn_at),
     )
     given = change.status is ConsentStatus.OPTED_IN
-    chain.add(db, "consent-given" if given else "consent-withdrawn", change.identity,
+    chain.add("consent-given" if given else "consent-withdrawn", change.identity,
               change.purpose, change.source, change.actor, change.at, detail,
               change.evidence)  # fmt: skip
     if outcome.lift_unsubscribe:
@@ -146,24 +164,13 @@ async def _record_consent(db: Db, chain: LedgerChain, change: ConsentChange) -> 
         for s in (suppression_from(r, db.dt) for r in rows):
             if consent_rules.lifts(change, s):
                 await db.execute("DELETE FROM suppressions WHERE id = ?", s.id)
-                chain.add(db, "suppression-lifted", change.identity, change.purpose,
+                chain.add("suppression-lifted", change.identity, change.purpose,
                           change.source, change.actor, change.at, supp_detail(s))  # fmt: skip
     return ConsentResult(True, new)
 
 
-async def upsert_contact(
-    db: Db,
-    identity: str,
-    email: str | None,
-    *,
-    actor: str,
-    at: datetime,
-    audience: Audience | None,
-    customer: bool | None,
-    customer_since: datetime | None,
-) -> Contact:
+async def upsert_contact(db: Db, update: ContactUpdate) -> Contact:
     """See :meth:`Store.upsert_contact`."""
-    update = ContactUpdate(identity, email, actor, at, audience, customer, customer_since)
     return await _in_chain(db, lambda chain: _upsert_contact(db, chain, update))
 
 
@@ -182,7 +189,7 @@ async def _upsert_contact(db: Db, chain: LedgerChain, u: ContactUpdate) -> Conta
     )  # fmt: skip
     given = {"email": u.email, "audience": aud, "customer": u.customer, "customer_since": since}
     detail = {"fields": sorted(k for k, v in given.items() if v is not None)}
-    chain.add(db, "contact-updated", u.identity, None, "", u.actor, u.at, detail)
+    chain.add("contact-updated", u.identity, None, "", u.actor, u.at, detail)
     return contact_from(rows[0], db.dt)
 
 
@@ -242,7 +249,7 @@ async def _add_suppression(
         )
         s = suppression_from(rows[0], db.dt)
     if chain is not None:
-        chain.add(db, kind, s.identity, s.purpose, new.source, new.actor, new.at,
+        chain.add(kind, s.identity, s.purpose, new.source, new.actor, new.at,
                   supp_detail(s))  # fmt: skip
     return s, True
 
@@ -255,15 +262,17 @@ async def remove_suppression(db: Db, suppression_id: int, *, actor: str, at: dat
     if not rows:
         raise NotFound(f"suppression {suppression_id}")
     s = suppression_from(rows[0], db.dt)
+    if s.reason is SuppressionReason.ERASURE:
+        raise Conflict(ERASURE_KEPT, f"suppression {suppression_id} records an erasure: kept")
     await db.execute("DELETE FROM suppressions WHERE id = ?", suppression_id)
-    chain = await LedgerChain.start(db)
-    chain.add(db, "suppression-removed", s.identity, s.purpose, "", actor, at, supp_detail(s))
-    await chain.flush(db)
+    chain = await _start_chain(db)
+    chain.add("suppression-removed", s.identity, s.purpose, "", actor, at, supp_detail(s))
+    await _flush(db, chain)
 
 
 async def apply_batch(db: Db, writes: Sequence[Write]) -> list[WriteResult]:
     """See :meth:`Store.apply_batch`: the per-row operations, in order, on one ledger chain."""
-    chain = await LedgerChain.start(db)
+    chain = await _start_chain(db)
     out: list[WriteResult] = []
     i = 0
     while i < len(writes):
@@ -285,7 +294,7 @@ async def apply_batch(db: Db, writes: Sequence[Write]) -> list[WriteResult]:
             out.append(WriteResult(True, await _upsert_contact(db, chain, w)))
         else:
             raise TypeError(f"not a store write: {type(w).__name__}")
-    await chain.flush(db)
+    await _flush(db, chain)
     return out
 
 
@@ -302,9 +311,9 @@ async def erase(db: Db, identity: str, *, actor: str, at: datetime) -> None:
     await db.execute("DELETE FROM deliveries WHERE identity = ?", identity)
     new = NewSuppression(Scope.ALL, SuppressionReason.ERASURE, "erasure", actor, at, identity)
     s, _ = await _add_suppression(db, None, new)
-    chain = await LedgerChain.start(db)
-    chain.add(db, "erasure", identity, None, "erasure", actor, at, {"id": s.id})
-    await chain.flush(db)
+    chain = await _start_chain(db)
+    chain.add("erasure", identity, None, "erasure", actor, at, {"id": s.id})
+    await _flush(db, chain)
 
 
 async def remember_delivered(

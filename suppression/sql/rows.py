@@ -1,6 +1,6 @@
-"""Row shapes shared by the SQL backends: column lists, conversions, the ledger hash chain.
+"""Row shapes shared by the SQL backends: column lists, conversions, the facts query.
 
-Both schemas use the same table and column names (``suppression/migrations``); only the
+Both schemas use the same table and column names (``suppression/sql/migrations``); only the
 timestamp type differs (integer microseconds in SQLite, ``timestamptz`` in PostgreSQL), so
 the backends pass a converter for it.
 """
@@ -10,12 +10,12 @@ the backends pass a converter for it.
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from suppression.ledger import aware
 from suppression.model import (
     NO_FACTS,
     Audience,
@@ -43,9 +43,6 @@ LEDGER_COLS = (
     " l.prev_hash, l.hash"
 )
 
-#: ``prev_hash`` of the first ledger event.
-GENESIS = "0" * 64
-
 #: Create the contact on first sight; fill a missing address, never an erased one.
 ENSURE_CONTACT = (
     "INSERT INTO contacts (identity, email, created_at, updated_at) VALUES (?, ?, ?, ?)"
@@ -61,7 +58,6 @@ INSERT_SUPPRESSION = (
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ESCAPE = json.encoder.encode_basestring  # the JSON string encoder json.dumps uses here
 _MICROSECOND = timedelta(microseconds=1)
 
 # Enum members by stored value: a dict lookup is ~10x cheaper than calling the enum, and
@@ -71,13 +67,6 @@ _STATUS: dict[str, ConsentStatus] = {m.value: m for m in ConsentStatus}
 _BASIS: dict[str, Basis] = {m.value: m for m in Basis}
 _SCOPE: dict[str, Scope] = {m.value: m for m in Scope}
 _REASON: dict[str, SuppressionReason] = {m.value: m for m in SuppressionReason}
-
-
-def aware(value: datetime) -> datetime:
-    """Reject naive datetimes: every stored time is UTC and must say so."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"naive datetime: {value!r}")
-    return value
 
 
 def to_micros(value: datetime) -> int:
@@ -90,93 +79,6 @@ def to_micros(value: datetime) -> int:
 def from_micros(value: int) -> datetime:
     """Inverse of :func:`to_micros`, as an aware UTC datetime."""
     return _EPOCH + value * _MICROSECOND
-
-
-def dumps(value: Mapping[str, Any]) -> str:
-    """Canonical JSON (sorted keys, compact): what the ledger hash covers.
-
-    A flat object of strings, integers, booleans and nulls (every ledger detail the store
-    writes) is spelled out directly, exactly as ``json.dumps`` would; anything else goes to it.
-    """
-    parts = []
-    try:
-        for key in sorted(value):
-            v = value[key]
-            if v is None:
-                text = "null"
-            elif v is True:
-                text = "true"
-            elif v is False:
-                text = "false"
-            elif type(v) is str:
-                text = _ESCAPE(v)
-            elif type(v) is int:
-                text = int.__repr__(v)
-            else:
-                break
-            parts.append(f"{_ESCAPE(key)}:{text}")
-        else:
-            return "{" + ",".join(parts) + "}"
-    except TypeError:  # keys that are not all strings: let json.dumps say what it says
-        pass
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def chain_hash(
-    prev_hash: str,
-    seq: int,
-    at: datetime,
-    kind: str,
-    identity: str | None,
-    purpose: str | None,
-    source: str,
-    actor: str,
-    detail: Mapping[str, Any],
-) -> str:
-    """SHA-256 over the previous hash and the pseudonymous fields of one ledger event.
-
-    Personal evidence (IP, user agent) is kept out of the chain so that erasing it leaves
-    the chain verifiable.
-    """
-    return chain_hash_of(
-        prev_hash, seq, iso_time(at), kind, identity, purpose, source, actor, dumps(detail)
-    )
-
-
-def iso_time(at: datetime) -> str:
-    """The ledger hash's spelling of an event time."""
-    if at.tzinfo is not UTC:
-        at = aware(at).astimezone(UTC)
-    return at.isoformat(timespec="microseconds")
-
-
-def _js(value: str | None) -> str:
-    return "null" if value is None else _ESCAPE(value)
-
-
-def chain_hash_of(
-    prev_hash: str,
-    seq: int,
-    at_iso: str,
-    kind: str,
-    identity: str | None,
-    purpose: str | None,
-    source: str,
-    actor: str,
-    detail_json: str,
-) -> str:
-    """:func:`chain_hash` from the time already in :func:`iso_time` form and the detail
-    already in :func:`dumps` form (a bulk write computes each once).
-
-    The payload is exactly ``json.dumps([seq, at, kind, identity, purpose, source, actor,
-    detail], separators=(",", ":"), ensure_ascii=False)``, written out by hand: the list
-    holds only an int, strings and nulls, and strings are escaped by json's own encoder.
-    """
-    payload = (
-        f"{prev_hash}[{seq:d},{_ESCAPE(at_iso)},{_ESCAPE(kind)},{_js(identity)},{_js(purpose)},"
-        f"{_ESCAPE(source)},{_ESCAPE(actor)},{_ESCAPE(detail_json)}]"
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def _opt(value: Any, dt: ToDatetime) -> datetime | None:
@@ -221,20 +123,6 @@ def suppression_from(r: Row, dt: ToDatetime) -> Suppression:
         source=r[6],
         created_at=dt(r[7]),
         expires_at=_opt(r[8], dt),
-    )
-
-
-def supp_detail(s: Suppression) -> dict[str, Any]:
-    """The ledger detail of a suppression event."""
-    return {"id": s.id, "scope": s.scope.value, "reason": s.reason.value, "domain": s.domain}
-
-
-def supp_detail_json(sid: int, scope: str, reason: str, domain: str | None) -> str:
-    """``dumps(supp_detail(...))`` from the stored values, spelled out directly (bulk writes
-    make one per row)."""
-    return (
-        f'{{"domain":{_js(domain)},"id":{int.__repr__(sid)},'
-        f'"reason":{_ESCAPE(reason)},"scope":{_ESCAPE(scope)}}}'
     )
 
 

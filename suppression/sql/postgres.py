@@ -1,4 +1,5 @@
-"""The PostgreSQL backend of :class:`suppression.store.Store`, on an asyncpg pool.
+"""The PostgreSQL engine of :class:`~suppression.sql.facade.SqlStore`, on an asyncpg pool, and
+:class:`PostgresStore`.
 
 URL: ``postgresql://user@host:5432/db?schema=NAME``. The optional ``schema`` parameter (ours,
 removed before asyncpg sees the DSN) puts every table in that schema, created if missing,
@@ -16,49 +17,99 @@ cannot reach down to).
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import re
-from collections.abc import (
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Mapping,
-    Sequence,
-)
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from datetime import datetime
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from suppression import _store_ops as ops
-from suppression import _store_reads as reads
-from suppression import migrations
-from suppression._postgres_db import LOST, PgDb, any_of, db_errors
-from suppression._store_rows import facts_sql, lookup_sql
-from suppression.changes import ConsentChange, ConsentResult, NewSuppression, Write, WriteResult
-from suppression.model import (
-    Audience,
-    Contact,
-    LedgerEvent,
-    RecipientFacts,
-    RecipientKey,
-    Suppression,
-)
-from suppression.store import (
-    ConsentEntry,
-    ContactRecord,
-    Lookup,
-    StoreError,
-    StoreOptions,
-    SuppressionFilter,
-)
+from suppression.ledger import aware
+from suppression.sql import migrations
+from suppression.sql.engine import Op
+from suppression.sql.facade import SqlStore
+from suppression.sql.rows import Row
+from suppression.store import StoreError, StoreOptions
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+#: A pooled connection the server or the network dropped: the pool reconnects on next use.
+LOST = (
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.InterfaceError,
+    # "cannot switch to state ...; another operation is in progress": a connection the server
+    # terminated, handed out by the pool before it noticed (MagicStack/asyncpg#1069).
+    asyncpg.InternalClientError,
+    ConnectionError,
+)
+#: InternalClientError: asyncpg's protocol state after the server killed a connection mid-use
+#: ("cannot switch to state ...; another operation is in progress"): fail closed like the rest.
+DB_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
+
+
+@functools.lru_cache(maxsize=512)
+def numbered(sql: str) -> str:
+    """Renumber the shared ``?`` placeholders as PostgreSQL's ``$1, $2, ...``."""
+    count = iter(range(1, sql.count("?") + 1))
+    return re.sub(r"\?", lambda _: f"${next(count)}", sql)
+
+
+def any_of(column: str) -> str:
+    """SQL for "``column`` is in the text-array parameter"."""
+    return f"{column} = ANY(?::text[])"
+
+
+class PgDb:
+    """:class:`~suppression.sql.engine.Db` over one asyncpg connection."""
+
+    sole_writer = False
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def ts(self, value: datetime) -> datetime:
+        return aware(value)
+
+    def dt(self, value: Any) -> datetime:
+        return value  # type: ignore[no-any-return]  # asyncpg returns aware UTC datetimes
+
+    def any_of(self, column: str) -> str:
+        return any_of(column)
+
+    def list_param(self, values: Sequence[str]) -> list[str]:
+        return list(values)
+
+    async def fetch(self, sql: str, *params: Any) -> Sequence[Row]:
+        return await self.conn.fetch(numbered(sql), *params)  # type: ignore[no-any-return]
+
+    async def execute(self, sql: str, *params: Any) -> None:
+        await self.conn.execute(numbered(sql), *params)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self.conn.executemany(numbered(sql), rows)
+
+
+@contextmanager
+def db_errors() -> Iterator[None]:
+    """Turn driver, server, network and timeout failures into :class:`StoreError`."""
+    try:
+        yield
+    except DB_ERRORS as exc:
+        raise StoreError(f"postgres: {type(exc).__name__}: {exc}") from exc
 
 
 def _lock_key(schema: str, what: str) -> int:
@@ -66,8 +117,10 @@ def _lock_key(schema: str, what: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-class PostgresStore:
-    """PostgreSQL implementation of :class:`suppression.store.Store` (see it for each method)."""
+class PostgresEngine:
+    """The :class:`~suppression.sql.engine.Engine` on a PostgreSQL pool (see the module)."""
+
+    any_of = staticmethod(any_of)
 
     def __init__(self, dsn: str, options: StoreOptions | None = None, schema: str | None = None):
         if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
@@ -75,21 +128,8 @@ class PostgresStore:
         self._dsn = dsn
         self._options = options or StoreOptions()
         self.schema = schema
-        self._facts_sql = facts_sql(any_of)
-        self._lookup_sql = lookup_sql(any_of)
         self._ledger_key = _lock_key(schema or "", "ledger")
         self._pool: Any = None
-
-    @classmethod
-    def from_url(cls, url: str, options: StoreOptions | None = None) -> PostgresStore:
-        """``postgresql://...[?schema=NAME]``; other query parameters go to asyncpg."""
-        parts = urlsplit(url)
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        schemas = [value for name, value in query if name == "schema"]
-        rest = urlencode([(name, value) for name, value in query if name != "schema"])
-        return cls(
-            urlunsplit(parts._replace(query=rest)), options, schemas[-1] if schemas else None
-        )
 
     def _settings(self, *, timeout: bool = True) -> dict[str, str]:
         settings = {"synchronous_commit": "on", "application_name": "suppression-gateway"}
@@ -194,15 +234,7 @@ class PostgresStore:
                 finally:
                     await pool.release(conn)
 
-    async def _write(
-        self, op: Callable[Concatenate[PgDb, P], Awaitable[T]], *a: P.args, **kw: P.kwargs
-    ) -> T:
-        async with self._transaction() as db:
-            return await op(db, *a, **kw)
-
-    async def _read(
-        self, op: Callable[Concatenate[PgDb, P], Awaitable[T]], *a: P.args, **kw: P.kwargs
-    ) -> T:
+    async def read(self, op: Op[P, T], /, *a: P.args, **kw: P.kwargs) -> T:
         """One read within ``query_timeout``, retried once on a connection lost under it."""
         pool = self._pool_or_raise()
         with db_errors():
@@ -216,98 +248,43 @@ class PostgresStore:
                             raise
         raise AssertionError("unreachable")
 
-    async def ping(self) -> None:
-        """Raise :class:`StoreError` unless the server answers now."""
-        await self._read(PgDb.fetch, "SELECT 1")
-
-    async def facts(
-        self, keys: Sequence[RecipientKey], now: datetime
-    ) -> Mapping[str, RecipientFacts]:
-        """Facts for all recipients of a message: one query, one round trip."""
-        return await self._read(reads.facts, self._facts_sql, keys, now)
-
-    async def lookup(self, keys: Sequence[RecipientKey], now: datetime, message_key: str) -> Lookup:
-        """Facts and deliveries of one message: one statement, one round trip."""
-        return await self._read(reads.lookup, self._lookup_sql, keys, now, message_key)
-
-    async def record_consent(self, change: ConsentChange) -> ConsentResult:
-        """Record consent or its withdrawal (rules: :mod:`suppression.consent_rules`)."""
-        return await self._write(ops.record_consent, change)
-
-    async def upsert_contact(
-        self,
-        identity: str,
-        email: str | None,
-        *,
-        actor: str,
-        at: datetime,
-        audience: Audience | None = None,
-        customer: bool | None = None,
-        customer_since: datetime | None = None,
-    ) -> Contact:
-        """Create the contact or update the given attributes."""
-        return await self._write(
-            ops.upsert_contact, identity, email, actor=actor, at=at, audience=audience,
-            customer=customer, customer_since=customer_since,
-        )  # fmt: skip
-
-    async def add_suppression(self, new: NewSuppression) -> Suppression:
-        """Add a suppression, idempotently."""
-        return await self._write(ops.add_suppression, new)
-
-    async def remove_suppression(self, suppression_id: int, *, actor: str, at: datetime) -> None:
-        """Remove one suppression or raise :class:`NotFound`."""
-        await self._write(ops.remove_suppression, suppression_id, actor=actor, at=at)
-
-    async def list_suppressions(self, flt: SuppressionFilter) -> Sequence[Suppression]:
-        """Suppressions matching the filter exactly, by id."""
-        return await self._read(reads.list_suppressions, flt)
-
-    async def contact_record(self, identity: str) -> ContactRecord:
-        """Everything held about an identity, from one repeatable-read transaction."""
+    async def snapshot(self, op: Op[P, T], /, *a: P.args, **kw: P.kwargs) -> T:
+        """``op`` in one repeatable-read, read-only transaction."""
         async with self._transaction(lock=False, readonly=True) as db:
-            return await reads.contact_record(db, identity)
+            return await op(db, *a, **kw)
 
-    async def erase(self, identity: str, *, actor: str, at: datetime) -> None:
-        """Erase the address and personal evidence; keep an ``erasure`` suppression."""
-        await self._write(ops.erase, identity, actor=actor, at=at)
+    async def write(self, op: Op[P, T], /, *a: P.args, **kw: P.kwargs) -> T:
+        """``op`` in one transaction that takes the ledger lock first."""
+        async with self._transaction() as db:
+            return await op(db, *a, **kw)
 
-    async def delivered(self, message_key: str, identities: Sequence[str]) -> set[str]:
-        """Identities that already received this message."""
-        return await self._read(reads.delivered, message_key, identities, datetime.now(UTC))
-
-    async def remember_delivered(
-        self, message_key: str, identities: Sequence[str], until: datetime
-    ) -> None:
-        """Remember deliveries until ``until`` (no ledger, so no ledger lock)."""
+    async def write_unlogged(self, op: Op[P, T], /, *a: P.args, **kw: P.kwargs) -> T:
+        """``op`` in one transaction without the ledger lock."""
         async with self._transaction(lock=False) as db:
-            await ops.remember_delivered(db, message_key, identities, until, datetime.now(UTC))
+            return await op(db, *a, **kw)
 
-    async def apply_batch(self, writes: Sequence[Write]) -> Sequence[WriteResult]:
-        """Many writes in one transaction under the ledger lock; the ledger events of the
-        batch go in with one ``executemany``."""
-        if not writes:
-            return []
-        return await self._write(ops.apply_batch, writes)
+    async def after_erase(self) -> None:
+        """Nothing: erasure here is logical (see the module)."""
 
-    async def list_consents(
-        self, after: tuple[str, str] | None = None, limit: int = reads.MAX_PAGE
-    ) -> Sequence[ConsentEntry]:
-        """A page of consents by (identity, purpose)."""
-        return await self._read(reads.list_consents, after, limit)
 
-    async def list_contacts(
-        self, after: str | None = None, limit: int = reads.MAX_PAGE
-    ) -> Sequence[Contact]:
-        """A page of contacts by identity."""
-        return await self._read(reads.list_contacts, after, limit)
+class PostgresStore(SqlStore[PostgresEngine]):
+    """The SQL store on a PostgreSQL database (in one schema when given)."""
 
-    async def count_suppressions(self, now: datetime) -> Mapping[str, int]:
-        """Active suppressions by reason."""
-        return await self._read(reads.count_suppressions, now)
+    def __init__(self, dsn: str, options: StoreOptions | None = None, schema: str | None = None):
+        super().__init__(PostgresEngine(dsn, options, schema))
 
-    async def ledger_events(
-        self, after: int = 0, limit: int = reads.MAX_PAGE, identity: str | None = None
-    ) -> list[LedgerEvent]:
-        """Ledger events with their hashes, a page at a time (the chain check)."""
-        return await self._read(reads.ledger_events, after, limit, identity)
+    @classmethod
+    def from_url(cls, url: str, options: StoreOptions | None = None) -> PostgresStore:
+        """``postgresql://...[?schema=NAME]``; other query parameters go to asyncpg."""
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        schemas = [value for name, value in query if name == "schema"]
+        rest = urlencode([(name, value) for name, value in query if name != "schema"])
+        return cls(
+            urlunsplit(parts._replace(query=rest)), options, schemas[-1] if schemas else None
+        )
+
+    @property
+    def schema(self) -> str | None:
+        """The schema holding the tables (``None``: the server's default)."""
+        return self.engine.schema

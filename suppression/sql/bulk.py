@@ -17,18 +17,16 @@ through the one-by-one path, in their place in the run, so the ledger order is u
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, TypeGuard
+from typing import TypeGuard
 
-from suppression._store_rows import ENSURE_CONTACT, INSERT_SUPPRESSION, supp_detail_json
 from suppression.changes import NewSuppression, Write, WriteResult
+from suppression.ledger import LedgerChain, supp_detail_json
 from suppression.model import Scope, Suppression, SuppressionReason
-
-if TYPE_CHECKING:
-    from suppression._ledger_chain import LedgerChain
-    from suppression._store_db import Db
+from suppression.sql.engine import Db
+from suppression.sql.rows import ENSURE_CONTACT, INSERT_SUPPRESSION
 
 #: Adds one suppression the one-by-one way: the row and whether the store changed.
-OneByOne = Callable[["Db", "LedgerChain", NewSuppression], Awaitable[tuple[Suppression, bool]]]
+OneByOne = Callable[[Db, LedgerChain, NewSuppression], Awaitable[tuple[Suppression, bool]]]
 
 _Key = tuple[str, str, str, str]
 #: Stored values of the enums (a dict lookup is cheaper than ``.value`` on a million rows).
@@ -115,7 +113,7 @@ async def _insert(
             domain=None, purpose=w.purpose, expires_at=None if e is None else db.dt(e),
             source=w.source,
         )  # fmt: skip
-        chain.add(db, "suppression-added", w.identity, w.purpose, w.source, w.actor, w.at,
+        chain.add("suppression-added", w.identity, w.purpose, w.source, w.actor, w.at,
                   supp_detail_json(sid, scope, reason, None))  # fmt: skip
         out.append(WriteResult(True, s))
     return out

@@ -1,0 +1,1 @@
+"""The SQL backends of :class:`suppression.store.Store`: SQLite and PostgreSQL."""
