@@ -31,8 +31,9 @@ from gateway.mail.signing import Signer
 from gateway.observability.labels import RejectionCode
 from gateway.observability.metrics import Metrics
 from gateway.policy_gate import PolicyGate
+from gateway.relay.base import Relay, RelayFailure, advertised_size
 from gateway.relay.maildir import MaildirRelay
-from gateway.relay.smtp import Relay, RelayFailure, SmtpRelay, advertised_size
+from gateway.relay.smtp import SmtpRelay
 from gateway.settings import ConfigError, Settings, parse_hostport
 from gateway.smtp.access import Clients
 from gateway.smtp.handler import GatewayHandler

@@ -22,7 +22,7 @@ from gateway.mail.delivery import Delivery, Transaction
 from gateway.observability.labels import MessageOutcome, RejectionCode
 from gateway.observability.metrics import Metrics
 from gateway.policy_gate import PolicyError, PolicyGate
-from gateway.relay.smtp import Relay, RelayFailure
+from gateway.relay.base import Relay, RelayFailure
 from gateway.settings import Settings
 from gateway.smtp.sessions import GatewayEnvelope, GatewaySession, release_upstream
 from gateway.smtp.syntax import hook_names
@@ -165,7 +165,7 @@ class GatewayHandler:
                 await upstream.mail(_reverse_path(envelope), self._upstream_options(envelope))
             await upstream.rcpt(mailbox.address)
         except RelayFailure as failure:
-            self.metrics.relay_error(failure.kind)  # type: ignore[arg-type]
+            self.metrics.relay_error(failure.kind)
             log.info("relay refused at RCPT: %s", failure.detail)
             if not envelope.rcpt_tos:
                 await release_upstream(envelope)
