@@ -24,6 +24,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from gateway import replies
+from gateway.observability.labels import RejectionCode
 from gateway.smtp.access import Clients
 from gateway.smtp.sessions import GatewayEnvelope, GatewaySession, SessionRegistry, release_upstream
 from gateway.smtp.syntax import has_bare_cr_or_lf, hook_names, plain_angle_address
@@ -43,7 +44,7 @@ class GatewaySMTP(SMTP):
         clients: Clients,
         max_line_length: int,
         max_auth_failures: int,
-        on_reject: Callable[[str], None],
+        on_reject: Callable[[RejectionCode], None],
         **kwargs: Any,
     ) -> None:
         super().__init__(handler, **kwargs)
@@ -87,7 +88,7 @@ class GatewaySMTP(SMTP):
     async def _handle_client(self) -> None:
         if not self.registry.add(self):
             reply = replies.SHUTTING_DOWN if self.registry.draining else replies.TOO_MANY_SESSIONS
-            self.on_reject("sessions")
+            self.on_reject(RejectionCode.SESSIONS)
             await self.push(str(reply))
             if self.transport is not None:
                 self.transport.close()
@@ -162,7 +163,7 @@ class GatewaySMTP(SMTP):
             return
         content, problem = read
         if problem is not None:
-            self.on_reject(_REJECTION_KIND.get(problem, "content"))
+            self.on_reject(_REJECTION_CODE.get(problem, RejectionCode.CONTENT))
             self._set_post_data_state()
             await self.push(str(problem))
             return
@@ -264,7 +265,7 @@ class GatewaySMTP(SMTP):
             self.session.client = client
             return AuthResult(success=True, auth_data=LoginPassword(login, b""))
         self.session.auth_failures += 1
-        self.on_reject("auth")
+        self.on_reject(RejectionCode.AUTH)
         if self.session.auth_failures >= self.max_auth_failures:
             await self.push(str(replies.TOO_MANY_AUTH_FAILURES))
             return AuthResult(success=False, handled=True)
@@ -286,11 +287,11 @@ _DEFAULT_ENHANCED = {
     555: "5.5.4",
 }
 
-_REJECTION_KIND = {
-    replies.MESSAGE_TOO_BIG: "size",
-    replies.LINE_TOO_LONG: "syntax",
-    replies.BAD_LINE_ENDINGS: "syntax",
-    replies.NUL_IN_CONTENT: "content",
+_REJECTION_CODE = {
+    replies.MESSAGE_TOO_BIG: RejectionCode.SIZE,
+    replies.LINE_TOO_LONG: RejectionCode.SYNTAX,
+    replies.BAD_LINE_ENDINGS: RejectionCode.SYNTAX,
+    replies.NUL_IN_CONTENT: RejectionCode.CONTENT,
 }
 
 
