@@ -29,6 +29,24 @@ from gateway.smtp.access import Clients
 from gateway.smtp.sessions import GatewayEnvelope, GatewaySession, SessionRegistry, release_upstream
 from gateway.smtp.syntax import has_bare_cr_or_lf, hook_names, plain_angle_address
 
+#: Every private name of aiosmtpd's ``SMTP`` this module overrides, calls or reads. They may
+#: change in any aiosmtpd release: pyproject.toml pins aiosmtpd below its next minor version and
+#: tests/test_aiosmtpd_private_names.py checks that each still exists.
+AIOSMTPD_PRIVATE_NAMES = (
+    "_call_handler_hook",  # called: run a handler hook
+    "_create_envelope",  # overridden: GatewayEnvelope
+    "_create_session",  # overridden: GatewaySession
+    "_getaddr",  # overridden: the fast split of MAIL/RCPT arguments
+    "_handle_client",  # overridden: the session cap before the greeting
+    "_original_transport",  # read: set once STARTTLS replaced the transport
+    "_reader",  # read: DATA is read from it directly, in large chunks
+    "_reset_timeout",  # called: restart the idle timer while DATA arrives
+    "_set_post_data_state",  # overridden: release the upstream transaction
+    "_writer",  # read: the 421 of a shutdown is written without awaiting a drain
+)
+#: asyncio ``StreamReader`` internals :meth:`GatewaySMTP._read_data` uses (checked likewise).
+STREAM_READER_PRIVATE_NAMES = ("_buffer", "_limit")
+
 _TERMINATOR = b"\r\n.\r\n"
 _CHUNK = 64 * 1024
 
