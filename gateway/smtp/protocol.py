@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
 import re
 from collections.abc import Callable
 from typing import Any
@@ -42,10 +43,16 @@ AIOSMTPD_PRIVATE_NAMES = (
     "_reader",  # read: DATA is read from it directly, in large chunks
     "_reset_timeout",  # called: restart the idle timer while DATA arrives
     "_set_post_data_state",  # overridden: release the upstream transaction
+    "_timeout_cb",  # overridden: 421 before closing on a timeout
     "_writer",  # read: the 421 of a shutdown is written without awaiting a drain
 )
 #: asyncio ``StreamReader`` internals :meth:`GatewaySMTP._read_data` uses (checked likewise).
 STREAM_READER_PRIVATE_NAMES = ("_buffer", "_limit")
+
+#: Seconds a closing connection may take to flush its last reply before it is aborted.
+CLOSE_GRACE = 5.0
+
+log = logging.getLogger(__name__)
 
 _TERMINATOR = b"\r\n.\r\n"
 _CHUNK = 64 * 1024
@@ -72,6 +79,8 @@ class GatewaySMTP(SMTP):
         self.max_auth_failures = max_auth_failures
         self.on_reject = on_reject
         self._pending_tasks: set[asyncio.Task[None]] = set()
+        #: What the client is told when the timer runs out (the idle timeout unless in DATA).
+        self._expiry = replies.IDLE_TIMEOUT
 
     def __dir__(self) -> list[str]:
         # aiosmtpd's __init__ runs inspect.getmembers(self) and dir(self) on every connection to
@@ -129,11 +138,29 @@ class GatewaySMTP(SMTP):
     async def say_goodbye(self) -> None:
         """421 4.3.2 and close (shutdown)."""
         self.registry.discard(self)
-        if self.transport is not None and not self.transport.is_closing():
-            try:
-                self._writer.write(f"{replies.SHUTTING_DOWN}\r\n".encode())
-            finally:
-                self.transport.close()
+        self._close_with(replies.SHUTTING_DOWN)
+
+    def _timeout_cb(self) -> None:
+        """The timer ran out: answer 421 and close (RFC 5321 §3.8, §4.5.3.2), never in silence."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        log.info("%r closing: %s", self.session.peer if self.session else None, self._expiry)
+        self.on_reject(RejectionCode.TIMEOUT)
+        self._close_with(self._expiry)
+
+    def _close_with(self, reply: replies.Reply) -> None:
+        """Write ``reply`` without waiting for the peer to read it, and close. A peer that reads
+        nothing would keep the socket (and its slot) open while the reply waits to be sent, so
+        the socket is aborted if it is still open :data:`CLOSE_GRACE` seconds later."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        try:
+            self._writer.write(f"{reply}\r\n".encode())
+        finally:
+            transport.close()
+            if isinstance(transport, asyncio.WriteTransport):
+                self.loop.call_later(CLOSE_GRACE, transport.abort)
 
     async def push(self, status: Any) -> None:
         text = status.decode() if isinstance(status, bytes) else str(status)
