@@ -34,7 +34,7 @@ from gateway.smtp.syntax import has_bare_cr_or_lf, hook_names, plain_angle_addre
 #: change in any aiosmtpd release: pyproject.toml pins aiosmtpd below its next minor version and
 #: tests/test_aiosmtpd_private_names.py checks that each still exists.
 AIOSMTPD_PRIVATE_NAMES = (
-    "_call_handler_hook",  # called: run a handler hook
+    "_call_handler_hook",  # overridden: no idle timer while a handler hook works
     "_create_envelope",  # overridden: GatewayEnvelope
     "_create_session",  # overridden: GatewaySession
     "_getaddr",  # overridden: the fast split of MAIL/RCPT arguments
@@ -44,6 +44,7 @@ AIOSMTPD_PRIVATE_NAMES = (
     "_reset_timeout",  # called: restart the idle timer while DATA arrives
     "_set_post_data_state",  # overridden: release the upstream transaction
     "_timeout_cb",  # overridden: 421 before closing on a timeout
+    "_timeout_handle",  # read: the idle timer, stopped while a handler hook works
     "_writer",  # read: the 421 of a shutdown is written without awaiting a drain
 )
 #: asyncio ``StreamReader`` internals :meth:`GatewaySMTP._read_data` uses (checked likewise).
@@ -134,6 +135,18 @@ class GatewaySMTP(SMTP):
         self._release(self.envelope)
         self.registry.discard(self)
         super().connection_lost(error)
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        """Run a handler hook with the idle timer stopped: while the gateway works (the store,
+        the relay, a fan-out of copies), the client is not idle; the relay's own deadlines bound
+        that work. The timer starts again when the hook is done."""
+        assert self._timeout_handle is not None
+        self._timeout_handle.cancel()
+        try:
+            return await super()._call_handler_hook(command, *args)
+        finally:
+            if self.transport is not None and not self.transport.is_closing():
+                self._reset_timeout()
 
     async def say_goodbye(self) -> None:
         """421 4.3.2 and close (shutdown)."""
