@@ -30,11 +30,11 @@ from gateway.http.server import build_app
 from gateway.http.unsubscribe import setup_unsubscribe
 from gateway.mail.delivery import Delivery
 from gateway.mail.signing import Signer
-from gateway.observability.labels import RejectionCode
 from gateway.observability.metrics import Metrics
 from gateway.policy_gate import PolicyGate
+from gateway.relay.base import Relay, RelayFailure, advertised_size
 from gateway.relay.maildir import MaildirRelay
-from gateway.relay.smtp import Relay, RelayFailure, SmtpRelay, advertised_size
+from gateway.relay.smtp import SmtpRelay
 from gateway.settings import ConfigError, Settings, parse_hostport
 from gateway.smtp.access import Clients
 from gateway.smtp.handler import GatewayHandler
@@ -191,7 +191,7 @@ async def start_smtp(
             clients=clients,
             max_line_length=settings.smtp.max_line_length,
             max_auth_failures=settings.smtp.max_auth_failures,
-            on_reject=lambda kind: metrics.rejection(RejectionCode(kind)),
+            on_reject=metrics.rejection,
             hostname=settings.smtp.hostname,
             ident="suppression-gateway ESMTP",
             data_size_limit=advertised_size(settings.smtp.max_message_size, relay.capabilities),

@@ -48,6 +48,8 @@ AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
 SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down, try again later")
 TOO_MANY_SESSIONS = Reply(421, "4.7.0", "Too many connections, try again later")
 TOO_MANY_AUTH_FAILURES = Reply(421, "4.7.0", "Too many authentication failures")
+#: The client sent nothing for ``command_timeout`` (RFC 5321 §4.5.3.2: say so before closing).
+IDLE_TIMEOUT = Reply(421, "4.4.2", "Closing connection: Timeout")
 RELAY_UNAVAILABLE = Reply(451, "4.4.1", "Relay unavailable, try again later")
 RELAY_TIMEOUT = Reply(451, "4.4.2", "Relay did not answer in time, try again later")
 RELAY_TEMPFAIL = Reply(451, "4.4.0", "Relay deferred the message, try again later")

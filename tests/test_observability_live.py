@@ -13,7 +13,7 @@ import aiosmtplib
 import pytest
 
 from gateway.app import Gateway
-from gateway.relay.smtp import RelayFailure
+from gateway.relay.base import RelayFailure
 from tests.conftest import Clock, message, smtp_client
 from tests.prom import PrometheusServer
 from tests.test_observability_assets import ALERTS, DASHBOARD, METRIC_NAME, exported_sample_names

@@ -203,7 +203,7 @@ async def test_size_is_advertised_and_enforced(start_gateway, upstream: Upstream
 async def test_size_is_capped_by_the_relay_limit(tmp_path, clock) -> None:
     """The advertised SIZE is the relay's limit minus what the gateway may add."""
     from gateway.app import running
-    from gateway.relay.smtp import GATEWAY_OVERHEAD
+    from gateway.relay.base import GATEWAY_OVERHEAD
     from tests.conftest import settings_for
 
     small = await Upstream(size=100_000).start()

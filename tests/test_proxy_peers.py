@@ -93,6 +93,7 @@ async def test_idle_session_times_out(start_gateway) -> None:
         host, port = gw.smtp_addresses[0]
         raw = await RawSMTP.connect(host, port)
         await asyncio.sleep(1.0)
+        assert (await raw.reply()).startswith("421 4.4.2")  # issue 20: said before closing
         with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
             await raw.command("NOOP")
         await raw.close()

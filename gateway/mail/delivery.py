@@ -26,10 +26,10 @@ from gateway import replies
 from gateway.mail.headers import control_headers, inject, strip_control, unsubscribe_fields
 from gateway.mail.message import MalformedMessage, RawMessage
 from gateway.mail.signing import PreparedBody, Signer, SigningError
-from gateway.observability.labels import MessageOutcome, RelayErrorKind
+from gateway.observability.labels import MessageOutcome
 from gateway.observability.metrics import Metrics
 from gateway.policy_gate import Classification, Outcome, PolicyError, PolicyGate
-from gateway.relay.smtp import RelayFailure, UpstreamTransaction
+from gateway.relay.base import RelayFailure, UpstreamTransaction
 from gateway.replies import Reply
 from gateway.settings import Settings, SmtpClient
 from suppression.address import Mailbox
@@ -239,7 +239,7 @@ class Delivery:
                 tx.relay_replies.append(replies.sanitise(text))
             except RelayFailure as failure:
                 failures.append(failure)
-                self.metrics.relay_error(RelayErrorKind(failure.kind))
+                self.metrics.relay_error(failure.kind)
                 tx.relay_errors.append(failure.detail)
                 await upstream.reset()
         if not failures:

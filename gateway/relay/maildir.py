@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from itertools import count
 from pathlib import Path
 
-from gateway.relay.smtp import Capabilities, UpstreamTransaction
+from gateway.relay.base import Capabilities, UpstreamTransaction
 
 _sequence = count()
 

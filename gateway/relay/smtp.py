@@ -1,13 +1,7 @@
-"""The upstream side: hand mail to the real relay (aiosmtplib) or to a local maildir.
+"""The aiosmtplib relay: a small pool of SMTP(S) connections to the real relay.
 
-The gateway keeps no queue, so the relay is driven in lock-step with the client (the promise of
-Postfix's ``smtpd_proxy_filter``): the client's MAIL and RCPT are mirrored upstream as they arrive,
-so a recipient the relay refuses is refused to the client at RCPT, and the client's ``250`` after
-DATA is only written once the relay has answered ``250`` for every copy.
-
-Every upstream failure is mapped to a :class:`~gateway.replies.Reply` for the client by
-:func:`map_failure`: connection, TLS and timeout problems and relay 4xx become ``451 4.4.x`` with
-generic text (details go to the log); relay 5xx stays 5xx with the relay's text sanitised.
+See :mod:`gateway.relay.base` for the lock-step promise; :func:`map_failure` is the one place
+where aiosmtplib's exceptions and the relay's replies become :class:`RelayFailure`.
 """
 
 from __future__ import annotations
@@ -19,56 +13,39 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 import aiosmtplib
 
 from gateway import replies
+from gateway.observability.labels import RelayErrorKind
+from gateway.relay.base import Capabilities, RelayFailure, UpstreamTransaction
 from gateway.replies import Reply
 from gateway.settings import RelaySettings, StartTls, parse_hostport
 
 log = logging.getLogger(__name__)
 
-#: Octets the gateway may add to a message (List-Unsubscribe pair, two DKIM signatures).
-GATEWAY_OVERHEAD = 4096
 #: A pooled connection idle longer than this is closed rather than reused (relays time out idle
 #: sessions; Postfix after 300 s).
 IDLE_LIMIT = 60.0
 _ENHANCED = re.compile(r"^([245])\.\d{1,3}\.\d{1,3}\s+")
 
 
-@dataclass(frozen=True, slots=True)
-class Capabilities:
-    """What the relay path can honour, as last seen in the relay's EHLO."""
-
-    size: int | None = None
-    eightbitmime: bool = False
-    smtputf8: bool = False
-    reachable: bool = False
-
-
-class RelayFailure(Exception):
-    """An upstream step failed; ``reply`` is what the client gets, ``kind`` labels metrics."""
-
-    def __init__(self, kind: str, reply: Reply, detail: str = "") -> None:
-        super().__init__(f"{kind}: {detail or reply}")
-        self.kind = kind
-        self.reply = reply
-        self.detail = detail
-
-
 def map_reply(code: int, text: str) -> RelayFailure:
     """Map a non-success relay reply: 4xx -> generic 451 4.4.0; 5xx -> 5xx with its text."""
     text = text.replace("\r", " ").replace("\n", " ")
     if 400 <= code < 500:
-        return RelayFailure("4xx", replies.RELAY_TEMPFAIL, f"{code} {text}")
+        return RelayFailure(RelayErrorKind.TEMPORARY, replies.RELAY_TEMPFAIL, f"{code} {text}")
     if 500 <= code < 600:
         match = _ENHANCED.match(text)
         status = match.group(0).strip() if match and match.group(1) == "5" else "5.0.0"
         body = text[match.end() :] if match else text
-        return RelayFailure("5xx", Reply(code, status, replies.sanitise(body)), f"{code} {text}")
-    return RelayFailure("protocol", replies.RELAY_TEMPFAIL, f"unexpected reply {code} {text}")
+        return RelayFailure(
+            RelayErrorKind.PERMANENT, Reply(code, status, replies.sanitise(body)), f"{code} {text}"
+        )
+    return RelayFailure(
+        RelayErrorKind.PROTOCOL, replies.RELAY_TEMPFAIL, f"unexpected reply {code} {text}"
+    )
 
 
 def map_failure(error: BaseException) -> RelayFailure:
@@ -76,55 +53,14 @@ def map_failure(error: BaseException) -> RelayFailure:
     if isinstance(error, RelayFailure):
         return error
     if isinstance(error, aiosmtplib.SMTPTimeoutError | asyncio.TimeoutError | TimeoutError):
-        return RelayFailure("timeout", replies.RELAY_TIMEOUT, repr(error))
+        return RelayFailure(RelayErrorKind.TIMEOUT, replies.RELAY_TIMEOUT, repr(error))
     if isinstance(error, ssl.SSLError):
-        return RelayFailure("tls", replies.RELAY_UNAVAILABLE, repr(error))
+        return RelayFailure(RelayErrorKind.TLS, replies.RELAY_UNAVAILABLE, repr(error))
     if isinstance(error, aiosmtplib.SMTPResponseException) and error.code >= 400:
         return map_reply(error.code, error.message)
     if isinstance(error, aiosmtplib.SMTPConnectError | ConnectionError | OSError):
-        return RelayFailure("connect", replies.RELAY_UNAVAILABLE, repr(error))
-    return RelayFailure("protocol", replies.RELAY_TEMPFAIL, repr(error))
-
-
-class UpstreamTransaction(Protocol):
-    """One upstream connection driven in lock-step with one client transaction."""
-
-    async def mail(self, sender: str, options: Sequence[str]) -> None:
-        """MAIL FROM upstream; raise :class:`RelayFailure` unless accepted."""
-
-    async def rcpt(self, recipient: str, options: Sequence[str] = ()) -> None:
-        """RCPT TO upstream; raise :class:`RelayFailure` unless accepted."""
-
-    async def data(self, content: bytes) -> str:
-        """Send the (unstuffed, CRLF) content; return the relay's 250 text, else raise."""
-
-    async def reset(self) -> None:
-        """Abort the current upstream transaction (RSET), keeping the connection."""
-
-    async def release(self) -> None:
-        """Give the connection back (to the pool when clean) and forget the transaction."""
-
-
-class Relay(Protocol):
-    """Where accepted mail goes."""
-
-    capabilities: Capabilities
-
-    async def begin(self) -> UpstreamTransaction:
-        """An upstream connection ready for MAIL (from the pool when possible)."""
-
-    async def probe(self) -> Capabilities:
-        """Connect, read the relay's features, update :attr:`capabilities`."""
-
-    async def close(self) -> None:
-        """Close pooled connections."""
-
-
-def advertised_size(configured: int, caps: Capabilities) -> int:
-    """SIZE to advertise: our limit, capped by the relay's minus what the gateway may add."""
-    if caps.size:
-        return max(1024, min(configured, caps.size - GATEWAY_OVERHEAD))
-    return configured
+        return RelayFailure(RelayErrorKind.CONNECT, replies.RELAY_UNAVAILABLE, repr(error))
+    return RelayFailure(RelayErrorKind.PROTOCOL, replies.RELAY_TEMPFAIL, repr(error))
 
 
 class _SmtpTransaction:
@@ -140,7 +76,9 @@ class _SmtpTransaction:
 
     def _conn(self) -> aiosmtplib.SMTP:
         if self._client is None:
-            raise RelayFailure("protocol", replies.LOCAL_ERROR, "transaction already released")
+            raise RelayFailure(
+                RelayErrorKind.PROTOCOL, replies.LOCAL_ERROR, "transaction already released"
+            )
         return self._client
 
     async def _command(self, *args: bytes) -> aiosmtplib.SMTPResponse:
@@ -164,7 +102,9 @@ class _SmtpTransaction:
         try:
             response = await self._command(*line)
         except RelayFailure as failure:
-            if not (self._reused and failure.kind in ("connect", "protocol")):
+            if not (
+                self._reused and failure.kind in (RelayErrorKind.CONNECT, RelayErrorKind.PROTOCOL)
+            ):
                 raise
             # A pooled connection the relay closed while idle: one fresh attempt is safe, as
             # nothing of this transaction has reached the relay yet.
@@ -273,7 +213,9 @@ class SmtpRelay:
                     await client.starttls(tls_context=self._tls_context())
                     await client.ehlo()
                 elif starttls is StartTls.REQUIRE:
-                    raise RelayFailure("tls", replies.RELAY_UNAVAILABLE, "relay lacks STARTTLS")
+                    raise RelayFailure(
+                        RelayErrorKind.TLS, replies.RELAY_UNAVAILABLE, "relay lacks STARTTLS"
+                    )
             if self.settings.username and self.settings.password:
                 await client.login(
                     self.settings.username, self.settings.password.get_secret_value()

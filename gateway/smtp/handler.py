@@ -22,8 +22,8 @@ from gateway.mail.delivery import Delivery, Transaction
 from gateway.observability.labels import Channel, MessageOutcome, RejectionCode
 from gateway.observability.metrics import Metrics
 from gateway.policy_gate import PolicyError, PolicyGate
-from gateway.relay.smtp import Relay, RelayFailure
-from gateway.settings import Settings
+from gateway.relay.base import Relay, RelayFailure
+from gateway.settings import Settings, SmtpClient
 from gateway.smtp.sessions import GatewayEnvelope, GatewaySession, release_upstream
 from gateway.smtp.syntax import hook_names
 from suppression.address import AddressError, Mailbox, parse_mailbox
@@ -124,40 +124,74 @@ class GatewayHandler:
         address: str,
         options: list[str],
     ) -> str:
-        """Syntax, limits, relay permission, RCPT-time policy, then the relay's own verdict."""
+        """A chain of guards, each answering or passing; the relay's own verdict comes last."""
+        if reply := self._recipient_limit(envelope) or self._unsubscribe(envelope, address):
+            return reply
+        mailbox = self._mailbox(envelope, address)
+        if isinstance(mailbox, str):
+            return mailbox
+        client = session.client
+        if client is None or envelope.unsubscribes:
+            return self._not_relayable(server, session, envelope)
+        reply = (
+            self._sending_rate(client, envelope)
+            or await self._decide_at_rcpt(client, envelope, mailbox)
+            or await self._upstream_rcpt(envelope, mailbox)
+        )
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(mailbox.address)
+        envelope.rcpt_options.extend(options)
+        envelope.recipients.append(mailbox)
+        return str(replies.RCPT_OK)
+
+    def _recipient_limit(self, envelope: GatewayEnvelope) -> str | None:
+        """``452 4.5.3`` past ``max_recipients`` (RFC 5321 §4.5.3.1.8: the client retries)."""
         if len(envelope.rcpt_tos) >= self.max_recipients:
             return self._reject(RejectionCode.RECIPIENTS, replies.TOO_MANY_RECIPIENTS)
+        return None
+
+    def _unsubscribe(self, envelope: GatewayEnvelope, address: str) -> str | None:
+        """The answer to ``unsubscribe+TOKEN@mailto_domain``; None for any other address."""
         token = self._unsubscribe_token(address)
-        if token is not None:
-            return self._unsubscribe_rcpt(envelope, address, token)
+        return None if token is None else self._unsubscribe_rcpt(envelope, address, token)
+
+    def _mailbox(self, envelope: GatewayEnvelope, address: str) -> Mailbox | str:
+        """The checked canonical mailbox, or the ``553 5.1.3`` refusing it."""
         try:
-            mailbox = parse_mailbox(address, smtputf8=envelope.smtp_utf8)
+            return parse_mailbox(address, smtputf8=envelope.smtp_utf8)
         except AddressError as exc:
             reply = replies.BAD_ADDRESS.with_text(replies.sanitise(exc.reason))
             return self._reject(RejectionCode.SYNTAX, reply)
+
+    def _not_relayable(
+        self, server: Any, session: GatewaySession, envelope: GatewayEnvelope
+    ) -> str:
+        """An unsubscribe transaction takes no other recipient; an unknown peer may not relay."""
         if envelope.unsubscribes:
             return str(UNSUBSCRIBE_OWN_TRANSACTION)
-        client = session.client
-        if client is None:
-            if not session.authenticated and server.tls_context is not None:
-                return self._reject(RejectionCode.AUTH, replies.AUTH_REQUIRED)
-            return self._reject(RejectionCode.RELAY_DENIED, replies.RELAY_DENIED)
-        limited = self.rates.admit(client.name, new_message=not envelope.counted,
-                                   now=time.monotonic())  # fmt: skip
-        if limited is not None:
-            if client.name not in self._over_rate:  # once per episode, not per refusal
-                self._over_rate.add(client.name)
-                log.info("client %s over its %s per minute", client.name, limited.value)
-            reply = (replies.MESSAGE_RATE_EXCEEDED if limited is Limited.MESSAGES
-                     else replies.RECIPIENT_RATE_EXCEEDED)  # fmt: skip
-            self.metrics.rate_limit_hit(client.name, limited)
-            return self._reject(RejectionCode.RATE, reply)
-        self._over_rate.discard(client.name)
-        envelope.counted = True
-        if self.gate.final_at_rcpt(client):
-            refusal = await self._decide_at_rcpt(session, envelope, mailbox)
-            if refusal is not None:
-                return refusal
+        if not session.authenticated and server.tls_context is not None:
+            return self._reject(RejectionCode.AUTH, replies.AUTH_REQUIRED)
+        return self._reject(RejectionCode.RELAY_DENIED, replies.RELAY_DENIED)
+
+    def _sending_rate(self, client: SmtpClient, envelope: GatewayEnvelope) -> str | None:
+        """``450 4.7.1`` past the client's rate; the first admitted recipient counts the message."""
+        now = time.monotonic()
+        limited = self.rates.admit(client.name, new_message=not envelope.counted, now=now)
+        if limited is None:
+            self._over_rate.discard(client.name)
+            envelope.counted = True
+            return None
+        if client.name not in self._over_rate:  # once per episode, not per refusal
+            self._over_rate.add(client.name)
+            log.info("client %s over its %s per minute", client.name, limited.value)
+        self.metrics.rate_limit_hit(client.name, limited)
+        if limited is Limited.MESSAGES:
+            return self._reject(RejectionCode.RATE, replies.MESSAGE_RATE_EXCEEDED)
+        return self._reject(RejectionCode.RATE, replies.RECIPIENT_RATE_EXCEEDED)
+
+    async def _upstream_rcpt(self, envelope: GatewayEnvelope, mailbox: Mailbox) -> str | None:
+        """Mirror RCPT upstream (opening the upstream transaction first); its refusal, or None."""
         try:
             upstream = envelope.upstream
             if upstream is None:
@@ -165,15 +199,12 @@ class GatewayHandler:
                 await upstream.mail(_reverse_path(envelope), self._upstream_options(envelope))
             await upstream.rcpt(mailbox.address)
         except RelayFailure as failure:
-            self.metrics.relay_error(failure.kind)  # type: ignore[arg-type]
+            self.metrics.relay_error(failure.kind)
             log.info("relay refused at RCPT: %s", failure.detail)
             if not envelope.rcpt_tos:
                 await release_upstream(envelope)
             return str(failure.reply)
-        envelope.rcpt_tos.append(mailbox.address)
-        envelope.rcpt_options.extend(options)
-        envelope.recipients.append(mailbox)
-        return str(replies.RCPT_OK)
+        return None
 
     def _upstream_options(self, envelope: GatewayEnvelope) -> list[str]:
         caps = self.relay.capabilities
@@ -187,9 +218,11 @@ class GatewayHandler:
         return wanted
 
     async def _decide_at_rcpt(
-        self, session: GatewaySession, envelope: GatewayEnvelope, mailbox: Mailbox
+        self, client: SmtpClient, envelope: GatewayEnvelope, mailbox: Mailbox
     ) -> str | None:
-        client = session.client
+        """For a client whose mail is classified without headers: the policy's ``550 5.7.1``."""
+        if not self.gate.final_at_rcpt(client):
+            return None
         try:
             classification = self.gate.classify(client, None, None)
             (outcome,) = await self.gate.evaluate(client, classification, [mailbox])

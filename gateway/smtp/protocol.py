@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
 import re
 from collections.abc import Callable
 from typing import Any
@@ -24,9 +25,35 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from gateway import replies
+from gateway.observability.labels import RejectionCode
 from gateway.smtp.access import Clients
 from gateway.smtp.sessions import GatewayEnvelope, GatewaySession, SessionRegistry, release_upstream
 from gateway.smtp.syntax import has_bare_cr_or_lf, hook_names, plain_angle_address
+
+#: Every private name of aiosmtpd's ``SMTP`` this module overrides, calls or reads. They may
+#: change in any aiosmtpd release: pyproject.toml pins aiosmtpd below its next minor version and
+#: tests/test_aiosmtpd_private_names.py checks that each still exists.
+AIOSMTPD_PRIVATE_NAMES = (
+    "_call_handler_hook",  # overridden: no idle timer while a handler hook works
+    "_create_envelope",  # overridden: GatewayEnvelope
+    "_create_session",  # overridden: GatewaySession
+    "_getaddr",  # overridden: the fast split of MAIL/RCPT arguments
+    "_handle_client",  # overridden: the session cap before the greeting
+    "_original_transport",  # read: set once STARTTLS replaced the transport
+    "_reader",  # read: DATA is read from it directly, in large chunks
+    "_reset_timeout",  # called: restart the idle timer while DATA arrives
+    "_set_post_data_state",  # overridden: release the upstream transaction
+    "_timeout_cb",  # overridden: 421 before closing on a timeout
+    "_timeout_handle",  # read: the idle timer, stopped while a handler hook works
+    "_writer",  # read: the 421 of a shutdown is written without awaiting a drain
+)
+#: asyncio ``StreamReader`` internals :meth:`GatewaySMTP._read_data` uses (checked likewise).
+STREAM_READER_PRIVATE_NAMES = ("_buffer", "_limit")
+
+#: Seconds a closing connection may take to flush its last reply before it is aborted.
+CLOSE_GRACE = 5.0
+
+log = logging.getLogger(__name__)
 
 _TERMINATOR = b"\r\n.\r\n"
 _CHUNK = 64 * 1024
@@ -43,7 +70,7 @@ class GatewaySMTP(SMTP):
         clients: Clients,
         max_line_length: int,
         max_auth_failures: int,
-        on_reject: Callable[[str], None],
+        on_reject: Callable[[RejectionCode], None],
         **kwargs: Any,
     ) -> None:
         super().__init__(handler, **kwargs)
@@ -53,6 +80,8 @@ class GatewaySMTP(SMTP):
         self.max_auth_failures = max_auth_failures
         self.on_reject = on_reject
         self._pending_tasks: set[asyncio.Task[None]] = set()
+        #: What the client is told when the timer runs out (the idle timeout unless in DATA).
+        self._expiry = replies.IDLE_TIMEOUT
 
     def __dir__(self) -> list[str]:
         # aiosmtpd's __init__ runs inspect.getmembers(self) and dir(self) on every connection to
@@ -87,7 +116,7 @@ class GatewaySMTP(SMTP):
     async def _handle_client(self) -> None:
         if not self.registry.add(self):
             reply = replies.SHUTTING_DOWN if self.registry.draining else replies.TOO_MANY_SESSIONS
-            self.on_reject("sessions")
+            self.on_reject(RejectionCode.SESSIONS)
             await self.push(str(reply))
             if self.transport is not None:
                 self.transport.close()
@@ -107,14 +136,44 @@ class GatewaySMTP(SMTP):
         self.registry.discard(self)
         super().connection_lost(error)
 
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        """Run a handler hook with the idle timer stopped: while the gateway works (the store,
+        the relay, a fan-out of copies), the client is not idle; the relay's own deadlines bound
+        that work. The timer starts again when the hook is done."""
+        assert self._timeout_handle is not None
+        self._timeout_handle.cancel()
+        try:
+            return await super()._call_handler_hook(command, *args)
+        finally:
+            if self.transport is not None and not self.transport.is_closing():
+                self._reset_timeout()
+
     async def say_goodbye(self) -> None:
         """421 4.3.2 and close (shutdown)."""
         self.registry.discard(self)
-        if self.transport is not None and not self.transport.is_closing():
-            try:
-                self._writer.write(f"{replies.SHUTTING_DOWN}\r\n".encode())
-            finally:
-                self.transport.close()
+        self._close_with(replies.SHUTTING_DOWN)
+
+    def _timeout_cb(self) -> None:
+        """The timer ran out: answer 421 and close (RFC 5321 §3.8, §4.5.3.2), never in silence."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        log.info("%r closing: %s", self.session.peer if self.session else None, self._expiry)
+        self.on_reject(RejectionCode.TIMEOUT)
+        self._close_with(self._expiry)
+
+    def _close_with(self, reply: replies.Reply) -> None:
+        """Write ``reply`` without waiting for the peer to read it, and close. A peer that reads
+        nothing would keep the socket (and its slot) open while the reply waits to be sent, so
+        the socket is aborted if it is still open :data:`CLOSE_GRACE` seconds later."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        try:
+            self._writer.write(f"{reply}\r\n".encode())
+        finally:
+            transport.close()
+            if isinstance(transport, asyncio.WriteTransport):
+                self.loop.call_later(CLOSE_GRACE, transport.abort)
 
     async def push(self, status: Any) -> None:
         text = status.decode() if isinstance(status, bytes) else str(status)
@@ -162,7 +221,7 @@ class GatewaySMTP(SMTP):
             return
         content, problem = read
         if problem is not None:
-            self.on_reject(_REJECTION_KIND.get(problem, "content"))
+            self.on_reject(_REJECTION_CODE.get(problem, RejectionCode.CONTENT))
             self._set_post_data_state()
             await self.push(str(problem))
             return
@@ -264,7 +323,7 @@ class GatewaySMTP(SMTP):
             self.session.client = client
             return AuthResult(success=True, auth_data=LoginPassword(login, b""))
         self.session.auth_failures += 1
-        self.on_reject("auth")
+        self.on_reject(RejectionCode.AUTH)
         if self.session.auth_failures >= self.max_auth_failures:
             await self.push(str(replies.TOO_MANY_AUTH_FAILURES))
             return AuthResult(success=False, handled=True)
@@ -286,11 +345,11 @@ _DEFAULT_ENHANCED = {
     555: "5.5.4",
 }
 
-_REJECTION_KIND = {
-    replies.MESSAGE_TOO_BIG: "size",
-    replies.LINE_TOO_LONG: "syntax",
-    replies.BAD_LINE_ENDINGS: "syntax",
-    replies.NUL_IN_CONTENT: "content",
+_REJECTION_CODE = {
+    replies.MESSAGE_TOO_BIG: RejectionCode.SIZE,
+    replies.LINE_TOO_LONG: RejectionCode.SYNTAX,
+    replies.BAD_LINE_ENDINGS: RejectionCode.SYNTAX,
+    replies.NUL_IN_CONTENT: RejectionCode.CONTENT,
 }
 
 

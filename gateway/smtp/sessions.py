@@ -11,7 +11,7 @@ from typing import Protocol
 from aiosmtpd.smtp import Envelope, Session
 
 from gateway.policy_gate import Outcome
-from gateway.relay.smtp import UpstreamTransaction
+from gateway.relay.base import UpstreamTransaction
 from gateway.settings import SmtpClient
 from suppression.address import Mailbox
 from suppression.tokens import TokenClaims

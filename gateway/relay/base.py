@@ -1,0 +1,85 @@
+"""The relay contract: what the SMTP side and delivery need of wherever accepted mail goes.
+
+The gateway keeps no queue, so the relay is driven in lock-step with the client (the promise of
+Postfix's ``smtpd_proxy_filter``): the client's MAIL and RCPT are mirrored upstream as they arrive,
+so a recipient the relay refuses is refused to the client at RCPT, and the client's ``250`` after
+DATA is only written once the relay has answered ``250`` for every copy.
+
+Every upstream failure reaches the caller as a :class:`RelayFailure`: the reply the client gets
+(connection, TLS and timeout problems and relay 4xx become ``451 4.4.x`` with generic text; relay
+5xx stays 5xx with its text sanitised) and a typed :class:`RelayErrorKind` for metrics.
+Implementations: :mod:`gateway.relay.smtp` (aiosmtplib) and :mod:`gateway.relay.maildir`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway.observability.labels import RelayErrorKind
+from gateway.replies import Reply
+
+#: Octets the gateway may add to a message (List-Unsubscribe pair, two DKIM signatures).
+GATEWAY_OVERHEAD = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What the relay path can honour, as last seen in the relay's EHLO."""
+
+    size: int | None = None
+    eightbitmime: bool = False
+    smtputf8: bool = False
+    reachable: bool = False
+
+
+class RelayFailure(Exception):
+    """An upstream step failed; ``reply`` is what the client gets, ``kind`` labels metrics."""
+
+    def __init__(self, kind: RelayErrorKind, reply: Reply, detail: str = "") -> None:
+        super().__init__(f"{kind.value}: {detail or reply}")
+        self.kind = kind
+        self.reply = reply
+        self.detail = detail
+
+
+class UpstreamTransaction(Protocol):
+    """One upstream connection driven in lock-step with one client transaction."""
+
+    async def mail(self, sender: str, options: Sequence[str]) -> None:
+        """MAIL FROM upstream; raise :class:`RelayFailure` unless accepted."""
+
+    async def rcpt(self, recipient: str, options: Sequence[str] = ()) -> None:
+        """RCPT TO upstream; raise :class:`RelayFailure` unless accepted."""
+
+    async def data(self, content: bytes) -> str:
+        """Send the (unstuffed, CRLF) content; return the relay's 250 text, else raise."""
+
+    async def reset(self) -> None:
+        """Abort the current upstream transaction (RSET), keeping the connection."""
+
+    async def release(self) -> None:
+        """Give the connection back (to the pool when clean) and forget the transaction."""
+
+
+class Relay(Protocol):
+    """Where accepted mail goes."""
+
+    capabilities: Capabilities
+
+    async def begin(self) -> UpstreamTransaction:
+        """An upstream connection ready for MAIL (from the pool when possible)."""
+
+    async def probe(self) -> Capabilities:
+        """Connect, read the relay's features, update :attr:`capabilities`."""
+
+    async def close(self) -> None:
+        """Close pooled connections."""
+
+
+def advertised_size(configured: int, caps: Capabilities) -> int:
+    """SIZE to advertise: our limit, capped by the relay's minus what the gateway may add."""
+    if caps.size:
+        return max(1024, min(configured, caps.size - GATEWAY_OVERHEAD))
+    return configured
