@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from suppression.model import Basis, Category, PolicyMode, Purpose
+from suppression.special_use import SPECIAL_USE_NAMES
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 ENV_PREFIX = "SGW_"
@@ -121,6 +122,8 @@ class SmtpSettings(TlsSettingsMixin):
     max_line_length: Annotated[int, Field(ge=78)] = 998
     #: AUTH failures before the session is closed.
     max_auth_failures: Annotated[int, Field(ge=1)] = 3
+    #: Special-use names (RFC 6761: ``test``, ``local``, ...) accepted under envelope senders.
+    special_use_sender_domains: list[str] = []
     clients: list[SmtpClient] = []
 
     @field_validator("listen")
@@ -131,6 +134,16 @@ class SmtpSettings(TlsSettingsMixin):
         if not value:
             raise ValueError("at least one listen address is needed")
         return value
+
+    @field_validator("special_use_sender_domains")
+    @classmethod
+    def _special_use(cls, value: list[str]) -> list[str]:
+        names = [item.strip(".").lower() for item in value]
+        for name in names:
+            if name not in SPECIAL_USE_NAMES:
+                known = ", ".join(sorted(SPECIAL_USE_NAMES))
+                raise ValueError(f"{name!r} is not a special-use name (one of {known})")
+        return names
 
     @model_validator(mode="after")
     def _consistency(self) -> SmtpSettings:
