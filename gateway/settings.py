@@ -122,6 +122,9 @@ class SmtpSettings(TlsSettingsMixin):
     max_line_length: Annotated[int, Field(ge=78)] = 998
     #: AUTH failures before the session is closed.
     max_auth_failures: Annotated[int, Field(ge=1)] = 3
+    #: Seconds in-flight transactions get after SIGTERM before ``421 4.3.2``; keep it below
+    #: the platform's stop timeout (Docker and compose: 10 s, Kubernetes: 30 s).
+    shutdown_grace: Annotated[float, Field(ge=0, le=3600)] = 30.0
     #: Special-use names (RFC 6761: ``test``, ``local``, ...) accepted under envelope senders.
     special_use_sender_domains: list[str] = []
     clients: list[SmtpClient] = []
