@@ -360,6 +360,13 @@ class LogSettings(_Section):
     addresses: bool = False
 
 
+class ServerSettings(_Section):
+    """``[server]``: how the process is run."""
+
+    #: Start even on settings that cannot work beyond loopback (see :mod:`gateway.deployment`).
+    development: bool = False
+
+
 class Settings(_Section):
     """The whole configuration."""
 
@@ -371,6 +378,7 @@ class Settings(_Section):
     unsubscribe: UnsubscribeSettings = UnsubscribeSettings()
     dkim: DkimSettings = DkimSettings()
     log: LogSettings = LogSettings()
+    server: ServerSettings = ServerSettings()
 
     @model_validator(mode="after")
     def _purposes_known(self) -> Settings:
