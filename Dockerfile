@@ -1,26 +1,56 @@
-# syntax=docker/dockerfile:1
-# Multi-stage: build a wheel, install it into a slim runtime as a non-root user.
+# suppression-gateway: build wheels from pinned, hash-checked requirements, then copy one venv into
+# a slim runtime that runs as a numeric non-root user. README.md, "Run in a container", tells how
+# to run it; scripts/container-check checks it (CI builds and runs it on every submission).
+#
+# The base is named by tag because this project's machines build a local stand-in under that tag
+# (they cannot pull). A release build pins it by digest instead: replace both FROM lines' tag
+# with python:3.11-slim@sha256:<digest> (`docker buildx imagetools inspect python:3.11-slim`).
+
 FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
+# Dependencies first, from the lock files only: this layer is rebuilt when a lock changes, not
+# when the source does. Every download is checked against its hash.
+COPY deploy/build-requirements.lock deploy/requirements.lock deploy/
+RUN python -m pip install --require-hashes --no-deps -r deploy/build-requirements.lock \
+ && python -m pip wheel --require-hashes --no-deps --no-build-isolation --wheel-dir /wheels \
+      -r deploy/requirements.lock \
+ && python -m venv --without-pip /opt/venv \
+ && python -m pip --python /opt/venv/bin/python install --no-index --no-deps /wheels/*.whl
+# Then the project itself, offline (--no-index): nothing but the locked wheels gets in.
 COPY pyproject.toml README.md ./
-COPY gateway ./gateway
-COPY suppression ./suppression
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+COPY suppression suppression
+COPY gateway gateway
+RUN python -m pip wheel --no-index --no-deps --no-build-isolation --wheel-dir /dist . \
+ && python -m pip --python /opt/venv/bin/python install --no-index --no-deps /dist/*.whl
 
 FROM python:3.11-slim
-RUN useradd --system --uid 10001 --home-dir /var/lib/suppression-gateway --create-home gateway
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
-COPY config /etc/suppression-gateway
+# uid and gid are numbers, fixed, so Kubernetes' runAsNonRoot can verify them and a host
+# directory can be chowned to match; no home directory (nothing lands in the data volume).
+RUN groupadd --gid 10001 gateway \
+ && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin gateway \
+ && install -d -o 10001 -g 10001 -m 0700 /var/lib/suppression-gateway
+COPY --from=build /opt/venv /opt/venv
+COPY config/container.toml /etc/suppression-gateway/gateway.toml
+COPY config/gateway.example.toml /etc/suppression-gateway/gateway.example.toml
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+# The store and its secrets file (suppression.db, suppression.db.secrets.json): keep this volume.
+VOLUME /var/lib/suppression-gateway
 WORKDIR /var/lib/suppression-gateway
-USER gateway
-# In a container the listeners must bind beyond loopback; clients still need networks or AUTH.
-ENV SGW_SMTP_LISTEN=0.0.0.0:2525 \
-    SGW_HTTP_LISTEN=0.0.0.0:8025 \
-    SGW_STORE_URL=sqlite:///var/lib/suppression-gateway/suppression.db \
-    SGW_LOG_FORMAT=json
+USER 10001:10001
 EXPOSE 2525 8025
-HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8025/healthz', timeout=4).status == 200 else 1)"
+# docker stop sends SIGTERM; the image's file drains for 8 s (smtp.shutdown_grace), inside
+# Docker's default 10 s stop timeout. Raise both together (README: "Run in a container").
+STOPSIGNAL SIGTERM
+# Follows SGW_HTTP_LISTEN / [http] listen; one line, no traceback, when it fails.
+HEALTHCHECK --interval=5s --timeout=4s --start-period=30s --retries=3 \
+  CMD ["python", "-m", "gateway.healthcheck"]
+LABEL org.opencontainers.image.title="suppression-gateway" \
+      org.opencontainers.image.description="Consent-enforcing SMTP proxy" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="python:3.11-slim"
 ENTRYPOINT ["suppression-gateway"]
 CMD ["serve", "--config", "/etc/suppression-gateway/gateway.toml"]

@@ -47,8 +47,6 @@ from suppression.tokens import TokenCodec
 
 log = logging.getLogger(__name__)
 
-#: How long in-flight transactions may take to finish after SIGTERM.
-SHUTDOWN_GRACE = 30.0
 RELAY_PROBE_INTERVAL = 30.0
 SUPPRESSION_COUNT_INTERVAL = 60.0
 
@@ -333,7 +331,7 @@ def _listen_errors(option: str, address: str) -> Iterator[None]:
 async def _stop_smtp(gateway: Gateway) -> None:
     for server in gateway.smtp_servers:
         server.close()  # stop accepting
-    await gateway.registry.drain(SHUTDOWN_GRACE)
+    await gateway.registry.drain(gateway.settings.smtp.shutdown_grace)
 
 
 async def _probe_relay(relay: Relay) -> None:

@@ -30,6 +30,7 @@ from pydantic import (
 
 from suppression.address import NormalisationRules
 from suppression.model import Basis, Category, PolicyMode, Purpose
+from suppression.special_use import SPECIAL_USE_NAMES
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 ENV_PREFIX = "SGW_"
@@ -122,6 +123,11 @@ class SmtpSettings(TlsSettingsMixin):
     max_line_length: Annotated[int, Field(ge=78)] = 998
     #: AUTH failures before the session is closed.
     max_auth_failures: Annotated[int, Field(ge=1)] = 3
+    #: Seconds in-flight transactions get after SIGTERM before ``421 4.3.2``; keep it below
+    #: the platform's stop timeout (Docker and compose: 10 s, Kubernetes: 30 s).
+    shutdown_grace: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    #: Special-use names (RFC 6761: ``test``, ``local``, ...) accepted under envelope senders.
+    special_use_sender_domains: list[str] = []
     clients: list[SmtpClient] = []
 
     @field_validator("listen")
@@ -132,6 +138,16 @@ class SmtpSettings(TlsSettingsMixin):
         if not value:
             raise ValueError("at least one listen address is needed")
         return value
+
+    @field_validator("special_use_sender_domains")
+    @classmethod
+    def _special_use(cls, value: list[str]) -> list[str]:
+        names = [item.strip(".").lower() for item in value]
+        for name in names:
+            if name not in SPECIAL_USE_NAMES:
+                known = ", ".join(sorted(SPECIAL_USE_NAMES))
+                raise ValueError(f"{name!r} is not a special-use name (one of {known})")
+        return names
 
     @model_validator(mode="after")
     def _consistency(self) -> SmtpSettings:
@@ -351,6 +367,13 @@ class LogSettings(_Section):
     addresses: bool = False
 
 
+class ServerSettings(_Section):
+    """``[server]``: how the process is run."""
+
+    #: Start even on settings that cannot work beyond loopback (see :mod:`gateway.deployment`).
+    development: bool = False
+
+
 class Settings(_Section):
     """The whole configuration."""
 
@@ -362,6 +385,7 @@ class Settings(_Section):
     unsubscribe: UnsubscribeSettings = UnsubscribeSettings()
     dkim: DkimSettings = DkimSettings()
     log: LogSettings = LogSettings()
+    server: ServerSettings = ServerSettings()
 
     @model_validator(mode="after")
     def _purposes_known(self) -> Settings:

@@ -89,6 +89,25 @@ async def test_shutdown_lets_in_flight_transaction_finish(
         await asyncio.open_connection(host, port)
 
 
+async def test_stop_grace_bounds_the_drain(start_gateway, upstream: Upstream) -> None:
+    """A client idle mid-transaction gets 421 4.3.2 once ``shutdown_grace`` has passed, so a
+    platform's stop timeout above it never kills the gateway with the client left hanging."""
+    stack = contextlib.AsyncExitStack()
+    gw = await stack.enter_async_context(start_gateway(smtp={"shutdown_grace": 0.5}))
+    host, port = gw.smtp_addresses[0]
+    client = await RawSMTP.connect(host, port)
+    await client.command("EHLO client.example")
+    assert (await client.command("MAIL FROM:<news@shop.example>")).startswith("250")
+    assert (await client.command("RCPT TO:<alice@example.com>")).startswith("250")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    closing = asyncio.create_task(stack.aclose())
+    assert (await client.reply(timeout=5)).startswith("421 4.3.2")
+    await asyncio.wait_for(closing, 5)
+    assert 0.4 < loop.time() - started < 3
+    await client.close()
+
+
 @pytest.mark.skipif(shutil.which("swaks") is None, reason="Debian package swaks not installed")
 async def test_swaks_sends_through_the_gateway(gateway: Gateway, upstream: Upstream) -> None:
     """Debian's swaks, a real SMTP client nobody here wrote, gets its message relayed."""

@@ -22,6 +22,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the SMTP and HTTP listeners."""
     settings = _settings(args)
+    from gateway.deployment import check_start
+
+    check_start(settings)  # one line for what cannot work here, before any port is bound
     from gateway.observability.logs import configure_logging
 
     configure_logging(settings.log.level, settings.log.format)
@@ -42,6 +45,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_config_check(args: argparse.Namespace) -> int:
     """Validate and print the effective configuration, secrets masked."""
     settings = _settings(args)
+    from gateway.deployment import refuse_unfit
+
+    refuse_unfit(settings)
     data = settings.model_dump(mode="json")
     print(json.dumps(data, indent=2) if args.json else _toml_like(data))
     return 0

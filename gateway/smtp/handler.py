@@ -23,6 +23,7 @@ from gateway.observability.labels import Channel, MessageOutcome, RejectionCode
 from gateway.observability.metrics import Metrics
 from gateway.policy_gate import PolicyError, PolicyGate
 from gateway.relay.base import Relay, RelayFailure
+from gateway.senders import check_sender
 from gateway.settings import Settings, SmtpClient
 from gateway.smtp.sessions import GatewayEnvelope, GatewaySession, release_upstream
 from gateway.smtp.syntax import hook_names
@@ -36,7 +37,6 @@ UNSUBSCRIBE_OWN_TRANSACTION = replies.TOO_MANY_RECIPIENTS.with_text(
     "Unsubscribe requests go in a transaction of their own"
 )
 UNKNOWN_UNSUBSCRIBE = replies.Reply(550, "5.1.1", "Unknown or expired unsubscribe address")
-BAD_SENDER = replies.Reply(553, "5.1.7", "Invalid sender address syntax")
 NULL_SENDER = "<>"
 _TOKEN_ALPHABET = re.compile(r"[A-Za-z0-9_-]{1,200}")
 
@@ -65,6 +65,7 @@ class GatewayHandler:
         self.clock = clock
         self.mailto_domain = (settings.unsubscribe.mailto_domain or "").lower()
         self.max_recipients = settings.smtp.max_recipients
+        self.senders = frozenset(settings.smtp.special_use_sender_domains)
         rates = [
             ClientRate(c.name, c.messages_per_minute, c.recipients_per_minute)
             for c in settings.smtp.clients
@@ -108,10 +109,10 @@ class GatewayHandler:
         if address == NULL_SENDER:
             pass  # bounces (RFC 5321 §4.5.5); "<>" kept: aiosmtpd tests mail_from truthiness
         elif address:
-            try:
-                address = parse_mailbox(address, smtputf8=envelope.smtp_utf8).address
-            except AddressError:
-                return self._reject(RejectionCode.SYNTAX, BAD_SENDER)
+            checked = check_sender(address, smtputf8=envelope.smtp_utf8, accepted=self.senders)
+            if isinstance(checked, replies.Reply):
+                return self._reject(RejectionCode.SYNTAX, checked)
+            address = checked
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return str(replies.MAIL_OK)
