@@ -101,14 +101,17 @@ async def build_postgres(url: str, contacts: int) -> None:
             "contacts",
             records=[(i, f"user{n}@{domain(n)}", "b2c", n % 3 == 0, None, at, at) for n, i in ids],
         )
-        await conn.copy_records_to_table(
-            "consents",
-            records=[
-                (i, p, "opted_out" if n % 10 == 0 else "opted_in", "consent", at, "bench",
-                 '{"ip":"192.0.2.1"}', None)
-                for n, i in ids for p in PURPOSES
-            ],
-        )  # fmt: skip
+        evidence = '{"ip":"192.0.2.1"}'
+
+        def status(n: int) -> str:
+            return "opted_out" if n % 10 == 0 else "opted_in"
+
+        consents = [
+            (i, p, status(n), "consent", at, "bench", evidence, None)
+            for n, i in ids
+            for p in PURPOSES
+        ]
+        await conn.copy_records_to_table("consents", records=consents)
         await conn.executemany(
             "INSERT INTO suppressions (identity, scope, reason, source, created_at)"
             " VALUES ($1, 'all', 'bounce', 'bench', $2)",

@@ -48,10 +48,25 @@ from suppression.model import Audience, Basis, ConsentStatus, Scope, Suppression
 
 #: Our export's columns, in order; ``record`` says which kind of row it is.
 NATIVE_COLUMNS = (
-    "record", "email", "identity", "domain", "scope", "purpose", "reason", "status", "basis",
-    "source", "created_at", "expires_at", "collected_at", "withdrawn_at", "audience",
-    "customer", "customer_since", "evidence",
-)  # fmt: skip
+    "record",
+    "email",
+    "identity",
+    "domain",
+    "scope",
+    "purpose",
+    "reason",
+    "status",
+    "basis",
+    "source",
+    "created_at",
+    "expires_at",
+    "collected_at",
+    "withdrawn_at",
+    "audience",
+    "customer",
+    "customer_since",
+    "evidence",
+)
 #: A cell starting with one of these runs as a formula in a spreadsheet (CWE-1236); ``'``
 #: is included so that the quote we add can be told from one that was there.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
@@ -194,9 +209,13 @@ def _provider(line: int, record: Mapping[str, Any], fmt: Format, source: str) ->
             raise ValueError(f"reason must be BOUNCE or COMPLAINT, not {code[:20]!r}")
         reason = _SES_REASONS[code]
     return SuppressionRow(
-        line=line, scope=mapping.scope, reason=reason, source=source,
-        at=parse_time(_first(record, mapping.time)), email=_email(_first(record, mapping.email)),
-    )  # fmt: skip
+        line=line,
+        scope=mapping.scope,
+        reason=reason,
+        source=source,
+        at=parse_time(_first(record, mapping.time)),
+        email=_email(_first(record, mapping.email)),
+    )
 
 
 def _native(line: int, r: Mapping[str, Any], source: str, purposes: Collection[str]) -> Row:
@@ -219,13 +238,17 @@ def _native(line: int, r: Mapping[str, Any], source: str, purposes: Collection[s
         if ((email or identity) and domain) or not (email or identity or domain):
             raise ValueError("a suppression needs an email (or identity) or a domain")
         return SuppressionRow(
-            line=line, scope=Scope(text("scope") or ""),
+            line=line,
+            scope=Scope(text("scope") or ""),
             reason=SuppressionReason(text("reason") or ""),
-            source=text("source") or source, at=parse_time(text("created_at")), email=email,
+            source=text("source") or source,
+            at=parse_time(text("created_at")),
+            email=email,
             identity=None if email else identity,
-            domain=normalise_domain(domain) if domain else None, purpose=purpose,
+            domain=normalise_domain(domain) if domain else None,
+            purpose=purpose,
             expires_at=parse_time(text("expires_at")),
-        )  # fmt: skip
+        )
     if not (email or identity):
         raise ValueError("an email (or identity) is needed")
     if kind == "consent":
@@ -240,21 +263,28 @@ def _native(line: int, r: Mapping[str, Any], source: str, purposes: Collection[s
         withdrawn = text("withdrawn_at") if status is ConsentStatus.OPTED_OUT else None
         collected = parse_time(text("collected_at"))
         return ConsentRow(
-            line=line, purpose=purpose, status=status, basis=Basis(text("basis") or "consent"),
+            line=line,
+            purpose=purpose,
+            status=status,
+            basis=Basis(text("basis") or "consent"),
             source=text("source") or source,
             at=parse_time(withdrawn) if withdrawn else collected,
-            email=email, identity=None if email else identity, evidence=evidence,
+            email=email,
+            identity=None if email else identity,
+            evidence=evidence,
             collected_at=collected if withdrawn else None,
-        )  # fmt: skip
+        )
     if kind == "contact":
         customer = text("customer")
         audience = text("audience")
         return ContactRow(
-            line=line, email=email, identity=None if email else identity,
+            line=line,
+            email=email,
+            identity=None if email else identity,
             audience=Audience(audience) if audience else None,
             customer=None if customer is None else customer.lower() in ("true", "1", "yes"),
             customer_since=parse_time(text("customer_since")),
-        )  # fmt: skip
+        )
     raise ValueError(f"record must be suppression, consent or contact, not {str(kind)[:20]!r}")
 
 

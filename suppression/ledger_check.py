@@ -17,7 +17,7 @@ whether the event at that sequence still has that hash. Pure: the caller feeds t
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from suppression.ledger import GENESIS, chain_hash
 from suppression.model import LedgerEvent
@@ -84,8 +84,8 @@ class ChainCheck:
         if e.seq != self.head_seq + 1:
             if e.seq <= self.head_seq:
                 return ChainBreak(e.seq, f"out of order after event {self.head_seq}")
-            missing = f"{self.head_seq + 1}" if e.seq == self.head_seq + 2 else (
-                f"{self.head_seq + 1}-{e.seq - 1}")  # fmt: skip
+            first, last = self.head_seq + 1, e.seq - 1
+            missing = f"{first}" if first == last else f"{first}-{last}"
             return ChainBreak(e.seq, f"events {missing} are missing")
         if e.prev_hash != self.head_hash:
             before = f"event {self.head_seq}" if self.head_seq else "the chain's start (genesis)"
@@ -106,25 +106,31 @@ class ChainCheck:
         """One line for people."""
         head = f"head {self.head_seq}:{self.head_hash}"
         if self.broken is not None:
-            return (f"ledger broken at event {self.broken.seq}: {self.broken.reason}"
-                    f" ({self.events} events verified before it)")  # fmt: skip
+            return (
+                f"ledger broken at event {self.broken.seq}: {self.broken.reason}"
+                f" ({self.events} events verified before it)"
+            )
         if self.anchor is not None and self.anchor_matched is None:
-            return (f"ledger anchor not found: no event {self.anchor.seq}"
-                    f" ({self.events} events, {head}; newer events cut off?)")  # fmt: skip
+            return (
+                f"ledger anchor not found: no event {self.anchor.seq}"
+                f" ({self.events} events, {head}; newer events cut off?)"
+            )
         if self.anchor is not None and self.anchor_matched is False:
-            return (f"ledger anchor mismatch: event {self.anchor.seq} no longer has the noted"
-                    " hash (ledger rebuilt?)")  # fmt: skip
+            return (
+                f"ledger anchor mismatch: event {self.anchor.seq} no longer has the noted"
+                " hash (ledger rebuilt?)"
+            )
         return f"ledger intact: {self.events} events, {head}"
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready result."""
+        anchor = None if self.anchor is None else asdict(self.anchor)
+        if anchor is not None:
+            anchor["matched"] = self.anchor_matched
         return {
             "intact": self.intact,
             "events": self.events,
             "head": {"seq": self.head_seq, "hash": self.head_hash},
-            "broken": None if self.broken is None else
-                      {"seq": self.broken.seq, "reason": self.broken.reason},
-            "anchor": None if self.anchor is None else {
-                "seq": self.anchor.seq, "hash": self.anchor.hash, "matched": self.anchor_matched,
-            },
-        }  # fmt: skip
+            "broken": None if self.broken is None else asdict(self.broken),
+            "anchor": anchor,
+        }

@@ -73,10 +73,17 @@ async def test_scoped_tokens_get_403_outside_their_scopes(start_gateway: Gateway
     Every route but the OpenAPI document needs a scope, as the document says."""
     support = "support-desk-token-" + "y" * 20
     platform = "platform-token-" + "z" * 20
-    tokens = [TOKEN, {"token": support, "scopes": ["contacts:read", "suppressions:read"]},
-              {"token": platform, "scopes": ["check", "consents:write"]}]  # fmt: skip
-    consent = {"email": "a@example.com", "purpose": "newsletter", "status": "opted_in",
-               "source": "form"}  # fmt: skip
+    tokens = [
+        TOKEN,
+        {"token": support, "scopes": ["contacts:read", "suppressions:read"]},
+        {"token": platform, "scopes": ["check", "consents:write"]},
+    ]
+    consent = {
+        "email": "a@example.com",
+        "purpose": "newsletter",
+        "status": "opted_in",
+        "source": "form",
+    }
     calls = {
         ("POST", "/consents"): consent,
         ("GET", "/contacts/a@example.com"): None,
@@ -140,8 +147,13 @@ async def test_purposes_lists_the_catalogue(api: Api) -> None:
 
 async def test_consent_opt_in_then_check_allows(api: Api) -> None:
     """An opt-in with evidence is applied and /check then allows that purpose's marketing."""
-    consent = {"email": "Alice@Example.com", "purpose": "newsletter", "status": "opted_in",
-               "source": "signup-form", "evidence": {"ip": "192.0.2.1"}}  # fmt: skip
+    consent = {
+        "email": "Alice@Example.com",
+        "purpose": "newsletter",
+        "status": "opted_in",
+        "source": "signup-form",
+        "evidence": {"ip": "192.0.2.1"},
+    }
     status, body, _ = await api.call("POST", "/consents", consent)
     assert status == 200 and body["applied"] is True
     check = {
@@ -152,7 +164,10 @@ async def test_consent_opt_in_then_check_allows(api: Api) -> None:
     status, body, _ = await api.call("POST", "/check", check)
     assert status == 200
     assert [(r["decision"], r["reason"]) for r in body["results"]] == [
-        ("allow", "consent"), ("block", "no-consent"), ("block", "invalid-address")]  # fmt: skip
+        ("allow", "consent"),
+        ("block", "no-consent"),
+        ("block", "invalid-address"),
+    ]
 
 
 async def test_opt_out_wins_is_409(api: Api) -> None:
@@ -178,8 +193,12 @@ async def test_opt_out_wins_is_409(api: Api) -> None:
 )
 async def test_bad_consent_fields_are_named(api: Api, payload: dict[str, Any], field: str) -> None:
     """A bad consent field answers 422 problem+json naming that field."""
-    good = {"email": "dan@example.com", "purpose": "newsletter", "status": "opted_in",
-            "source": "x"}  # fmt: skip
+    good = {
+        "email": "dan@example.com",
+        "purpose": "newsletter",
+        "status": "opted_in",
+        "source": "x",
+    }
     status, body, _ = await api.call("POST", "/consents", {**good, **payload})
     assert status == 422
     assert field in [e["field"] for e in body["errors"]]
@@ -187,10 +206,8 @@ async def test_bad_consent_fields_are_named(api: Api, payload: dict[str, Any], f
 
 async def test_bad_json_is_400(api: Api) -> None:
     """A body that is not JSON answers 400."""
-    status, body, _ = await api.call(
-        "POST", "/consents", None, headers={**AUTH, "Content-Type": "application/json"},
-        data=b"{nope",
-    )  # fmt: skip
+    headers = {**AUTH, "Content-Type": "application/json"}
+    status, body, _ = await api.call("POST", "/consents", None, headers=headers, data=b"{nope")
     assert status == 400 and body["status"] == 400
 
 
@@ -203,8 +220,13 @@ async def test_oversized_body_is_refused(api: Api) -> None:
 
 async def test_contact_access_patch_and_exact_match(api: Api) -> None:
     """GET returns everything held; PATCH sets attributes; `_` in an address matches exactly."""
-    await api.call("POST", "/consents", {"email": "a_b@example.com", "purpose": "newsletter",
-                                         "status": "opted_in", "source": "form"})  # fmt: skip
+    consent = {
+        "email": "a_b@example.com",
+        "purpose": "newsletter",
+        "status": "opted_in",
+        "source": "form",
+    }
+    await api.call("POST", "/consents", consent)
     status, body, _ = await api.call("PATCH", "/contacts/a_b@example.com", {"audience": "b2b"})
     assert status == 200 and body["audience"] == "b2b"
     status, body, _ = await api.call("GET", "/contacts/a_b@example.com")
@@ -215,8 +237,8 @@ async def test_contact_access_patch_and_exact_match(api: Api) -> None:
     # Each event carries the hashes that chain it, and its hash checks out from its fields.
     identity = body["identity"]
     for e in body["ledger"]:
-        fields = (datetime.fromisoformat(e["at"]), e["kind"], identity, e["purpose"],
-                  e["source"], e["actor"], e["detail"])  # fmt: skip
+        at = datetime.fromisoformat(e["at"])
+        fields = (at, e["kind"], identity, e["purpose"], e["source"], e["actor"], e["detail"])
         assert e["hash"] == chain_hash(e["prev_hash"], e["seq"], *fields)
     status, _, _ = await api.call("GET", "/contacts/axb@example.com")
     assert status == 404
@@ -227,10 +249,10 @@ async def test_contact_access_patch_and_exact_match(api: Api) -> None:
 async def test_erasure_leaves_no_address_bytes(api: Api, tmp_path: Path) -> None:
     """After DELETE the address is in no database file, and the identity stays suppressed."""
     email = "erase.me.please@example.org"
-    await api.call("POST", "/consents", {"email": email, "purpose": "newsletter",
-               "status": "opted_in", "source": "form", "evidence": {"note": email}})  # fmt: skip
-    await api.call("POST", "/suppressions", {"email": email, "scope": "marketing",
-                                             "reason": "manual"})  # fmt: skip
+    consent = {"email": email, "purpose": "newsletter", "status": "opted_in", "source": "form"}
+    await api.call("POST", "/consents", {**consent, "evidence": {"note": email}})
+    suppression = {"email": email, "scope": "marketing", "reason": "manual"}
+    await api.call("POST", "/suppressions", suppression)
     status, body, _ = await api.call("DELETE", f"/contacts/{email}")
     assert status == 200 and body["erased"] is True
     for path in tmp_path.glob("store.db*"):
@@ -249,11 +271,11 @@ async def test_erasure_leaves_no_address_bytes(api: Api, tmp_path: Path) -> None
 async def test_suppressions_add_list_page_delete(api: Api) -> None:
     """Suppressions are added, listed by exact filter in pages with next links, and removed."""
     for i in range(5):
-        status, body, _ = await api.call("POST", "/suppressions", {
-            "email": f"user{i}@example.com", "scope": "all", "reason": "bounce"})  # fmt: skip
+        bounce = {"email": f"user{i}@example.com", "scope": "all", "reason": "bounce"}
+        status, body, _ = await api.call("POST", "/suppressions", bounce)
         assert status == 201 and body["email"] == f"user{i}@example.com"
-    status, body, _ = await api.call("POST", "/suppressions", {
-        "domain": "Bad.Example", "scope": "marketing", "reason": "manual"})  # fmt: skip
+    domain = {"domain": "Bad.Example", "scope": "marketing", "reason": "manual"}
+    status, body, _ = await api.call("POST", "/suppressions", domain)
     assert status == 201 and body["domain"] == "bad.example" and body["email"] is None
     status, page, _ = await api.call("GET", "/suppressions?reason=bounce&limit=2")
     seen = [s["email"] for s in page["items"]]
@@ -314,8 +336,12 @@ async def test_check_unknown_purpose_and_client(api: Api) -> None:
 async def test_store_outage_is_503_problem_with_retry_after(api: Api) -> None:
     """While the store cannot answer, a write gets 503 problem+json with Retry-After, never 500."""
     await api.gw.store.close()
-    body = {"email": "a@example.com", "purpose": "newsletter", "status": "opted_out",
-            "source": "crm"}  # fmt: skip
+    body = {
+        "email": "a@example.com",
+        "purpose": "newsletter",
+        "status": "opted_out",
+        "source": "crm",
+    }
     status, problem, response = await api.call("POST", "/consents", body)
     assert status == 503
     assert response.content_type == "application/problem+json"

@@ -37,8 +37,11 @@ class Cli:
         """Run one command; never raises on a non-zero exit."""
         return subprocess.run(
             [sys.executable, "-m", "gateway.cli", "-c", str(self.config), *args],
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
     def json(self, *args: str) -> Any:
         """Run with ``--json`` and decode standard output."""
@@ -60,8 +63,9 @@ def leaf_commands() -> list[list[str]]:
         subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
         if not subs:
             return [prefix]
-        return [leaf for name, child in subs[0].choices.items()
-                for leaf in walk(child, [*prefix, name])]  # fmt: skip
+        return [
+            leaf for name, child in subs[0].choices.items() for leaf in walk(child, [*prefix, name])
+        ]
 
     return walk(build_parser(), [])
 
@@ -84,12 +88,16 @@ def test_hash_password_and_dkim_keygen_speak_json(cli: Cli) -> None:
 
     hashed = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "hash-password", "--stdin", "--json"],
-        input="s3cret pass\n", capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
+        input="s3cret pass\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert verify_password(b"s3cret pass", json.loads(hashed.stdout)["password_hash"])
     out = cli.dir / "dkim"
-    key = cli.json("dkim", "keygen", "--domain", "shop.example", "--selector", "s1",
-                   "--algorithm", "ed25519-sha256", "--out-dir", str(out))  # fmt: skip
+    options = ["--domain", "shop.example", "--selector", "s1", "--algorithm", "ed25519-sha256"]
+    key = cli.json("dkim", "keygen", *options, "--out-dir", str(out))
     private = load_private_key(Path(key["key_file"]).read_bytes(), "ed25519-sha256")
     assert key["txt_value"] == txt_value(private)
     assert key["dns_name"] == "s1._domainkey.shop.example"
@@ -98,14 +106,15 @@ def test_hash_password_and_dkim_keygen_speak_json(cli: Cli) -> None:
 
 def test_consent_check_suppress_show_erase(cli: Cli) -> None:
     """Consent, check, suppression and erasure work end to end with JSON output."""
-    result = cli.json("consent", "add", "Alice@Example.com", "--purpose", "newsletter",
-                      "--evidence", "ip=192.0.2.1")  # fmt: skip
+    evidence = ["--evidence", "ip=192.0.2.1"]
+    result = cli.json("consent", "add", "Alice@Example.com", "--purpose", "newsletter", *evidence)
     assert result["applied"] is True
-    out = cli.json("check", "--category", "marketing", "--purpose", "newsletter",
-                   "alice@example.com", "bob@example.com")  # fmt: skip
+    newsletter = ["--category", "marketing", "--purpose", "newsletter"]
+    out = cli.json("check", *newsletter, "alice@example.com", "bob@example.com")
     assert [r["decision"] for r in out["results"]] == ["allow", "block"]
-    added = cli.json("suppress", "add", "--email", "bob@example.com", "--scope", "all",
-                     "--reason", "bounce")  # fmt: skip
+    added = cli.json(
+        "suppress", "add", "--email", "bob@example.com", "--scope", "all", "--reason", "bounce"
+    )
     listed = cli.json("suppress", "list", "--reason", "bounce")
     assert [s["email"] for s in listed["items"]] == ["bob@example.com"]
     shown = cli.json("contact", "show", "alice@example.com")
@@ -166,8 +175,8 @@ def test_import_temp_dir(cli: Cli) -> None:
 
 def test_export_csv_neutralises_formulas(cli: Cli) -> None:
     """An exported CSV never starts a cell with a formula character."""
-    cli.json("suppress", "add", "--email", "a@example.com", "--scope", "all", "--source",
-             "=cmd|' /C calc'!A0")  # fmt: skip
+    formula = "=cmd|' /C calc'!A0"
+    cli.json("suppress", "add", "--email", "a@example.com", "--scope", "all", "--source", formula)
     out = cli.dir / "out.csv"
     assert cli("export", "suppressions", "-o", str(out)).returncode == 0
     assert ",'=cmd|' /C calc'!A0," in out.read_text()
@@ -239,8 +248,8 @@ def test_import_out_of_temp_space_names_the_option(
     spill = tmp_path / "spill"
     spill.mkdir()
     monkeypatch.setattr(import_reading, "write_run", full)
-    status = cli_main.main(["-c", str(cli.config), "import", str(data), "--format",
-                            "sendgrid-unsubscribes", "--temp-dir", str(spill)])  # fmt: skip
+    args = ["import", str(data), "--format", "sendgrid-unsubscribes", "--temp-dir", str(spill)]
+    status = cli_main.main(["-c", str(cli.config), *args])
     assert status == 2
     assert capsys.readouterr().err.splitlines() == [
         f"suppression-gateway: --temp-dir: no space left in {spill} for the sorted rows (about"
@@ -256,21 +265,23 @@ def test_export_ledger_rows_carry_hashes_that_check_out(cli: Cli) -> None:
     the head that ledger verify prints."""
     from suppression.ledger import chain_hash
 
-    cli.json("consent", "add", "a@example.com", "--purpose", "newsletter",
-             "--evidence", "ip=192.0.2.1")  # fmt: skip
+    cli.json(
+        "consent", "add", "a@example.com", "--purpose", "newsletter", "--evidence", "ip=192.0.2.1"
+    )
     cli.json("suppress", "add", "--email", "b@example.com", "--scope", "all")
     cli.json("consent", "withdraw", "a@example.com", "--purpose", "newsletter")
     head = cli.json("ledger", "verify")["head"]
 
     jsonl = cli.dir / "ledger.jsonl"
-    done = cli("export", "ledger", "--email", "a@example.com", "--data-format", "jsonl",
-               "-o", str(jsonl))  # fmt: skip
+    done = cli(
+        "export", "ledger", "--email", "a@example.com", "--data-format", "jsonl", "-o", str(jsonl)
+    )
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert [r["seq"] for r in rows] == [1, 3] and rows[0]["evidence"] == {"ip": "192.0.2.1"}
     for r in rows:
-        fields = (datetime.fromisoformat(r["at"]), r["kind"], r["identity"], r["purpose"],
-                  r["source"], r["actor"], r["detail"])  # fmt: skip
+        at = datetime.fromisoformat(r["at"])
+        fields = (at, r["kind"], r["identity"], r["purpose"], r["source"], r["actor"], r["detail"])
         assert r["hash"] == chain_hash(r["prev_hash"], r["seq"], *fields)
     assert (rows[-1]["seq"], rows[-1]["hash"]) == (head["seq"], head["hash"])
 
@@ -288,11 +299,12 @@ def test_import_draws_a_progress_bar_on_a_terminal_only(cli: Cli) -> None:
     written, up to 100 %; piped, it draws nothing."""
     data = cli.dir / "bounces.csv"
     data.write_text("email,created\n" + "".join(f"u{i}@x.org,1\n" for i in range(25_000)))
-    command = [sys.executable, "-m", "gateway.cli", "-c", str(cli.config), "import", str(data),
-               "--format", "sendgrid-bounces"]  # fmt: skip
+    args = ["-c", str(cli.config), "import", str(data), "--format", "sendgrid-bounces"]
+    command = [sys.executable, "-m", "gateway.cli", *args]
     primary, secondary = pty.openpty()
-    with subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=secondary) as proc:  # fmt: skip
+    with subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=secondary
+    ) as proc:
         os.close(secondary)
         drawn = b""
         while True:
@@ -320,8 +332,10 @@ def test_import_refuses_a_json_document_naming_the_file(cli: Cli) -> None:
     """The AWS CLI's list-suppressed-destinations output is one JSON document: the import
     says so in one line, with the jq command for this very file, and imports nothing."""
     data = cli.dir / "ses.json"
-    items = [{"EmailAddress": f"{who}@x.org", "Reason": reason, "LastUpdateTime": "2024-01-02"}
-             for who, reason in (("a", "BOUNCE"), ("b", "COMPLAINT"))]  # fmt: skip
+    items = [
+        {"EmailAddress": f"{who}@x.org", "Reason": reason, "LastUpdateTime": "2024-01-02"}
+        for who, reason in (("a", "BOUNCE"), ("b", "COMPLAINT"))
+    ]
     data.write_text(json.dumps({"SuppressedDestinationSummaries": items}, indent=4))
     for strict in ([], ["--strict"]):
         done = cli("import", str(data), "--format", "ses", *strict)

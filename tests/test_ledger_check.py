@@ -26,18 +26,29 @@ from tests.test_migration_0002 import needs_postgres
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 
 
+def hash_after(prev: str, e: LedgerEvent) -> str:
+    """The hash event ``e`` must carry when the event before it has hash ``prev``."""
+    fields = (e.at, e.kind, e.identity, e.purpose, e.source, e.actor, e.detail)
+    return chain_hash(prev, e.seq, *fields)
+
+
 def chain(n: int) -> list[LedgerEvent]:
     """``n`` correctly chained events."""
     events: list[LedgerEvent] = []
     prev = GENESIS
     for seq in range(1, n + 1):
         event = LedgerEvent(
-            seq=seq, at=T0 + timedelta(seconds=seq), kind="consent-recorded",
-            identity=f"{seq:064x}", purpose="newsletter" if seq % 2 else None, source="api",
-            actor="admin", detail={"status": "opted_in", "n": seq}, prev_hash=prev,
-        )  # fmt: skip
-        digest = chain_hash(prev, seq, event.at, event.kind, event.identity, event.purpose,
-                            event.source, event.actor, event.detail)  # fmt: skip
+            seq=seq,
+            at=T0 + timedelta(seconds=seq),
+            kind="consent-recorded",
+            identity=f"{seq:064x}",
+            purpose="newsletter" if seq % 2 else None,
+            source="api",
+            actor="admin",
+            detail={"status": "opted_in", "n": seq},
+            prev_hash=prev,
+        )
+        digest = hash_after(prev, event)
         events.append(dataclasses.replace(event, hash=digest))
         prev = digest
     return events
@@ -97,8 +108,7 @@ def test_a_forged_successor_is_caught_by_its_prev_hash() -> None:
     """Rewriting an event and recomputing its hash breaks the next event's prev_hash."""
     links = chain(5)
     event = dataclasses.replace(links[2], detail={"status": "opted_out"})
-    forged_hash = chain_hash(links[2].prev_hash, 3, event.at, event.kind, event.identity,
-                             event.purpose, event.source, event.actor, event.detail)  # fmt: skip
+    forged_hash = hash_after(links[2].prev_hash, event)
     damaged = [*links[:2], dataclasses.replace(event, hash=forged_hash), *links[3:]]
     check = checked(damaged)
     assert check.broken is not None
@@ -110,16 +120,19 @@ def test_anchors_show_cut_off_and_rebuilt_ledgers() -> None:
     kept = Anchor(5, links[4].hash)
     assert checked(links, kept).intact
     assert checked(links, kept).as_dict()["anchor"] == {
-        "seq": 5, "hash": links[4].hash, "matched": True,
-    }  # fmt: skip
+        "seq": 5,
+        "hash": links[4].hash,
+        "matched": True,
+    }
     cut = checked(links[:4], kept)
     assert not cut.intact and cut.summary().startswith("ledger anchor not found: no event 5")
     rebuilt = checked(links, Anchor(5, "f" * 64))
     assert not rebuilt.intact and rebuilt.summary().startswith("ledger anchor mismatch: event 5")
 
 
-@pytest.mark.parametrize("text", ["", "5", "x:" + "a" * 64, "0:" + "a" * 64, "5:abc",
-                                  "5:" + "g" * 64, "-1:" + "a" * 64])  # fmt: skip
+@pytest.mark.parametrize(
+    "text", ["", "5", "x:" + "a" * 64, "0:" + "a" * 64, "5:abc", "5:" + "g" * 64, "-1:" + "a" * 64]
+)
 def test_bad_anchors_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="anchor"):
         Anchor.parse(text)
@@ -133,8 +146,9 @@ def test_bad_anchors_are_refused(text: str) -> None:
 def test_any_change_to_any_event_is_found_at_that_event(n: int, data: st.DataObject) -> None:
     links = chain(n)
     at = data.draw(st.integers(0, n - 1))
-    field = data.draw(st.sampled_from(["at", "kind", "identity", "purpose", "source", "actor",
-                                       "detail"]))  # fmt: skip
+    field = data.draw(
+        st.sampled_from(["at", "kind", "identity", "purpose", "source", "actor", "detail"])
+    )
     event = links[at]
     new_value: Any = {
         "at": event.at + timedelta(microseconds=1),
@@ -160,8 +174,9 @@ def test_cli_verifies_then_finds_tampering_on_sqlite(tmp_path: Any) -> None:
     rewritten behind the store's back (exit 1, named), then the newest event removed (only
     the anchor shows it)."""
     cli = Cli(tmp_path)
-    cli.json("consent", "add", "a@example.com", "--purpose", "newsletter",
-             "--evidence", "ip=192.0.2.1")  # fmt: skip
+    cli.json(
+        "consent", "add", "a@example.com", "--purpose", "newsletter", "--evidence", "ip=192.0.2.1"
+    )
     cli.json("suppress", "add", "--email", "b@example.com", "--scope", "all")
     cli.json("contact", "erase", "a@example.com")  # erasure leaves the chain verifiable
     # An auditor's copy of the database needs no secrets file, and verifying creates none.
@@ -184,8 +199,9 @@ def test_cli_verifies_then_finds_tampering_on_sqlite(tmp_path: Any) -> None:
     broken = cli("ledger", "verify", "--json")
     assert broken.returncode == 1
     assert json.loads(broken.stdout)["broken"] == {
-        "seq": 2, "reason": "hash does not match the event's fields (rewritten)",
-    }  # fmt: skip
+        "seq": 2,
+        "reason": "hash does not match the event's fields (rewritten)",
+    }
     with contextlib.closing(sqlite3.connect(db)) as conn, conn:
         conn.execute("UPDATE ledger SET actor = ? WHERE seq = 2", (actor,))
     assert cli("ledger", "verify").returncode == 0  # put back exactly: intact again

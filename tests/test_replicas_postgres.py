@@ -144,8 +144,9 @@ async def _ready(http: aiohttp.ClientSession, replica: Replica, deadline: float)
     assert replica.process is not None
     while True:
         if replica.process.poll() is not None:
-            pytest.fail(f"{replica.name} exited with {replica.process.returncode}\n"
-                        + replica.log_tail())  # fmt: skip
+            pytest.fail(
+                f"{replica.name} exited with {replica.process.returncode}\n" + replica.log_tail()
+            )
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):
             async with http.get(f"{replica.http}/readyz") as answer:
                 if answer.status == 200:
@@ -335,8 +336,13 @@ async def _write(http: aiohttp.ClientSession, c: Cluster, write: Write, at: date
         token = c.tokens.mint(c.identities.of(write.address), "newsletter", "platform", at)
         request = http.post(f"{replica.http}/u/{token}", data={"List-Unsubscribe": "One-Click"})
     else:
-        body = {"email": write.address, "purpose": "newsletter", "status": "opted_out",
-                "source": "replica-test", "evidence": {"ip": "192.0.2.20"}}  # fmt: skip
+        body = {
+            "email": write.address,
+            "purpose": "newsletter",
+            "status": "opted_out",
+            "source": "replica-test",
+            "evidence": {"ip": "192.0.2.20"},
+        }
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         request = http.post(f"{replica.http}/api/v1/consents", json=body, headers=headers)
     async with request as answer:
@@ -379,11 +385,16 @@ async def test_killed_database_connections_fail_closed_and_lose_no_acknowledged_
             for address in opted_out:
                 await store.record_consent(
                     ConsentChange(
-                        identity=c.identities.of(address), email=address, purpose="newsletter",
-                        status=ConsentStatus.OPTED_OUT, basis=Basis.CONSENT, source="test",
-                        actor="test", at=datetime.now(UTC),
+                        identity=c.identities.of(address),
+                        email=address,
+                        purpose="newsletter",
+                        status=ConsentStatus.OPTED_OUT,
+                        basis=Basis.CONSENT,
+                        source="test",
+                        actor="test",
+                        at=datetime.now(UTC),
                     )
-                )  # fmt: skip
+                )
         # Closed now: from here on every connection named for this schema is a gateway's.
         writes = [Write(x, "one-click", "AB"[i % 2]) for i, x in enumerate(clicked)]
         writes += [Write(x, "api", "BA"[i % 2]) for i, x in enumerate(via_api)]
@@ -458,6 +469,8 @@ async def test_killed_database_connections_fail_closed_and_lose_no_acknowledged_
         assert not relayed_to(upstream) & set(opted_out + done)
         statuses = sorted((w.channel, w.status) for w in refused)
         replies = sorted((code, text[:5]) for *_, code, text in mail)
-        print(f"terminated {killed} connections; {len(accepted)} writes ok, refused "
-              f"{dict(Counter(statuses))} ({committed} committed anyway); "
-              f"mail {dict(Counter(replies))}")  # fmt: skip
+        print(
+            f"terminated {killed} connections; {len(accepted)} writes ok, refused "
+            f"{dict(Counter(statuses))} ({committed} committed anyway); "
+            f"mail {dict(Counter(replies))}"
+        )

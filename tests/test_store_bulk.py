@@ -22,10 +22,14 @@ AT = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
 
 def suppression(n: int, **kw: object) -> NewSuppression:
     fields: dict[str, object] = {
-        "scope": Scope.ALL, "reason": SuppressionReason.BOUNCE, "source": "import:test",
-        "actor": "test", "at": AT + timedelta(seconds=n), "identity": f"{n:064x}",
+        "scope": Scope.ALL,
+        "reason": SuppressionReason.BOUNCE,
+        "source": "import:test",
+        "actor": "test",
+        "at": AT + timedelta(seconds=n),
+        "identity": f"{n:064x}",
         "email": f"user{n}@example.org",
-    }  # fmt: skip
+    }
     fields.update(kw)
     return NewSuppression(**fields)  # type: ignore[arg-type]
 
@@ -118,8 +122,14 @@ async def test_bulk_and_one_by_one_write_the_same(
 def test_suppression_detail_spelled_like_dumps() -> None:
     """The bulk path's hand-made detail JSON is byte for byte what dumps() gives."""
     for domain in (None, "b\u00fccher.example", 'q"uote.example'):
-        s = Suppression(id=2**40 + 7, scope=Scope.PURPOSE, reason=SuppressionReason.COMPLAINT,
-                        created_at=AT, domain=domain, purpose="p")  # fmt: skip
+        s = Suppression(
+            id=2**40 + 7,
+            scope=Scope.PURPOSE,
+            reason=SuppressionReason.COMPLAINT,
+            created_at=AT,
+            domain=domain,
+            purpose="p",
+        )
         assert supp_detail_json(s.id, s.scope.value, s.reason.value, domain) == dumps(
             supp_detail(s)
         )

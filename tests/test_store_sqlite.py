@@ -161,11 +161,17 @@ _PLUS5 = timezone(timedelta(hours=5))
 @settings(max_examples=1000, deadline=None)
 @given(
     st.tuples(
-        _TEXT, st.integers(0, 2**63), st.datetimes(timezones=st.sampled_from([UTC, _PLUS5])),
-        _TEXT, st.none() | _TEXT, st.none() | _TEXT, _TEXT, _TEXT,
+        _TEXT,
+        st.integers(0, 2**63),
+        st.datetimes(timezones=st.sampled_from([UTC, _PLUS5])),
+        _TEXT,
+        st.none() | _TEXT,
+        st.none() | _TEXT,
+        _TEXT,
+        _TEXT,
         st.dictionaries(_TEXT, st.none() | _TEXT | st.integers()),
     )
-)  # fmt: skip
+)
 def test_fast_chain_hash_is_the_specified_hash(fields: tuple[Any, ...]) -> None:
     """The hand-written hash payload (bulk writes) equals the json.dumps one, byte for byte,
     so ledgers written before and after verify alike."""

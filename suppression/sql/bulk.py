@@ -109,11 +109,17 @@ async def _insert(
         writes, stamps, expiries, values, added, strict=True
     ):
         s = Suppression(
-            id=sid, scope=w.scope, reason=w.reason, created_at=db.dt(t), identity=w.identity,
-            domain=None, purpose=w.purpose, expires_at=None if e is None else db.dt(e),
+            id=sid,
+            scope=w.scope,
+            reason=w.reason,
+            created_at=db.dt(t),
+            identity=w.identity,
+            domain=None,
+            purpose=w.purpose,
+            expires_at=None if e is None else db.dt(e),
             source=w.source,
-        )  # fmt: skip
-        chain.add("suppression-added", w.identity, w.purpose, w.source, w.actor, w.at,
-                  supp_detail_json(sid, scope, reason, None))  # fmt: skip
+        )
+        detail = supp_detail_json(sid, scope, reason, None)
+        chain.add("suppression-added", w.identity, w.purpose, w.source, w.actor, w.at, detail)
         out.append(WriteResult(True, s))
     return out

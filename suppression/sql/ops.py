@@ -11,10 +11,10 @@ and error mapping; these functions own what a write means, including its ledger 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from suppression import consent_rules
 from suppression.changes import (
@@ -25,7 +25,7 @@ from suppression.changes import (
     Write,
     WriteResult,
 )
-from suppression.ledger import GENESIS, LedgerChain, dumps, supp_detail
+from suppression.ledger import LedgerChain, dumps, supp_detail
 from suppression.model import (
     ConsentStatus,
     Contact,
@@ -34,6 +34,7 @@ from suppression.model import (
     SuppressionReason,
 )
 from suppression.sql.bulk import add_new_suppressions, bulk_candidate
+from suppression.sql.chain import flush_chain, in_chain, start_chain
 from suppression.sql.engine import Db
 from suppression.sql.rows import (
     CONSENT_COLS,
@@ -47,8 +48,6 @@ from suppression.sql.rows import (
 )
 from suppression.store import ERASURE_KEPT, Conflict, NotFound
 
-T = TypeVar("T")
-
 #: Expired delivery rows purged per ``remember_delivered`` call (keeps the SMTP path short).
 PURGE_BATCH = 500
 
@@ -59,46 +58,12 @@ def _opt_ts(db: Db, value: datetime | None) -> Any:
 
 async def _ensure_contact(db: Db, identity: str, email: str | None, at: datetime) -> None:
     """Create the contact on first sight; fill a missing address, never an erased one."""
-    await db.execute(
-        ENSURE_CONTACT,
-        identity,
-        email,
-        db.ts(at),
-        db.ts(at),
-    )
-
-
-async def _start_chain(db: Db) -> LedgerChain:
-    """A ledger chain continuing from the last stored event."""
-    head = await db.fetch("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
-    seq, prev = (head[0][0], head[0][1]) if head else (0, GENESIS)
-    return LedgerChain(seq, prev, db.ts)
-
-
-async def _flush(db: Db, chain: LedgerChain) -> None:
-    """Insert the chain's events added since the last flush."""
-    rows, evidence = chain.take()
-    if rows:
-        await db.executemany(
-            "INSERT INTO ledger (seq, at, kind, identity, purpose, source, actor, detail,"
-            " prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-    if evidence:
-        await db.executemany("INSERT INTO ledger_evidence (seq, evidence) VALUES (?, ?)", evidence)
-
-
-async def _in_chain(db: Db, op: Callable[[LedgerChain], Awaitable[T]]) -> T:
-    """``op`` appending to the ledger chain, whose events are stored when it returns."""
-    chain = await _start_chain(db)
-    result = await op(chain)
-    await _flush(db, chain)
-    return result
+    await db.execute(ENSURE_CONTACT, identity, email, db.ts(at), db.ts(at))
 
 
 async def record_consent(db: Db, change: ConsentChange) -> ConsentResult:
     """See :meth:`Store.record_consent`; the rules are :func:`consent_rules.evaluate`."""
-    return await _in_chain(db, lambda chain: _record_consent(db, chain, change))
+    return await in_chain(db, lambda chain: _record_consent(db, chain, change))
 
 
 _UPSERT_CONSENT = (
@@ -108,6 +73,18 @@ _UPSERT_CONSENT = (
     " collected_at = excluded.collected_at, source = excluded.source,"
     " evidence = excluded.evidence, withdrawn_at = excluded.withdrawn_at"
 )
+
+
+def _log(
+    chain: LedgerChain,
+    kind: str,
+    change: ConsentChange,
+    detail: Mapping[str, Any],
+    evidence: Mapping[str, Any] | None = None,
+) -> None:
+    """Append the ledger event ``kind`` of a consent change."""
+    c = change
+    chain.add(kind, c.identity, c.purpose, c.source, c.actor, c.at, detail, evidence)
 
 
 async def _record_consent(db: Db, chain: LedgerChain, change: ConsentChange) -> ConsentResult:
@@ -127,9 +104,8 @@ async def _record_consent(db: Db, chain: LedgerChain, change: ConsentChange) -> 
     detail["explicit"] = "yes" if change.explicit else "no"
     if not outcome.applied:
         if outcome.reason == consent_rules.OPT_OUT_WINS:
-            chain.add("consent-refused", change.identity, change.purpose, change.source,
-                      change.actor, change.at, {**detail, "reason": outcome.reason},
-                      change.evidence)  # fmt: skip
+            refused = {**detail, "reason": outcome.reason}
+            _log(chain, "consent-refused", change, refused, change.evidence)
         return ConsentResult(False, outcome.consent, outcome.reason)
     new = outcome.consent
     assert new is not None
@@ -149,9 +125,7 @@ async def _record_consent(db: Db, chain: LedgerChain, change: ConsentChange) -> 
         _opt_ts(db, new.withdrawn_at),
     )
     given = change.status is ConsentStatus.OPTED_IN
-    chain.add("consent-given" if given else "consent-withdrawn", change.identity,
-              change.purpose, change.source, change.actor, change.at, detail,
-              change.evidence)  # fmt: skip
+    _log(chain, "consent-given" if given else "consent-withdrawn", change, detail, change.evidence)
     if outcome.lift_unsubscribe:
         rows = await db.fetch(
             f"SELECT {SUPPRESSION_COLS} FROM suppressions WHERE identity = ? AND reason = ?"
@@ -164,29 +138,31 @@ async def _record_consent(db: Db, chain: LedgerChain, change: ConsentChange) -> 
         for s in (suppression_from(r, db.dt) for r in rows):
             if consent_rules.lifts(change, s):
                 await db.execute("DELETE FROM suppressions WHERE id = ?", s.id)
-                chain.add("suppression-lifted", change.identity, change.purpose,
-                          change.source, change.actor, change.at, supp_detail(s))  # fmt: skip
+                _log(chain, "suppression-lifted", change, supp_detail(s))
     return ConsentResult(True, new)
 
 
 async def upsert_contact(db: Db, update: ContactUpdate) -> Contact:
     """See :meth:`Store.upsert_contact`."""
-    return await _in_chain(db, lambda chain: _upsert_contact(db, chain, update))
+    return await in_chain(db, lambda chain: _upsert_contact(db, chain, update))
+
+
+_UPSERT_CONTACT = (
+    "INSERT INTO contacts (identity, email, audience, customer, customer_since, created_at,"
+    " updated_at) VALUES (?, ?, coalesce(?, 'b2c'), coalesce(?, FALSE), ?, ?, ?)"
+    " ON CONFLICT (identity) DO UPDATE SET email = coalesce(?, contacts.email),"
+    " audience = coalesce(?, contacts.audience), customer = coalesce(?, contacts.customer),"
+    " customer_since = coalesce(?, contacts.customer_since), updated_at = excluded.updated_at"
+    f" RETURNING {CONTACT_COLS}"
+)
 
 
 async def _upsert_contact(db: Db, chain: LedgerChain, u: ContactUpdate) -> Contact:
     aud = u.audience.value if u.audience is not None else None
     since = _opt_ts(db, u.customer_since)
-    rows = await db.fetch(
-        "INSERT INTO contacts (identity, email, audience, customer, customer_since, created_at,"
-        " updated_at) VALUES (?, ?, coalesce(?, 'b2c'), coalesce(?, FALSE), ?, ?, ?)"
-        " ON CONFLICT (identity) DO UPDATE SET email = coalesce(?, contacts.email),"
-        " audience = coalesce(?, contacts.audience), customer = coalesce(?, contacts.customer),"
-        " customer_since = coalesce(?, contacts.customer_since), updated_at = excluded.updated_at"
-        f" RETURNING {CONTACT_COLS}",
-        u.identity, u.email, aud, u.customer, since, db.ts(u.at), db.ts(u.at),
-        u.email, aud, u.customer, since,
-    )  # fmt: skip
+    stamp = db.ts(u.at)
+    inserted = (u.identity, u.email, aud, u.customer, since, stamp, stamp)
+    rows = await db.fetch(_UPSERT_CONTACT, *inserted, u.email, aud, u.customer, since)
     given = {"email": u.email, "audience": aud, "customer": u.customer, "customer_since": since}
     detail = {"fields": sorted(k for k, v in given.items() if v is not None)}
     chain.add("contact-updated", u.identity, None, "", u.actor, u.at, detail)
@@ -203,7 +179,7 @@ _INSERT_SUPPRESSION = INSERT_SUPPRESSION + " ON CONFLICT DO NOTHING RETURNING id
 
 async def add_suppression(db: Db, new: NewSuppression) -> Suppression:
     """See :meth:`Store.add_suppression`; an existing row is extended, never shortened."""
-    return (await _in_chain(db, lambda chain: _add_suppression(db, chain, new)))[0]
+    return (await in_chain(db, lambda chain: _add_suppression(db, chain, new)))[0]
 
 
 async def _add_suppression(
@@ -217,24 +193,18 @@ async def _add_suppression(
     if new.identity is not None and new.email is not None:
         await _ensure_contact(db, new.identity, new.email, new.at)
     created, expires = db.ts(new.at), _opt_ts(db, new.expires_at)
-    rows = await db.fetch(
-        _INSERT_SUPPRESSION,
-        new.identity, new.domain, new.scope.value, new.purpose, new.reason.value,
-        new.source, created, expires,
-    )  # fmt: skip
+    # The columns of SUPPRESSION_COLS, as INSERT_SUPPRESSION takes them: the id comes back.
+    row = (new.identity, new.domain, new.scope.value, new.purpose, new.reason.value, new.source)
+    inserted = await db.fetch(_INSERT_SUPPRESSION, *row, created, expires)
     kind = "suppression-added"
-    if rows:  # the row as stored (times as read back, like suppression_from gives them)
-        s = Suppression(
-            id=rows[0][0], scope=new.scope, reason=new.reason, created_at=db.dt(created),
-            identity=new.identity, domain=new.domain, purpose=new.purpose,
-            expires_at=None if expires is None else db.dt(expires), source=new.source,
-        )  # fmt: skip
+    if inserted:  # the row as stored (times as read back)
+        s = suppression_from((inserted[0][0], *row, created, expires), db.dt)
     else:  # the row exists: extend it, never shorten it
         target, value = ("identity", new.identity) if new.domain is None else ("domain", new.domain)
+        key = (value, new.scope.value, new.purpose or "", new.reason.value)
         found = await db.fetch(
-            f"SELECT {SUPPRESSION_COLS} FROM suppressions WHERE {_KEY[target]}",
-            value, new.scope.value, new.purpose or "", new.reason.value,
-        )  # fmt: skip
+            f"SELECT {SUPPRESSION_COLS} FROM suppressions WHERE {_KEY[target]}", *key
+        )
         old = suppression_from(found[0], db.dt)
         extends = old.expires_at is not None and (
             new.expires_at is None or new.expires_at > old.expires_at
@@ -249,8 +219,7 @@ async def _add_suppression(
         )
         s = suppression_from(rows[0], db.dt)
     if chain is not None:
-        chain.add(kind, s.identity, s.purpose, new.source, new.actor, new.at,
-                  supp_detail(s))  # fmt: skip
+        chain.add(kind, s.identity, s.purpose, new.source, new.actor, new.at, supp_detail(s))
     return s, True
 
 
@@ -265,14 +234,14 @@ async def remove_suppression(db: Db, suppression_id: int, *, actor: str, at: dat
     if s.reason is SuppressionReason.ERASURE:
         raise Conflict(ERASURE_KEPT, f"suppression {suppression_id} records an erasure: kept")
     await db.execute("DELETE FROM suppressions WHERE id = ?", suppression_id)
-    chain = await _start_chain(db)
+    chain = await start_chain(db)
     chain.add("suppression-removed", s.identity, s.purpose, "", actor, at, supp_detail(s))
-    await _flush(db, chain)
+    await flush_chain(db, chain)
 
 
 async def apply_batch(db: Db, writes: Sequence[Write]) -> list[WriteResult]:
     """See :meth:`Store.apply_batch`: the per-row operations, in order, on one ledger chain."""
-    chain = await _start_chain(db)
+    chain = await start_chain(db)
     out: list[WriteResult] = []
     i = 0
     while i < len(writes):
@@ -294,7 +263,7 @@ async def apply_batch(db: Db, writes: Sequence[Write]) -> list[WriteResult]:
             out.append(WriteResult(True, await _upsert_contact(db, chain, w)))
         else:
             raise TypeError(f"not a store write: {type(w).__name__}")
-    await _flush(db, chain)
+    await flush_chain(db, chain)
     return out
 
 
@@ -311,9 +280,9 @@ async def erase(db: Db, identity: str, *, actor: str, at: datetime) -> None:
     await db.execute("DELETE FROM deliveries WHERE identity = ?", identity)
     new = NewSuppression(Scope.ALL, SuppressionReason.ERASURE, "erasure", actor, at, identity)
     s, _ = await _add_suppression(db, None, new)
-    chain = await _start_chain(db)
+    chain = await start_chain(db)
     chain.add("erasure", identity, None, "erasure", actor, at, {"id": s.id})
-    await _flush(db, chain)
+    await flush_chain(db, chain)
 
 
 async def remember_delivered(

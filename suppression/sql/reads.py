@@ -86,8 +86,9 @@ async def count_suppressions(db: Db, now: datetime) -> dict[str, int]:
 
 async def list_consents(db: Db, after: tuple[str, str] | None, limit: int) -> list[ConsentEntry]:
     """See :meth:`Store.list_consents`: keyset pages on the consents' primary key."""
-    where, params = ("", []) if after is None else ("WHERE (k.identity, k.purpose) > (?, ?)",
-                                                    list(after))  # fmt: skip
+    where, params = (
+        ("", []) if after is None else ("WHERE (k.identity, k.purpose) > (?, ?)", list(after))
+    )
     cols = ", ".join(f"k.{c.strip()}" for c in CONSENT_COLS.split(","))
     rows = await db.fetch(
         f"SELECT k.identity, c.email, {cols} FROM consents k"
@@ -170,8 +171,11 @@ async def ledger_events(
     db: Db, after: int, limit: int, identity: str | None = None
 ) -> list[LedgerEvent]:
     """See :meth:`Store.ledger_events`: keyset pages on the ledger's sequence number."""
-    where, params = ("l.seq > ?", [after]) if identity is None else (
-        "l.identity = ? AND l.seq > ?", [identity, after])  # fmt: skip
+    where, params = (
+        ("l.seq > ?", [after])
+        if identity is None
+        else ("l.identity = ? AND l.seq > ?", [identity, after])
+    )
     rows = await db.fetch(
         f"SELECT {_LEDGER_COLS_NO_EVIDENCE} FROM ledger l WHERE {where} ORDER BY l.seq LIMIT ?",
         *params,
