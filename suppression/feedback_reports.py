@@ -1,7 +1,7 @@
 """One entry point for mail arriving at the bounce address: what kind of report is it?
 
 :func:`parse_report` takes the raw bytes and returns a :class:`DeliveryReport` (a bounce, RFC
-3464), a :class:`FeedbackReport` (a complaint, ARF or JMRP) or
+3464 or free text), a :class:`FeedbackReport` (a complaint, ARF or JMRP) or
 :class:`Unparseable`. It never raises, whatever the input: every failure becomes
 ``Unparseable(MALFORMED)``, and the work done is bounded by :class:`Limits`. Pure: no I/O.
 
@@ -11,10 +11,11 @@ Which reader runs, first match wins:
 #   Applies when                                Reader (module)
 ==  ==========================================  =====================================
 1   a ``message/feedback-report`` part          ``arf.read_arf``
-2   a ``message/(global-)delivery-status``      ``dsn.read_dsn``
-    part naming at least one recipient
+2   a ``message/(global-)delivery-status``      ``dsn.read_dsn``, then
+    part naming at least one recipient          ``bounce_fallback.fill_diagnostics``
 3   an attached original from Microsoft JMRP    ``arf.read_jmrp``
-4   otherwise (auto-replies, human mail)        ``Unparseable(NOT_A_REPORT)``
+4   a bouncing address found in free text       ``bounce_fallback.read_heuristic``
+5   otherwise (auto-replies, human mail)        ``Unparseable(NOT_A_REPORT)``
 ==  ==========================================  =====================================
 """
 
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from suppression.arf import FeedbackFormat, FeedbackReport, FeedbackType, read_arf, read_jmrp
+from suppression.bounce_fallback import fill_diagnostics, read_heuristic
 from suppression.dsn import Action, DeliveryReport, RecipientStatus, ReportSource, read_dsn
 from suppression.report_mime import DEFAULT_LIMITS, Limits, OriginalHeaders, content_type, parse
 
@@ -80,7 +82,9 @@ def _parse(raw: bytes, limits: Limits) -> Report:
         return read_arf(parsed, types.index("message/feedback-report"), limits)
     for index, ctype in enumerate(types):
         if ctype in _DELIVERY_STATUS and (report := read_dsn(parsed, index, limits)):
-            return report
+            return fill_diagnostics(report, parsed, limits)
     if (jmrp := read_jmrp(parsed, limits)) is not None:
         return jmrp
+    if (heuristic := read_heuristic(parsed, limits)) is not None:
+        return heuristic
     return Unparseable(UnparseableReason.NOT_A_REPORT)

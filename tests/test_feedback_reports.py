@@ -104,11 +104,48 @@ DSN_CASES = [
     DsnCase("lhost-sendmail-33", RFC, "<2692944D-AC25-449C-A645-16567FFF9158@example.co.jp>", [
         Bounced("mailboxfull@neko.example.org", A.FAILED, R.BLOCKED, C.SENDER),
     ]),
+    DsnCase("lhost-opensmtpd-11", RFC, "<74f4e3bc5de5dcae@df.example.jp>", [
+        Bounced("authfailure@libsisimai.net", A.FAILED, R.AUTH_FAILURE, C.SENDER),
+    ]),
     DsnCase("lhost-x5-01", RFC, "<2222222222.0000000000002.JavaMail.nekogate@cat.example.jp>", [
         Bounced("kijitora@neko.example.org", A.FAILED, R.USER_UNKNOWN, C.HARD),
     ]),
     DsnCase("rfc3464-07", RFC, "<000000000000000@list.example.jp>", [
         Bounced("kijitora@example.net", A.DELAYED, None, None),
+    ]),
+    # Free-text bounces (no delivery-status part).
+    DsnCase("rfc3464-35", HEUR, None, [
+        Bounced("kijitora@nyaan.example.com", A.FAILED, R.UNDEFINED, C.SOFT),
+        Bounced("sabatora@cat.example.net", A.DELAYED, None, None),
+        Bounced("mikeneko@neko.example.or.jp", A.FAILED, R.USER_UNKNOWN, C.HARD),
+    ]),
+    DsnCase("lhost-exim-05", HEUR, "<19990429233445.000000@mx4.example.org>", [
+        Bounced("kijitora@neko.example.co.jp", A.FAILED, R.USER_UNKNOWN, C.HARD),
+    ]),
+    DsnCase("lhost-qmail-13", HEUR, "<20240624085201.44446.qmail@nq.example.jp>", [
+        Bounced("nekochan@cx.libsisimai.com", A.FAILED, R.HOST_UNKNOWN, C.HARD),
+    ]),
+    DsnCase("lhost-qmail-17", HEUR, "<20240624090401.44656.qmail@nq.example.jp>", [
+        Bounced("mailboxfull@libsisimai.net", A.FAILED, R.MAILBOX_FULL, C.SOFT),
+        Bounced("userunknown@libsisimai.net", A.FAILED, R.USER_UNKNOWN, C.HARD),
+    ]),
+    DsnCase("lhost-yahoo-01", HEUR, "<6AE6249A-E7A8-4980-862C-F499F6B8E7C5@y.example.co.jp>", [
+        Bounced("kijitora@example.org", A.UNKNOWN, R.USER_UNKNOWN, C.HARD),
+    ]),
+    DsnCase("lhost-gmail-19", HEUR, "<20170429233445.9C8036C2E7D8@mail.example.com>", [
+        Bounced("neko-nyaan@google.example.com", A.FAILED, R.MAILBOX_FULL, C.SOFT),
+    ]),
+    DsnCase("lhost-zoho-03", HEUR, None, [
+        Bounced("shironeko@example.org", A.FAILED, R.USER_UNKNOWN, C.HARD),
+    ]),
+    DsnCase("lhost-dragonfly-01", HEUR, "<66681288.e06d1.3824794@df.example.jp>", [
+        Bounced("pseudo-local-part@google.example.com", A.UNKNOWN, R.AUTH_FAILURE, C.SENDER),
+    ]),
+    DsnCase("lhost-exchange2003-01", HEUR, None, [
+        Bounced("kijitora@example.jp", A.FAILED, R.USER_UNKNOWN, C.HARD),
+    ]),
+    DsnCase("lhost-office365-01", HEUR, "<FFFFFFFF.EEEEEEEE@example.ed.jp>", [
+        Bounced("kijitora@example.com", A.UNKNOWN, R.USER_UNKNOWN, C.HARD),
     ]),
 ]
 # fmt: on
@@ -138,7 +175,7 @@ def test_corpus_bounces(case: DsnCase) -> None:
 def test_corpus_sample_covers_the_brief() -> None:
     """The sample holds Postfix, Exim, Exchange/Office 365, Gmail, Yahoo and qmail bounces."""
     names = " ".join(c.name for c in DSN_CASES)
-    for writer in ("postfix", "exim", "exchange", "office365", "google", "yahoo"):
+    for writer in ("postfix", "exim", "exchange", "office365", "google", "yahoo", "qmail"):
         assert writer in names
 
 
@@ -169,6 +206,13 @@ def test_null_mx_targets_the_domain() -> None:
     assert bounce is not None and bounce.target is Target.DOMAIN
 
 
+def test_diagnostic_from_the_text_part_is_marked() -> None:
+    """A DSN without Diagnostic-Code takes the reply from its text part, typed ``x-text``."""
+    (r,) = delivery(load("lhost-opensmtpd-11")).recipients
+    assert r.diagnostic_type == "x-text"
+    assert r.diagnostic is not None and "5.7.26" in r.diagnostic
+
+
 def test_original_headers_from_rfc822_headers_part() -> None:
     """The original's headers come from a text/rfc822-headers third part too."""
     original = delivery(load("lhost-opensmtpd-11")).original
@@ -180,6 +224,12 @@ def test_original_headers_from_rfc822_headers_part() -> None:
 def test_dsn_wrapped_in_a_forwarded_message() -> None:
     """A DSN forwarded inside message/rfc822 is still found."""
     assert delivery(load("lhost-x5-01")).reporting_mta == "vrrr-22.int.example.co.jp"
+
+
+def test_free_text_false_positives_are_dropped() -> None:
+    """Addresses the bounce shows only as the sender or a Message-ID are not recipients."""
+    report = delivery(load("lhost-zoho-03"))
+    assert [r.recipient for r in report.recipients] == ["shironeko@example.org"]
 
 
 # fmt: off
@@ -347,6 +397,26 @@ def test_bad_charsets(charset: bytes) -> None:
     assert delivery(raw).recipients[0].recipient == "u1@example.com"
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"no colon on this line\n",
+        b"X-Nul: a\x00b\n",
+        b"X-\xff\xfe: eight-bit name\n",
+        b"Subject: =?utf-8?q?unterminated\n",
+        b"Subject: \xe2\x9c\x89 \xff raw bytes\n",
+        b": empty name\n",
+        b"X-Long: " + b"a" * 100_000 + b"\n",
+        b"X-Fold:\n \n \n\t\n",
+    ],
+)
+def test_malformed_headers(header: bytes) -> None:
+    """Broken header lines do not stop the report from being read (a broken header block
+    hides the MIME structure; the DSN fields are then read from the text)."""
+    report = delivery(dsn(recipient(1), extra=header))
+    assert [r.recipient for r in report.recipients] == ["u1@example.com"]
+
+
 def test_eight_bit_content_type_is_harmless() -> None:
     """An 8-bit Content-Type header (a Header object in compat32) is read as text/plain."""
     raw = b"Content-Type: multipart/\xe9\xe9; boundary=B\n\n--B\n\nx\n--B--\n"
@@ -396,7 +466,7 @@ def test_never_raises_on_arbitrary_bytes(raw: bytes) -> None:
     assert isinstance(parse_report(raw), (DeliveryReport, FeedbackReport, Unparseable))
 
 
-SEEDS = [load(n) for n in ("lhost-postfix-13", "arf-19", "arf-23")]
+SEEDS = [load(n) for n in ("lhost-postfix-13", "arf-19", "lhost-qmail-17", "arf-23")]
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
