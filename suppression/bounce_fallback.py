@@ -197,13 +197,15 @@ def _looks_like_bounce(parsed: Parsed, limits: Limits) -> bool:
     )
 
 
-def _by_original(report: list[str], original: OriginalHeaders) -> list[tuple[str, Action]]:
-    named = "\n".join(report).lower()
+def _by_original(
+    report_lines: int, original: OriginalHeaders, mentions: dict[str, list[int]]
+) -> list[tuple[str, Action]]:
     found: dict[str, None] = {}
     for name in ("To", "Cc"):
         for value in original.get_all(name):
             for addr in _ADDRESS.findall(value):
-                if addr.lower() in named:
+                addr = addr.rstrip(".")
+                if any(n < report_lines for n in mentions.get(addr.lower(), ())):
                     found[addr] = None
     return [(a, Action.UNKNOWN) for a in found]
 
@@ -243,7 +245,7 @@ def read_heuristic(parsed: Parsed, limits: Limits) -> DeliveryReport | None:
         mentions = _mentions(lines)
         found = _by_flufl(parsed, lines, mentions, limits)
         if not found and original is not None and _looks_like_bounce(parsed, limits):
-            found = _by_original(report, original)
+            found = _by_original(len(report), original, mentions)
         total = len(found)
         statuses = [
             RecipientStatus(
