@@ -5,9 +5,11 @@ The standard library's parser with the ``compat32`` policy is the most forgiving
 recurses once per nesting level and keeps every part. So the input is cut first: at
 ``max_bytes``, and before the header block that would start part ``max_parts + 1`` (each
 MIME part, nested message included, needs a ``Content-Type``, so this also bounds the depth the
-parser recurses to). :func:`walk` then stops at ``max_depth``. Every helper here swallows
-decoding errors (unknown or non-text charsets, bad base64, 8-bit headers) into replacement
-characters; the public entry point (:mod:`suppression.feedback_reports`) catches the rest.
+parser recurses to). The walk over the parts then stops at ``max_depth``. Delivery-status parts
+are handed to the parser as text and read by :func:`parse_fields` (see :func:`parse`). Every
+helper here turns decoding errors (unknown or non-text charsets, bad base64, 8-bit headers)
+into replacement characters; the public entry point (:mod:`suppression.feedback_reports`)
+catches the rest.
 """
 
 from __future__ import annotations
@@ -30,14 +32,14 @@ ORIGINAL_TYPES = frozenset(
 class Limits:
     """Bounds on the work done for one report (hostile input stays cheap)."""
 
-    max_bytes: int = 1024 * 1024
-    max_depth: int = 10
-    max_parts: int = 100
-    max_recipients: int = 1000
-    max_headers: int = 200
-    max_value: int = 2000
-    max_text: int = 256 * 1024
-    max_lines: int = 20_000  # beyond this, the free-text detectors are not run
+    max_bytes: int = 1024 * 1024  # input read; a returned original is cut, its headers kept
+    max_depth: int = 10  # MIME nesting walked
+    max_parts: int = 100  # MIME parts parsed
+    max_recipients: int = 1000  # recipients or Original-Rcpt-To kept; the rest are counted
+    max_headers: int = 200  # header fields kept per message, fields per report group
+    max_value: int = 2000  # characters kept per field value or diagnostic
+    max_text: int = 256 * 1024  # bytes of a text part read
+    max_lines: int = 20_000  # beyond this, flufl.bounce is not run on free text
 
 
 DEFAULT_LIMITS = Limits()
