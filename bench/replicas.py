@@ -226,7 +226,7 @@ def generator(port: int, sessions: int, seconds: float, args: argparse.Namespace
 
 
 @dataclass
-class Outcome:
+class RunResult:
     messages: int
     seconds: float
     refused: dict[str, int]
@@ -236,7 +236,7 @@ class Outcome:
 
 def drive(
     targets: Sequence[int], sessions: int, seconds: float, args: argparse.Namespace
-) -> Outcome:
+) -> RunResult:
     """Two generator processes for ``seconds`` (one per target, or both on the one target)."""
     ports = [targets[i % len(targets)] for i in range(2)]
     split = [sessions // 2, sessions - sessions // 2]
@@ -263,9 +263,9 @@ def drive(
         p50 = max(r["p50_ms"] for r in results)
         p99 = max(r["p99_ms"] for r in results)
         total = sum(r["messages"] for r in results)
-        return Outcome(total, max(r["seconds"] for r in results), refused, p50, p99)
+        return RunResult(total, max(r["seconds"] for r in results), refused, p50, p99)
     counts = [int((re.findall(r"\d+", o) or ["0"])[-1]) for o in outputs]
-    return Outcome(sum(counts), elapsed, {}, None, None)
+    return RunResult(sum(counts), elapsed, {}, None, None)
 
 
 def measure(

@@ -41,12 +41,12 @@ class Classification:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class DecidedRecipient:
     """One recipient's decision as applied under the client's policy mode."""
 
     mailbox: Mailbox
     identity: str
-    applied: policy.Outcome
+    applied: policy.AppliedDecision
 
     @property
     def decision(self) -> Decision:
@@ -137,7 +137,7 @@ class PolicyGate:
         client: SmtpClient | None,
         classification: Classification,
         mailboxes: Sequence[Mailbox],
-    ) -> list[Outcome]:
+    ) -> list[DecidedRecipient]:
         """Decide every recipient; raise :class:`PolicyError` (451) if the store fails closed."""
         keys = [self.identities.key(m.address) for m in mailboxes]
         no_facts: Mapping[str, RecipientFacts] = {}
@@ -152,7 +152,7 @@ class PolicyGate:
         classification: Classification,
         mailboxes: Sequence[Mailbox],
         message_key: str,
-    ) -> tuple[list[Outcome], set[str]]:
+    ) -> tuple[list[DecidedRecipient], set[str]]:
         """Like :meth:`evaluate`, plus which recipients already received this message; one
         store round trip for both."""
         keys = [self.identities.key(m.address) for m in mailboxes]
@@ -170,7 +170,7 @@ class PolicyGate:
         mailboxes: Sequence[Mailbox],
         keys: Sequence[RecipientKey],
         facts: Mapping[str, RecipientFacts],
-    ) -> list[Outcome]:
+    ) -> list[DecidedRecipient]:
         now = self.clock()
         mode = self.mode_for(client)
         name = client.name if client else None
@@ -183,7 +183,7 @@ class PolicyGate:
                 facts.get(key.identity, NO_FACTS),
                 now,
             )
-            outcome = Outcome(mailbox, key.identity, policy.apply_mode(decision, mode))
+            outcome = DecidedRecipient(mailbox, key.identity, policy.apply_mode(decision, mode))
             self.metrics.record_recipient(
                 name,
                 classification.category,

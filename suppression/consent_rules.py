@@ -40,7 +40,7 @@ STALE = "stale"
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class ConsentRuling:
     """What a consent change does: the consent to store and whether to lift unsubscribes."""
 
     applied: bool
@@ -81,25 +81,29 @@ def _opted_in(change: ConsentChange) -> Consent:
     )
 
 
-def evaluate(current: Consent | None, change: ConsentChange) -> Outcome:
+def evaluate(current: Consent | None, change: ConsentChange) -> ConsentRuling:
     """Decide whether ``change`` applies over ``current`` (the stored consent, if any)."""
     if change.status is ConsentStatus.OPTED_OUT:
         # Already withdrawn: only a later withdrawal moves the opt-out time forward, so a
         # delayed opt-in from between the two withdrawals cannot slip through.
         withdrawn = current is not None and current.status is ConsentStatus.OPTED_OUT
         if current is not None and withdrawn and change.at <= opted_out_at(current):
-            return Outcome(False, current, UNCHANGED)
-        return Outcome(True, _opted_out(current, change))
+            return ConsentRuling(False, current, UNCHANGED)
+        return ConsentRuling(True, _opted_out(current, change))
     if current is None:
-        return Outcome(True, _opted_in(change), lift_unsubscribe=is_explicit_with_evidence(change))
+        return ConsentRuling(
+            True, _opted_in(change), lift_unsubscribe=is_explicit_with_evidence(change)
+        )
     if current.status is ConsentStatus.OPTED_OUT:
         if not (is_explicit_with_evidence(change) and change.at > opted_out_at(current)):
-            return Outcome(False, current, OPT_OUT_WINS)
-        return Outcome(True, _opted_in(change), lift_unsubscribe=True)
+            return ConsentRuling(False, current, OPT_OUT_WINS)
+        return ConsentRuling(True, _opted_in(change), lift_unsubscribe=True)
     if change.at <= current.collected_at:
         same = current.basis is change.basis and current.source == change.source
-        return Outcome(False, current, UNCHANGED if same else STALE)
-    return Outcome(True, _opted_in(change), lift_unsubscribe=is_explicit_with_evidence(change))
+        return ConsentRuling(False, current, UNCHANGED if same else STALE)
+    return ConsentRuling(
+        True, _opted_in(change), lift_unsubscribe=is_explicit_with_evidence(change)
+    )
 
 
 def opted_out_at(consent: Consent) -> datetime:

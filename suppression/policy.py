@@ -42,7 +42,7 @@ Marketing with no purpose. The gateway normally requires one; without it nothing
 consented to (consent is per purpose, GDPR art. 6(1)(a), 7). The only basis left is legitimate
 interest for B2B prospecting (CPCE L.34-5), and only for a contact who objected to nothing.
 
-:func:`apply_mode` turns a decision into an :class:`Outcome`: in ``monitor`` mode a block is
+:func:`apply_mode` turns a decision into an :class:`AppliedDecision`: in ``monitor`` mode a block is
 reported as ``would_block`` and not enforced.
 """
 
@@ -202,7 +202,7 @@ def decide(
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class AppliedDecision:
     """A decision as applied under a policy mode."""
 
     decision: Decision
@@ -221,6 +221,6 @@ class Outcome:
         return "block" if self.enforced else "would_block"
 
 
-def apply_mode(decision: Decision, mode: PolicyMode) -> Outcome:
+def apply_mode(decision: Decision, mode: PolicyMode) -> AppliedDecision:
     """Apply the policy mode: ``monitor`` reports blocks without enforcing them."""
-    return Outcome(decision, mode)
+    return AppliedDecision(decision, mode)

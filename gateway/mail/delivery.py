@@ -28,7 +28,7 @@ from gateway.mail.message import MalformedMessage, RawMessage
 from gateway.mail.signing import PreparedBody, Signer, SigningError
 from gateway.observability.labels import MessageOutcome
 from gateway.observability.metrics import Metrics
-from gateway.policy_gate import Classification, Outcome, PolicyError, PolicyGate
+from gateway.policy_gate import Classification, DecidedRecipient, PolicyError, PolicyGate
 from gateway.relay.base import RelayFailure, UpstreamTransaction
 from gateway.replies import Reply
 from gateway.settings import Settings, SmtpClient
@@ -53,7 +53,7 @@ class Transaction:
     mailboxes: Sequence[Mailbox]  # in RCPT order
     content: bytes
     upstream: UpstreamTransaction | None
-    rcpt_outcomes: dict[str, Outcome] = field(default_factory=dict)
+    rcpt_outcomes: dict[str, DecidedRecipient] = field(default_factory=dict)
     log: dict[str, object] = field(default_factory=dict)
     relay_replies: list[str] = field(default_factory=list)
     relay_errors: list[str] = field(default_factory=list)
@@ -63,7 +63,7 @@ class Transaction:
 class Copy:
     """One upstream transaction to run: recipients and the exact bytes."""
 
-    recipients: tuple[Outcome, ...]
+    recipients: tuple[DecidedRecipient, ...]
     content: bytes
 
 
@@ -162,14 +162,14 @@ class Delivery:
 
     async def _outcomes(
         self, tx: Transaction, classification: Classification, key: str
-    ) -> tuple[list[Outcome], set[str]]:
+    ) -> tuple[list[DecidedRecipient], set[str]]:
         """Decisions for every recipient and those that already got this message."""
         if tx.rcpt_outcomes:  # decided at RCPT (the classification could not change since)
             outcomes = list(tx.rcpt_outcomes.values())
             return outcomes, await self._already_delivered(key, outcomes)
         return await self.gate.evaluate_message(tx.client, classification, tx.mailboxes, key)
 
-    async def _already_delivered(self, key: str, outcomes: Sequence[Outcome]) -> set[str]:
+    async def _already_delivered(self, key: str, outcomes: Sequence[DecidedRecipient]) -> set[str]:
         try:
             return await self.store.delivered(key, [o.identity for o in outcomes], self.clock())
         except StoreError:
@@ -184,7 +184,7 @@ class Delivery:
         message: RawMessage,
         classification: Classification,
         client: SmtpClient | None,
-        pending: Sequence[Outcome],
+        pending: Sequence[DecidedRecipient],
     ) -> list[Copy] | None:
         name = client.name if client else None
         try:
@@ -265,7 +265,7 @@ def _outcome_for(reply: Reply) -> MessageOutcome:
     return MessageOutcome.TEMPFAILED if reply.is_transient else MessageOutcome.REJECTED
 
 
-def _summary(outcomes: Sequence[Outcome]) -> dict[str, dict[str, int]]:
+def _summary(outcomes: Sequence[DecidedRecipient]) -> dict[str, dict[str, int]]:
     summary: dict[str, dict[str, int]] = {}
     for outcome in outcomes:
         by_reason = summary.setdefault(outcome.label, {})

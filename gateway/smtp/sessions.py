@@ -10,7 +10,7 @@ from typing import Protocol
 
 from aiosmtpd.smtp import Envelope, Session
 
-from gateway.policy_gate import Outcome
+from gateway.policy_gate import DecidedRecipient
 from gateway.relay.base import UpstreamTransaction
 from gateway.settings import SmtpClient
 from suppression.address import Mailbox
@@ -37,7 +37,7 @@ class GatewayEnvelope(Envelope):
         self.recipients: list[Mailbox] = []  # in RCPT order
         self.unsubscribes: list[TokenClaims] = []  # mailto unsubscribe recipients
         self.upstream: UpstreamTransaction | None = None
-        self.decided_at_rcpt: dict[str, Outcome] = {}  # for clients whose RCPT is final
+        self.decided_at_rcpt: dict[str, DecidedRecipient] = {}  # for clients whose RCPT is final
         self.counted = False  # this transaction took its message from the client's rate
 
 
