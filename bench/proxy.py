@@ -109,9 +109,13 @@ class Window:
     def __init__(self, proxy: Sequence[int], ours: Sequence[int]) -> None:
         self.proxy, self.ours = proxy, ours
         self.start = (
-            cpu_of(proxy), cpu_of(ours), children_cpu(), busy(), time.monotonic(),
+            cpu_of(proxy),
+            cpu_of(ours),
+            children_cpu(),
+            busy(),
+            time.monotonic(),
             time.process_time(),
-        )  # fmt: skip
+        )
 
     def stop(self) -> tuple[float, float]:
         """(proxy CPU seconds, others' CPU in % of all cores); generators must be reaped."""
@@ -257,9 +261,15 @@ async def loadgen(
     ]
     msgs = int(result["messages"])
     return Row(
-        "", "loadgen.py", result["msg_per_s"], result["p50_ms"], result["p99_ms"],
-        _per(cpu, msgs), others, note,
-    )  # fmt: skip
+        "",
+        "loadgen.py",
+        result["msg_per_s"],
+        result["p50_ms"],
+        result["p99_ms"],
+        _per(cpu, msgs),
+        others,
+        note,
+    )
 
 
 def _per(cpu: float, messages: int) -> float | None:
@@ -340,11 +350,18 @@ async def seed_consent(config: Path) -> None:
         for email in emails:
             await env.store.record_consent(
                 ConsentChange(
-                    identity=env.identities.of(email), email=email, purpose="newsletter",
-                    status=ConsentStatus.OPTED_IN, basis=Basis.CONSENT, source="bench",
-                    actor=ACTOR, at=datetime.now(UTC), evidence={}, explicit=False,
+                    identity=env.identities.of(email),
+                    email=email,
+                    purpose="newsletter",
+                    status=ConsentStatus.OPTED_IN,
+                    basis=Basis.CONSENT,
+                    source="bench",
+                    actor=ACTOR,
+                    at=datetime.now(UTC),
+                    evidence={},
+                    explicit=False,
                 )
-            )  # fmt: skip
+            )
 
 
 # --- the run ------------------------------------------------------------------------------

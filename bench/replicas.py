@@ -111,11 +111,17 @@ async def fill(url: str, identities: Identities, recipients: Sequence[str]) -> N
         for address in recipients:
             await store.record_consent(
                 ConsentChange(
-                    identity=identities.of(address), email=address, purpose="newsletter",
-                    status=ConsentStatus.OPTED_IN, basis=Basis.CONSENT, source="bench",
-                    actor="bench", at=datetime.now(UTC), evidence={"ip": "192.0.2.1"},
+                    identity=identities.of(address),
+                    email=address,
+                    purpose="newsletter",
+                    status=ConsentStatus.OPTED_IN,
+                    basis=Basis.CONSENT,
+                    source="bench",
+                    actor="bench",
+                    at=datetime.now(UTC),
+                    evidence={"ip": "192.0.2.1"},
                 )
-            )  # fmt: skip
+            )
     finally:
         await store.close()
 
@@ -215,14 +221,38 @@ def replicas(
 def generator(port: int, sessions: int, seconds: float, args: argparse.Namespace) -> list[str]:
     if LOADGEN.exists():
         return [
-            sys.executable, str(LOADGEN), f"127.0.0.1:{port}", "--sessions", str(sessions),
-            "--messages", "1000000", "--seconds", str(seconds), "--size", str(args.size),
-            "--to", "r{n}@example.org", "--recipients", str(args.recipients), "--json",
-        ]  # fmt: skip
+            sys.executable,
+            str(LOADGEN),
+            f"127.0.0.1:{port}",
+            "--sessions",
+            str(sessions),
+            "--messages",
+            "1000000",
+            "--seconds",
+            str(seconds),
+            "--size",
+            str(args.size),
+            "--to",
+            "r{n}@example.org",
+            "--recipients",
+            str(args.recipients),
+            "--json",
+        ]
     return [
-        SOURCE, "-c", "-s", str(sessions), "-l", str(args.size), "-m", "1000000",
-        "-f", "from@example.com", "-t", "r0@example.org", f"127.0.0.1:{port}",
-    ]  # fmt: skip
+        SOURCE,
+        "-c",
+        "-s",
+        str(sessions),
+        "-l",
+        str(args.size),
+        "-m",
+        "1000000",
+        "-f",
+        "from@example.com",
+        "-t",
+        "r0@example.org",
+        f"127.0.0.1:{port}",
+    ]
 
 
 @dataclass
@@ -326,9 +356,11 @@ def main() -> None:
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is missing (apt-get install postfix)")
     print("command:", " ".join(sys.argv))
-    print(f"generator: {'bench/loadgen.py' if LOADGEN.exists() else 'smtp-source'}; "
-          f"{os.cpu_count()} cores; {args.sessions} sessions, {args.size} B bodies, "
-          f"{args.seconds:g} s per run")  # fmt: skip
+    print(
+        f"generator: {'bench/loadgen.py' if LOADGEN.exists() else 'smtp-source'}; "
+        f"{os.cpu_count()} cores; {args.sessions} sessions, {args.size} B bodies, "
+        f"{args.seconds:g} s per run"
+    )
 
     work = Path(tempfile.mkdtemp(prefix="sgw-bench-replicas-"))
     secrets_path = work / "secrets.json"

@@ -35,6 +35,7 @@ from typing import Any, Literal
 from gateway.observability.labels import Channel
 from suppression.address import Identities
 from suppression.changes import ConsentChange, ConsentResult, NewSuppression
+from suppression.importers import ConsentRow, SuppressionRow
 from suppression.model import (
     Audience,
     Basis,
@@ -84,6 +85,42 @@ class Act:
 def recorded_basis(purpose: Purpose, status: ConsentStatus) -> Basis:
     """The basis a consent record carries (the table in this module's docstring)."""
     return Basis.CONSENT if status is ConsentStatus.OPTED_IN else purpose.basis
+
+
+def imported_consent(row: ConsentRow, identity: str, actor: str, now: datetime) -> ConsentChange:
+    """The change an imported consent row asks for: its own basis and times; an opt-in is
+    explicit only with the row's evidence, so an import never lifts an opt-out on its own."""
+    return ConsentChange(
+        identity=identity,
+        email=row.email,
+        purpose=row.purpose,
+        status=row.status,
+        basis=row.basis,
+        source=row.source,
+        actor=actor,
+        at=row.at or now,
+        evidence=dict(row.evidence),
+        explicit=row.status is ConsentStatus.OPTED_IN and bool(row.evidence),
+        collected_at=row.collected_at,
+    )
+
+
+def imported_suppression(
+    row: SuppressionRow, identity: str | None, actor: str, now: datetime
+) -> NewSuppression:
+    """The suppression an imported row asks for, as the other system recorded it."""
+    return NewSuppression(
+        scope=row.scope,
+        reason=row.reason,
+        source=row.source,
+        actor=actor,
+        at=row.at or now,
+        identity=identity,
+        email=row.email,
+        domain=row.domain,
+        purpose=row.purpose,
+        expires_at=row.expires_at,
+    )
 
 
 class Consents:

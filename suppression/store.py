@@ -1,9 +1,9 @@
 """The consent and suppression store contract: the :class:`Store` protocol and its errors.
 
 Every backend implements :class:`Store` and runs the same contract test suite
-(``tests/store_contract.py``): :class:`suppression.sql.facade.SqlStore` over the SQLite or the
-PostgreSQL engine. :func:`suppression.backends.open_store` picks one by URL; the write value
-types are in :mod:`suppression.changes`.
+(``tests/support/store_contract.py``): :class:`suppression.sql.facade.SqlStore` over the
+SQLite or the PostgreSQL engine. :func:`suppression.backends.open_store` picks one by URL;
+the write value types are in :mod:`suppression.changes`.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ import pytest
 
 from gateway.app import Gateway, running
 from gateway.settings import Settings
-from tests.pg import DSN as PG_DSN
-from tests.upstream import Upstream
+from tests.support.pg import DSN as PG_DSN
+from tests.support.upstream import Upstream
 
 PURPOSES = [
     {"id": "newsletter", "label": "Newsletter", "basis": "consent"},

@@ -11,9 +11,9 @@ import pytest
 
 from gateway.smtp.access import hash_password, verify_password
 from tests.conftest import message, smtp_client
-from tests.rawsmtp import RawSMTP
-from tests.tls import self_signed
-from tests.upstream import Upstream
+from tests.support.rawsmtp import RawSMTP
+from tests.support.tls import self_signed
+from tests.support.upstream import Upstream
 
 PASSWORD_HASH = hash_password("s3cret pass", log2_n=10)
 

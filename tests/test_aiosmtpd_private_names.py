@@ -13,8 +13,8 @@ from gateway.smtp.protocol import (
     STREAM_READER_PRIVATE_NAMES,
     GatewaySMTP,
 )
-from tests.rawsmtp import RawSMTP
-from tests.upstream import Upstream
+from tests.support.rawsmtp import RawSMTP
+from tests.support.upstream import Upstream
 
 
 async def test_every_private_name_exists_on_a_live_aiosmtpd_session() -> None:

@@ -51,12 +51,12 @@ READY = {
             "gateway.toml",
             {"SGW_HTTP_LISTEN": "0.0.0.0:8025"},
             ["SGW_RELAY_URL", "SGW_HTTP_PUBLIC_URL"],
-        ),  # fmt: skip  (SMTP on loopback: loopback clients are right)
+        ),  # SMTP on loopback: loopback clients are right
         (
             "container.toml",
             {"SGW_SMTP_LISTEN": "127.0.0.1:2525", "SGW_HTTP_LISTEN": "[::1]:8025"},
             [],
-        ),  # fmt: skip  (every listener on loopback: a development start)
+        ),  # every listener on loopback: a development start
     ],
 )
 def test_settings_unfit_beyond_loopback(
@@ -72,9 +72,13 @@ def _cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProc
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SGW_")}
     return subprocess.run(
         [sys.executable, "-m", "gateway.cli", *args],
-        capture_output=True, text=True, timeout=60, cwd=cwd, env={**environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env={**environ, **env},
         check=False,
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.parametrize("command", [["serve"], ["config", "check"]])

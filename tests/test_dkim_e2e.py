@@ -10,9 +10,9 @@ import pytest
 
 from gateway.mail.dkim_keys import keygen, load_private_key, txt_value
 from tests.conftest import Clock, message, smtp_client
-from tests.store_helpers import opt_in
+from tests.support.store_helpers import opt_in
+from tests.support.upstream import Upstream
 from tests.test_signing import _has_nacl, dkimpy_verify, needs_perl, perl_verify
-from tests.upstream import Upstream
 
 
 @pytest.fixture

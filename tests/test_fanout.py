@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from gateway.app import Gateway
 from tests.conftest import Clock, message, smtp_client
-from tests.rawsmtp import RawSMTP
-from tests.store_helpers import opt_in
-from tests.upstream import Upstream
+from tests.support.rawsmtp import RawSMTP
+from tests.support.store_helpers import opt_in
+from tests.support.upstream import Upstream
 
 
 async def test_partial_fanout_is_retried_without_duplicates(

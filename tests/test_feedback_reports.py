@@ -339,12 +339,16 @@ def dsn(
 ) -> bytes:
     """A minimal DSN around the given per-recipient field groups."""
     return (
-        b"From: MAILER-DAEMON@mx.example.org\nMIME-Version: 1.0\n" + extra
+        b"From: MAILER-DAEMON@mx.example.org\nMIME-Version: 1.0\n"
+        + extra
         + b"Content-Type: multipart/report; report-type=delivery-status; boundary=BB\n\n"
         b"--BB\nContent-Type: text/plain\n\nDelivery failed.\n"
-        b"--BB\nContent-Type: " + ctype + b"\n\nReporting-MTA: dns; mx.example.org\n\n"
-        + recipients + b"\n--BB--\n"
-    )  # fmt: skip
+        b"--BB\nContent-Type: "
+        + ctype
+        + b"\n\nReporting-MTA: dns; mx.example.org\n\n"
+        + recipients
+        + b"\n--BB--\n"
+    )
 
 
 def recipient(n: int) -> bytes:

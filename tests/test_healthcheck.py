@@ -54,8 +54,12 @@ def _probe(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SGW_")}
     return subprocess.run(
         [sys.executable, "-m", "gateway.healthcheck", *args],
-        capture_output=True, text=True, timeout=30, env={**environ, **env}, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**environ, **env},
+        check=False,
+    )
 
 
 async def test_probe_follows_the_moved_listener(gateway: Gateway, tmp_path: Path) -> None:

@@ -69,23 +69,50 @@ async def run(store: Store, ids: Identities, text: str, fmt: Format, data: str =
 @pytest.mark.parametrize(
     ("fmt", "text", "reason", "scope"),
     [
-        (Format.SENDGRID_BOUNCES, "email,created,reason,status\na@x.org,1700000000,550,5.1.1\n",
-         SuppressionReason.BOUNCE, Scope.ALL),
-        (Format.SENDGRID_SPAM, "email,created,ip\na@x.org,1700000000,192.0.2.1\n",
-         SuppressionReason.COMPLAINT, Scope.ALL),
-        (Format.SENDGRID_UNSUBSCRIBES, "email,created\na@x.org,1700000000\n",
-         SuppressionReason.UNSUBSCRIBE, Scope.MARKETING),
-        (Format.MAILCHIMP_UNSUBSCRIBED,
-         "Email Address,First Name,UNSUB_TIME,UNSUB_REASON\na@x.org,A,2023-11-14 22:13:20,x\n",
-         SuppressionReason.UNSUBSCRIBE, Scope.MARKETING),
-        (Format.MAILCHIMP_CLEANED, "\ufeffEmail Address,CLEAN_TIME\na@x.org,2023-11-14 22:13:20\n",
-         SuppressionReason.BOUNCE, Scope.ALL),
-        (Format.SES, "EmailAddress,Reason,LastUpdateTime\na@x.org,BOUNCE,2023-11-14T22:13:20Z\n",
-         SuppressionReason.BOUNCE, Scope.ALL),
-        (Format.SES, "EMAIL_ADDRESS,REASON,LAST_UPDATE_TIME\na@x.org,COMPLAINT,1700000000\n",
-         SuppressionReason.COMPLAINT, Scope.ALL),
+        (
+            Format.SENDGRID_BOUNCES,
+            "email,created,reason,status\na@x.org,1700000000,550,5.1.1\n",
+            SuppressionReason.BOUNCE,
+            Scope.ALL,
+        ),
+        (
+            Format.SENDGRID_SPAM,
+            "email,created,ip\na@x.org,1700000000,192.0.2.1\n",
+            SuppressionReason.COMPLAINT,
+            Scope.ALL,
+        ),
+        (
+            Format.SENDGRID_UNSUBSCRIBES,
+            "email,created\na@x.org,1700000000\n",
+            SuppressionReason.UNSUBSCRIBE,
+            Scope.MARKETING,
+        ),
+        (
+            Format.MAILCHIMP_UNSUBSCRIBED,
+            "Email Address,First Name,UNSUB_TIME,UNSUB_REASON\na@x.org,A,2023-11-14 22:13:20,x\n",
+            SuppressionReason.UNSUBSCRIBE,
+            Scope.MARKETING,
+        ),
+        (
+            Format.MAILCHIMP_CLEANED,
+            "\ufeffEmail Address,CLEAN_TIME\na@x.org,2023-11-14 22:13:20\n",
+            SuppressionReason.BOUNCE,
+            Scope.ALL,
+        ),
+        (
+            Format.SES,
+            "EmailAddress,Reason,LastUpdateTime\na@x.org,BOUNCE,2023-11-14T22:13:20Z\n",
+            SuppressionReason.BOUNCE,
+            Scope.ALL,
+        ),
+        (
+            Format.SES,
+            "EMAIL_ADDRESS,REASON,LAST_UPDATE_TIME\na@x.org,COMPLAINT,1700000000\n",
+            SuppressionReason.COMPLAINT,
+            Scope.ALL,
+        ),
     ],
-)  # fmt: skip
+)
 def test_provider_mappings(fmt: Format, text: str, reason: SuppressionReason, scope: Scope) -> None:
     """Each provider export maps to its reason and scope, with the row's time in UTC."""
     (row,) = importers.parse(lines(text), fmt, "csv", source="s")
@@ -133,8 +160,14 @@ def test_file_lines_are_bounded_and_checked() -> None:
     handle = RecordingFile(data)
     lines = FileLines(handle)
     got = list(lines)
-    assert got == ["email,created\r\n", "a@x.org,1\r\n", "\ufeffb@x.org,1\n", '"\n',
-                   "c\ufffd@x.org,1\n", "d@x.org,1"]  # fmt: skip
+    assert got == [
+        "email,created\r\n",
+        "a@x.org,1\r\n",
+        "\ufeffb@x.org,1\n",
+        '"\n',
+        "c\ufffd@x.org,1\n",
+        "d@x.org,1",
+    ]
     assert lines.problems == {
         4: f"line longer than {MAX_LINE} bytes",
         5: "not UTF-8 (byte 0xc3 at column 2)",
@@ -264,10 +297,19 @@ async def test_rows_about_one_address_keep_their_file_order(
         if phase == "writing":
             spilled.extend(len(list(d.iterdir())) for d in spill.iterdir())
 
-    importer = Importer(store, identities, lambda p: None, actor="test", now=NOW,
-                        batch_size=2, run_size=2, temp_dir=spill)  # fmt: skip
-    rows = importers.parse(lines(head + "".join(body)), Format.NATIVE, "csv", source="t",
-                           purposes=PURPOSES)  # fmt: skip
+    importer = Importer(
+        store,
+        identities,
+        lambda p: None,
+        actor="test",
+        now=NOW,
+        batch_size=2,
+        run_size=2,
+        temp_dir=spill,
+    )
+    rows = importers.parse(
+        lines(head + "".join(body)), Format.NATIVE, "csv", source="t", purposes=PURPOSES
+    )
     await importer.run(rows, progress)
     assert spilled and spilled[0] > 0  # runs were on disk while writing (each goes once read)
     assert (importer.summary.rows, importer.summary.added) == (9, 9)
@@ -310,13 +352,22 @@ async def test_worker_processes_import_like_one_process(
     results = []
     for processes in (0, 1, 2):  # 0: parsed rows through run(); 1: records, no pool
         store = await open_store(f"sqlite:///{tmp_path}/p{processes}.db")
-        importer = Importer(store, identities, lambda p: None, actor="test", now=NOW,
-                            batch_size=2, run_size=3, temp_dir=tmp_path)  # fmt: skip
+        importer = Importer(
+            store,
+            identities,
+            lambda p: None,
+            actor="test",
+            now=NOW,
+            batch_size=2,
+            run_size=3,
+            temp_dir=tmp_path,
+        )
         reader = importers.RowReader(Format.NATIVE, "t", frozenset(PURPOSES))
         records = import_files.records(lines(text), "csv")
         if processes == 0:
-            await importer.run(importers.parse(lines(text), Format.NATIVE, "csv", source="t",
-                                               purposes=PURPOSES))  # fmt: skip
+            await importer.run(
+                importers.parse(lines(text), Format.NATIVE, "csv", source="t", purposes=PURPOSES)
+            )
         else:
             await importer.run_records(records, reader, processes=processes)
         ledgers = [
@@ -339,9 +390,17 @@ async def test_import_never_resurrects_an_opt_out(store: Store, identities: Iden
     """An imported opt-in does not lift a withdrawal unless it is newer and carries evidence."""
     ident = identities.of("a@x.org")
     await store.record_consent(
-        ConsentChange(ident, "a@x.org", "newsletter", ConsentStatus.OPTED_OUT, Basis.CONSENT,
-                      "page", "recipient", NOW - timedelta(days=10))
-    )  # fmt: skip
+        ConsentChange(
+            ident,
+            "a@x.org",
+            "newsletter",
+            ConsentStatus.OPTED_OUT,
+            Basis.CONSENT,
+            "page",
+            "recipient",
+            NOW - timedelta(days=10),
+        )
+    )
     head = "record,email,purpose,status,collected_at,evidence\n"
     evidence = '"{""ip"": ""x""}"'
     older = (
@@ -364,14 +423,29 @@ def test_formula_cells_are_neutralised() -> None:
     out = io.StringIO()
     writer = exporting.CsvWriter(out)
     for source in ("=HYPERLINK(1)", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "'q", "plain"):
-        writer.row({"record": "suppression", "email": "a@x.org", "scope": "all",
-                    "reason": "manual", "source": source})  # fmt: skip
+        writer.row(
+            {
+                "record": "suppression",
+                "email": "a@x.org",
+                "scope": "all",
+                "reason": "manual",
+                "source": source,
+            }
+        )
     body = out.getvalue()
     for cell in ("'=HYPERLINK(1)", "'+1", "'-1", "'@SUM(A1)", "''q"):
         assert f",{cell}," in body
     rows = list(importers.parse(lines(body), Format.NATIVE, "csv", source="s"))
     assert [r.source for r in rows] == [  # type: ignore[union-attr]
-        "=HYPERLINK(1)", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "'q", "plain"]  # fmt: skip
+        "=HYPERLINK(1)",
+        "+1",
+        "-1",
+        "@SUM(A1)",
+        "\tx",
+        "\rx",
+        "'q",
+        "plain",
+    ]
 
 
 @pytest.mark.parametrize("data", ["csv", "jsonl"])
@@ -482,17 +556,91 @@ def test_consent_rows_are_explicit_only_with_evidence() -> None:
     assert isinstance(row, ConsentRow) and dict(row.evidence) == {"ip": "x"}
 
 
-_PIECES = st.sampled_from([
-    "a", "Z", "0", "9", "user", "Info", "postmaster", "POSTMASTER", "x_y", "o'neil", "a+b",
-    "=", "#", "{", "|", "~", "`", "^", "/", "?", "&", "*", "$", "%", "!", '"', " ", "\t",
-    ".", "..", "-", "--", "@", "xn--", "xn--bcher-kva", "Bücher", "é", "\u0131", "ß", "\u212a",
-    "\u0000", ":", ",", "[", "]", "<", ">", "(", ")", "\\", ";",
-])  # fmt: skip
-_LABELS = st.sampled_from([
-    "example", "EXAMPLE", "x", "a-b", "a--b", "ab--cd", "-a", "a-", "123", "1a", "xn--p1ai",
-    "local", "localhost", "test", "onion", "invalid", "arpa", "com", "ORG", "c", "co", "q" * 63,
-    "q" * 64, "bücher", "\uff25\uff38\uff21\uff2d\uff30\uff2c\uff25", "",
-])  # fmt: skip
+_PIECES = st.sampled_from(
+    [
+        "a",
+        "Z",
+        "0",
+        "9",
+        "user",
+        "Info",
+        "postmaster",
+        "POSTMASTER",
+        "x_y",
+        "o'neil",
+        "a+b",
+        "=",
+        "#",
+        "{",
+        "|",
+        "~",
+        "`",
+        "^",
+        "/",
+        "?",
+        "&",
+        "*",
+        "$",
+        "%",
+        "!",
+        '"',
+        " ",
+        "\t",
+        ".",
+        "..",
+        "-",
+        "--",
+        "@",
+        "xn--",
+        "xn--bcher-kva",
+        "Bücher",
+        "é",
+        "\u0131",
+        "ß",
+        "\u212a",
+        "\u0000",
+        ":",
+        ",",
+        "[",
+        "]",
+        "<",
+        ">",
+        "(",
+        ")",
+        "\\",
+        ";",
+    ]
+)
+_LABELS = st.sampled_from(
+    [
+        "example",
+        "EXAMPLE",
+        "x",
+        "a-b",
+        "a--b",
+        "ab--cd",
+        "-a",
+        "a-",
+        "123",
+        "1a",
+        "xn--p1ai",
+        "local",
+        "localhost",
+        "test",
+        "onion",
+        "invalid",
+        "arpa",
+        "com",
+        "ORG",
+        "c",
+        "co",
+        "q" * 63,
+        "q" * 64,
+        "bücher",
+        "\uff25\uff38\uff21\uff2d\uff30\uff2c\uff25",
+        "",
+    ]
+)
 
 
 @st.composite
@@ -544,6 +692,16 @@ def test_fast_address_check_agrees_with_the_full_check(raw: str) -> None:
 def test_fast_address_takes_the_common_case() -> None:
     """Plain addresses take the fast path; everything unusual is left to email-validator."""
     assert fast_canonical("Jane.Doe+news@Mail.Example.COM") == ("Jane.Doe+news@mail.example.com")
-    for raw in ("a@localhost", "Postmaster@x.org", "a@xn--bcher-kva.de", "a%b@x.org", "a@b.c",
-                "a@x.org.", "a..b@x.org", '"a"@x.org', "ü@x.org", "a@1.2.3.4"):  # fmt: skip
+    for raw in (
+        "a@localhost",
+        "Postmaster@x.org",
+        "a@xn--bcher-kva.de",
+        "a%b@x.org",
+        "a@b.c",
+        "a@x.org.",
+        "a..b@x.org",
+        '"a"@x.org',
+        "ü@x.org",
+        "a@1.2.3.4",
+    ):
         assert fast_canonical(raw) is None, raw

@@ -18,8 +18,8 @@ from suppression.ledger import GENESIS, chain_hash
 from suppression.ledger_check import Anchor, ChainCheck
 from suppression.model import LedgerEvent
 from suppression.sql.postgres import PostgresStore
-from tests.pg import DSN, schema_url
-from tests.store_contract import change, suppression
+from tests.support.pg import DSN, schema_url
+from tests.support.store_contract import change, suppression
 from tests.test_cli import Cli
 from tests.test_migration_0002 import needs_postgres
 

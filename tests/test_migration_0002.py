@@ -20,8 +20,8 @@ from suppression.sql import migrations
 from suppression.sql.postgres import PostgresStore
 from suppression.sql.sqlite import SQLiteStore
 from suppression.store import Store
-from tests.pg import DSN, schema_url
-from tests.store_contract import (
+from tests.support.pg import DSN, schema_url
+from tests.support.store_contract import (
     OUT,
     Backend,
     StoreContract,

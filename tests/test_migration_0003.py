@@ -18,7 +18,7 @@ import pytest
 from suppression.model import RecipientKey
 from suppression.sql.sqlite import SQLiteStore
 from suppression.store import Store
-from tests.store_contract import StoreContract, at, change, suppression, writes_for
+from tests.support.store_contract import StoreContract, at, change, suppression, writes_for
 from tests.test_migration_0002 import (
     fill,
     filled_at_version,

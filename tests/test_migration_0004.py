@@ -23,8 +23,8 @@ from suppression.sql.postgres import PostgresStore
 from suppression.sql.rows import facts_sql
 from suppression.sql.sqlite import SQLiteStore, any_of
 from suppression.store import Store
-from tests.pg import DSN, schema_url
-from tests.store_contract import at, suppression
+from tests.support.pg import DSN, schema_url
+from tests.support.store_contract import at, suppression
 from tests.test_migration_0002 import (
     fill,
     filled_at_version,

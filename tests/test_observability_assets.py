@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.observability.labels import Channel, MessageOutcome, RecipientDecision
 from gateway.observability.metrics import Metrics
 from suppression.model import Category, Reason
-from tests.prom import PROMETHEUS, PrometheusServer
+from tests.support.prom import PROMETHEUS, PrometheusServer
 
 ROOT = Path(__file__).resolve().parent.parent
 ALERTS = ROOT / "config/prometheus/alerts.yml"

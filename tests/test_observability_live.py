@@ -15,9 +15,9 @@ import pytest
 from gateway.app import Gateway
 from gateway.relay.base import RelayFailure
 from tests.conftest import Clock, message, smtp_client
-from tests.prom import PrometheusServer
+from tests.support.prom import PrometheusServer
+from tests.support.upstream import Upstream
 from tests.test_observability_assets import ALERTS, DASHBOARD, METRIC_NAME, exported_sample_names
-from tests.upstream import Upstream
 
 needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool missing")
 needs_prometheus = pytest.mark.skipif(
@@ -129,7 +129,7 @@ async def test_health_and_readiness(gateway: Gateway, upstream: Upstream) -> Non
 
 async def test_suppression_gauge_is_refreshed_from_the_store(start_gateway, clock: Clock) -> None:
     """The suppressions gauge shows the store's active suppressions by reason after a start."""
-    from tests.store_helpers import suppress
+    from tests.support.store_helpers import suppress
 
     async with start_gateway() as gw:
         await suppress(gw, clock.now, address="b1@example.com")

@@ -51,22 +51,49 @@ async def test_live_responses_match_the_document(start_gateway: GatewayFactory) 
         host, port = gw.http_address or ("", 0)
         base = f"http://{host}:{port}/api/v1"
         calls: list[tuple[str, str, str, Any, int, str]] = [
-            ("post", "/consents", "/consents", {"email": "a@example.com", "purpose": "newsletter",
-             "status": "opted_in", "source": "t", "evidence": {"ip": "x"}}, 200,
-             "application/json"),
-            ("post", "/suppressions", "/suppressions", {"email": "a@example.com",
-             "scope": "all", "reason": "bounce"}, 201, "application/json"),
+            (
+                "post",
+                "/consents",
+                "/consents",
+                {
+                    "email": "a@example.com",
+                    "purpose": "newsletter",
+                    "status": "opted_in",
+                    "source": "t",
+                    "evidence": {"ip": "x"},
+                },
+                200,
+                "application/json",
+            ),
+            (
+                "post",
+                "/suppressions",
+                "/suppressions",
+                {"email": "a@example.com", "scope": "all", "reason": "bounce"},
+                201,
+                "application/json",
+            ),
             ("get", "/suppressions", "/suppressions?limit=1", None, 200, "application/json"),
-            ("get", "/contacts/{email}", "/contacts/a@example.com", None, 200,
-             "application/json"),
-            ("post", "/check", "/check", {"category": "marketing", "recipients": ["x@y.org"]},
-             200, "application/json"),
+            ("get", "/contacts/{email}", "/contacts/a@example.com", None, 200, "application/json"),
+            (
+                "post",
+                "/check",
+                "/check",
+                {"category": "marketing", "recipients": ["x@y.org"]},
+                200,
+                "application/json",
+            ),
             ("get", "/purposes", "/purposes", None, 200, "application/json"),
-            ("post", "/consents", "/consents", {"email": "bad"}, 422,
-             "application/problem+json"),
-            ("get", "/contacts/{email}", "/contacts/nobody@example.com", None, 404,
-             "application/problem+json"),
-        ]  # fmt: skip
+            ("post", "/consents", "/consents", {"email": "bad"}, 422, "application/problem+json"),
+            (
+                "get",
+                "/contacts/{email}",
+                "/contacts/nobody@example.com",
+                None,
+                404,
+                "application/problem+json",
+            ),
+        ]
         async with aiohttp.ClientSession(headers=AUTH) as session:
             for method, template, path, body, status, media in calls:
                 async with session.request(method, base + path, json=body) as response:
@@ -89,14 +116,23 @@ async def test_schemathesis_bounded_run(start_gateway: GatewayFactory) -> None:
 
 def _fuzz(base_url: str) -> None:
     schema = schemathesis.openapi.from_dict(document())
-    checks = [not_a_server_error, status_code_conformance, content_type_conformance,
-              response_schema_conformance]  # fmt: skip
+    checks = [
+        not_a_server_error,
+        status_code_conformance,
+        content_type_conformance,
+        response_schema_conformance,
+    ]
     for result in schema.get_all_operations():
         operation = result.ok()
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))  # fmt: skip
+        @settings(
+            max_examples=MAX_EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         def one(case: Any) -> None:
             response = case.call(base_url=base_url, headers=AUTH, timeout=10)
             case.validate_response(response, checks=checks)

@@ -10,8 +10,8 @@ from gateway import replies
 from gateway.app import Gateway
 from suppression.model import Audience, Scope, SuppressionReason
 from tests.conftest import Clock, message, smtp_client
-from tests.store_helpers import contact, opt_in, opt_out, suppress
-from tests.upstream import Upstream
+from tests.support.store_helpers import contact, opt_in, opt_out, suppress
+from tests.support.upstream import Upstream
 
 
 async def test_marketing_reaches_exactly_the_allowed_recipients(

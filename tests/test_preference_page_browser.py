@@ -12,10 +12,10 @@ import pytest
 
 from gateway.app import Gateway
 from suppression.model import ConsentStatus
-from tests.browser.cdp import find_chromium, launch
 from tests.conftest import Clock
+from tests.support.cdp import find_chromium, launch
+from tests.support.upstream import Upstream
 from tests.test_unsubscribe_http import ADDRESS, consent, link, record, send, unsubscribes
-from tests.upstream import Upstream
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM = find_chromium()

@@ -11,8 +11,8 @@ import pytest
 from gateway import replies
 from gateway.app import Gateway
 from tests.conftest import message, smtp_client
-from tests.rawsmtp import RawSMTP
-from tests.upstream import Upstream
+from tests.support.rawsmtp import RawSMTP
+from tests.support.upstream import Upstream
 
 
 async def send(gw: Gateway, content: bytes, rcpts: list[str], sender: str = "news@shop.example"):

@@ -11,9 +11,9 @@ import pytest
 
 from gateway.app import running
 from tests.conftest import Clock, message, settings_for, smtp_client
-from tests.prom import free_port
-from tests.rawsmtp import RawSMTP
-from tests.upstream import Upstream
+from tests.support.prom import free_port
+from tests.support.rawsmtp import RawSMTP
+from tests.support.upstream import Upstream
 
 SMTP_SINK = shutil.which("smtp-sink") or (
     "/usr/sbin/smtp-sink" if Path("/usr/sbin/smtp-sink").exists() else None

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from gateway import replies
 from gateway.limits import ClientRate, Limited, RateLimits
 from tests.conftest import message, smtp_client
-from tests.upstream import Upstream
+from tests.support.upstream import Upstream
 
 NS = "suppression_gateway"
 

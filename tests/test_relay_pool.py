@@ -6,7 +6,7 @@ import asyncio
 
 from gateway.relay.smtp import SmtpRelay
 from gateway.settings import RelaySettings
-from tests.upstream import Upstream
+from tests.support.upstream import Upstream
 
 
 async def test_release_during_a_command_discards_the_connection(upstream: Upstream) -> None:

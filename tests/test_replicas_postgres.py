@@ -38,8 +38,8 @@ from suppression.sql.postgres import PostgresStore
 from suppression.store import StoreOptions
 from suppression.tokens import TokenCodec
 from tests.conftest import PURPOSES, message
-from tests.pg import DSN, schema_url
-from tests.upstream import Upstream
+from tests.support.pg import DSN, schema_url
+from tests.support.upstream import Upstream
 
 pytestmark = [
     pytest.mark.postgres,

@@ -12,8 +12,8 @@ from gateway import secrets as secrets_file
 from gateway.app import running
 from gateway.secrets import Secrets, SecretsError
 from tests.conftest import Clock, settings_for
-from tests.store_helpers import opt_in
-from tests.upstream import Upstream
+from tests.support.store_helpers import opt_in
+from tests.support.upstream import Upstream
 
 
 def test_creation_never_overwrites(tmp_path: Path) -> None:

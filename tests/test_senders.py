@@ -11,7 +11,7 @@ from gateway.senders import check_sender
 from suppression.address import parse_mailbox
 from suppression.special_use import parse_special_use_address
 from tests.conftest import GatewayFactory, message, smtp_client
-from tests.upstream import Upstream
+from tests.support.upstream import Upstream
 
 
 @pytest.mark.parametrize(

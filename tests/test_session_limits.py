@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from gateway import replies
-from tests.rawsmtp import RawSMTP
+from tests.support.rawsmtp import RawSMTP
 
 
 async def test_idle_timeout_says_421_then_closes(start_gateway) -> None:

@@ -146,8 +146,12 @@ def test_config_check_prints_the_effective_settings_with_secrets_masked(tmp_path
     """config check shows what the gateway would run with (file, then environment over it),
     in both forms, and no secret: relay password, admin tokens (plain and scoped), client
     password hashes."""
-    secrets = ["relay-pass-Zq8", "admin-token-plain-Zq8", "admin-token-scoped-Zq8",
-               "scrypt$15$8$1$c2FsdA==$aGFzaA=="]  # fmt: skip
+    secrets = [
+        "relay-pass-Zq8",
+        "admin-token-plain-Zq8",
+        "admin-token-scoped-Zq8",
+        "scrypt$15$8$1$c2FsdA==$aGFzaA==",
+    ]
     config = tmp_path / "gw.toml"
     config.write_text(
         '[smtp]\nlisten = ["127.0.0.1:2600"]\n'
@@ -161,9 +165,21 @@ def test_config_check_prints_the_effective_settings_with_secrets_masked(tmp_path
     outputs = {}
     for form in ([], ["--json"]):
         run = subprocess.run(
-            [sys.executable, "-m", "gateway.cli", "config", "check", "--config", str(config),
-             *form], capture_output=True, text=True, timeout=60, env=env,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "config",
+                "check",
+                "--config",
+                str(config),
+                *form,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
         assert run.returncode == 0, run.stderr
         assert not [s for s in secrets if s in run.stdout + run.stderr], form
         outputs[bool(form)] = run.stdout

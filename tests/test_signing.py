@@ -23,7 +23,7 @@ from gateway.mail.message import RawMessage
 from gateway.mail.signing import Signer, SigningError
 from gateway.settings import ConfigError, DkimKeySettings
 
-PERL_SCRIPT = Path(__file__).with_name("dkim_verify.pl")
+PERL_SCRIPT = Path(__file__).parent / "support" / "dkim_verify.pl"
 DOMAIN = "shop.example"
 MESSAGE = (
     b"From: Shop <news@Shop.Example>\r\n"
@@ -91,7 +91,7 @@ def dkimpy_verify(data: bytes, records: dict[str, str], index: int = 0) -> bool:
 
 
 def perl_verify(data: bytes, records: dict[str, str]) -> tuple[int, str]:
-    """Mail::DKIM's exit code and output, keys served by tests/dkim_verify.pl."""
+    """Mail::DKIM's exit code and output, keys served by tests/support/dkim_verify.pl."""
     args = [f"{name}={value}" for name, value in records.items()]
     done = subprocess.run(
         ["perl", str(PERL_SCRIPT), *args], input=data, capture_output=True, check=False

@@ -9,8 +9,8 @@ from collections import Counter
 
 from gateway.app import Gateway
 from tests.conftest import Clock, message, smtp_client
-from tests.store_helpers import opt_in
-from tests.upstream import Upstream
+from tests.support.store_helpers import opt_in
+from tests.support.upstream import Upstream
 
 FOUR = [f"reader{n}@example.com" for n in range(1, 5)]
 

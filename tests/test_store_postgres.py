@@ -17,8 +17,8 @@ from suppression.model import RecipientKey
 from suppression.sql import migrations
 from suppression.sql.postgres import PostgresStore
 from suppression.store import StoreError, StoreOptions
-from tests.pg import DSN, schema_url
-from tests.store_contract import Backend, StoreContract, at, change
+from tests.support.pg import DSN, schema_url
+from tests.support.store_contract import Backend, StoreContract, at, change
 
 pytestmark = [
     pytest.mark.postgres,

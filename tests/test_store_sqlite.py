@@ -20,7 +20,7 @@ from suppression.model import RecipientKey
 from suppression.sql import migrations
 from suppression.sql.sqlite import SQLiteStore
 from suppression.store import StoreError, StoreOptions
-from tests.store_contract import Backend, StoreContract, at, change
+from tests.support.store_contract import Backend, StoreContract, at, change
 
 
 @pytest.fixture

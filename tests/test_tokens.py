@@ -119,13 +119,18 @@ REJECTIONS = [
     ("wrong key", _token_with(1, K2), NOW, "bad-signature"),
     ("garbage", _b64(b"\x01\x01" + bytes(80)), NOW, "bad-signature"),
     ("expired", VALID, NOW + TTL + timedelta(seconds=1), "expired"),
-    ("unknown name", TokenCodec({1: K1}, ttl=TTL, names=["gone"]).mint(ID, "gone", "shop", NOW),
-     NOW, "unknown-name"),
-]  # fmt: skip
+    (
+        "unknown name",
+        TokenCodec({1: K1}, ttl=TTL, names=["gone"]).mint(ID, "gone", "shop", NOW),
+        NOW,
+        "unknown-name",
+    ),
+]
 
 
-@pytest.mark.parametrize(("token", "now", "code"), [r[1:] for r in REJECTIONS],
-                         ids=[r[0] for r in REJECTIONS])  # fmt: skip
+@pytest.mark.parametrize(
+    ("token", "now", "code"), [r[1:] for r in REJECTIONS], ids=[r[0] for r in REJECTIONS]
+)
 def test_rejections_have_stable_codes(token: str, now: datetime, code: str) -> None:
     """Each kind of bad token raises TokenError with its stable code."""
     with pytest.raises(TokenError) as info:

@@ -18,8 +18,8 @@ from suppression.model import ConsentStatus, Scope, SuppressionReason
 from suppression.store import ContactRecord, SuppressionFilter
 from suppression.tokens import TokenCodec, generate_key
 from tests.conftest import Clock, message, smtp_client
-from tests.store_helpers import opt_in
-from tests.upstream import Upstream
+from tests.support.store_helpers import opt_in
+from tests.support.upstream import Upstream
 
 ADDRESS = "alice@example.com"
 PUBLIC = "https://unsub.example.net"

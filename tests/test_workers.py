@@ -13,8 +13,8 @@ import aiohttp
 import aiosmtplib
 
 from tests.conftest import message
-from tests.prom import free_port
-from tests.upstream import Upstream
+from tests.support.prom import free_port
+from tests.support.upstream import Upstream
 
 
 def _config(tmp_path: Path, smtp_port: int, http_port: int, relay: str) -> Path:

@@ -93,7 +93,7 @@ def suppression_row(s: Suppression, email: str | None) -> dict[str, Any]:
 def ledger_row(e: LedgerEvent) -> dict[str, Any]:
     """Our export row of a ledger event (not re-importable: the ledger is proof), with the
     hashes that chain it: ``hash`` is the SHA-256 of ``prev_hash`` and the event's
-    pseudonymous fields (:func:`suppression._store_rows.chain_hash`), so each row can be checked
+    pseudonymous fields (:func:`suppression.ledger.chain_hash`), so each row can be checked
     on its own, and against the head that ``ledger verify`` prints."""
     return {
         "record": "ledger",

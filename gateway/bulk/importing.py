@@ -28,6 +28,7 @@ from typing import Any
 
 from gateway.bulk.external_sort import RUN_SIZE, SortedRuns, sort_externally
 from gateway.bulk.reading import ParallelReader, Record, Targeted, target_of
+from gateway.consents import imported_consent, imported_suppression
 from suppression import consent_rules
 from suppression.address import Identities
 from suppression.changes import ConsentChange, ContactUpdate, NewSuppression, Write
@@ -259,35 +260,12 @@ class Importer:
         if key in seen:
             return None
         seen.add(key)
-        return NewSuppression(
-            scope=row.scope,
-            reason=row.reason,
-            source=row.source,
-            actor=self.actor,
-            at=row.at or self.now,
-            identity=identity,
-            email=row.email,
-            domain=row.domain,
-            purpose=row.purpose,
-            expires_at=row.expires_at,
-        )
+        return imported_suppression(row, identity, self.actor, self.now)
 
     def _consent(
         self, row: ConsentRow, identity: str, f: RecipientFacts, consents: dict[Any, Any]
     ) -> ConsentChange | None:
-        change = ConsentChange(
-            identity=identity,
-            email=row.email,
-            purpose=row.purpose,
-            status=row.status,
-            basis=row.basis,
-            source=row.source,
-            actor=self.actor,
-            at=row.at or self.now,
-            evidence=dict(row.evidence),
-            explicit=row.status is ConsentStatus.OPTED_IN and bool(row.evidence),
-            collected_at=row.collected_at,
-        )
+        change = imported_consent(row, identity, self.actor, self.now)
         slot = (identity, row.purpose)
         current = consents[slot] if slot in consents else f.consents.get(row.purpose)
         outcome = consent_rules.evaluate(current, change)
