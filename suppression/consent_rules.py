@@ -3,7 +3,7 @@
 Both store backends call :func:`evaluate` inside their write transaction, so the rules live in
 one place and are property-tested without a database.
 
-The rules (see ``mail-safety.md``, "Consent store durability"):
+The rules (see ``docs/mail-safety.md``, "Consent store durability"):
 
 * A withdrawal (``opted_out``) always applies, whatever its timestamp: failing towards not
   mailing is the safe direction. Repeating the current state is ``unchanged``.

@@ -3,7 +3,7 @@
 Everything that can fail locally (header parsing, classification, the store lookup, token
 minting, header injection, DKIM signing) happens before the first byte of DATA goes upstream.
 Then each copy is relayed in its own upstream transaction and the client is answered only once
-all are settled (shared/reference/mail-safety.md, rule 7):
+all are settled (docs/mail-safety.md, rule 7):
 
 * all relayed: ``250``;
 * a failure after some copy was relayed: ``451``, with the relayed (Message-ID, recipient) pairs

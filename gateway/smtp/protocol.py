@@ -1,6 +1,6 @@
 """The SMTP listener: aiosmtpd's protocol with the gaps a production gateway must close.
 
-aiosmtpd leaves much to the handler (see shared/reference/mail-safety.md). This subclass:
+aiosmtpd leaves much to the handler (see docs/mail-safety.md). This subclass:
 
 * reads DATA in large chunks and ends it only on ``CRLF . CRLF`` (RFC 5321 §4.1.1.4), then
   rejects bare CR or LF (SMTP smuggling, RFC 5321 §2.3.8) and NUL, and enforces the size and

@@ -1,7 +1,7 @@
 """The SQLite engine of :class:`~suppression.sql.facade.SqlStore`, and :class:`SQLiteStore`.
 
 Two connections: a writer and a reader for the SMTP path (WAL lets it read while the writer
-writes). The durability pragmas are set on both connections and read back (``mail-safety.md``,
+writes). The durability pragmas are set on both connections and read back (``docs/mail-safety.md``,
 "Consent store durability").
 
 The reader is an aiosqlite connection: every lookup of a message is one SQL statement, that is
