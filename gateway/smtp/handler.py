@@ -84,7 +84,7 @@ class GatewayHandler:
     async def handle_EHLO(
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
     ) -> list[str]:
-        """Advertise only what the relay path honours (RFC 5321 §4.1.1.1; docs/mail-safety.md, rule 9)."""
+        """Advertise only what the relay path honours (RFC 5321 §4.1.1.1; mail-safety rule 9)."""
         session.host_name = hostname
         caps = self.relay.capabilities
         dropped = set()
