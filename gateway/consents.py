@@ -213,18 +213,8 @@ class Consents:
     ) -> ConsentResult:
         """Record an opt-in or a withdrawal for an address (API, command line); an opt-in
         lifts an earlier opt-out, and earlier complaints, only with evidence."""
-        change = ConsentChange(
-            identity=self.identities.of(email),
-            email=email,
-            purpose=purpose.id,
-            status=status,
-            basis=recorded_basis(purpose, status),
-            source=act.ledger_source,
-            actor=act.actor,
-            at=self.clock(),
-            evidence=act.evidence,
-            explicit=bool(act.evidence),
-        )
+        identity, evidence = self.identities.of(email), act.evidence
+        change = self._change(identity, email, purpose, status, act, evidence, bool(evidence))
         result = await self.store.record_consent(change)
         if result.applied and status is ConsentStatus.OPTED_OUT:
             self.count_opt_out(act.channel, purpose.id)
@@ -234,19 +224,34 @@ class Consents:
     async def opt_in_from_page(self, claims: TokenClaims, purpose: Purpose, act: Act) -> None:
         """The person re-grants consent on the preference page (always explicit: the page
         records its own evidence), which also lifts their earlier complaints."""
-        change = ConsentChange(
-            identity=claims.identity,
-            email=None,
+        evidence = {**act.evidence, "client": claims.client}
+        opt_in = ConsentStatus.OPTED_IN
+        change = self._change(claims.identity, None, purpose, opt_in, act, evidence, True)
+        await self._lift_complaints(change, await self.store.record_consent(change))
+
+    def _change(
+        self,
+        identity: str,
+        email: str | None,
+        purpose: Purpose,
+        status: ConsentStatus,
+        act: Act,
+        evidence: Mapping[str, Any],
+        explicit: bool,
+    ) -> ConsentChange:
+        """The change an act asks for, now, with the basis it records."""
+        return ConsentChange(
+            identity=identity,
+            email=email,
             purpose=purpose.id,
-            status=ConsentStatus.OPTED_IN,
-            basis=recorded_basis(purpose, ConsentStatus.OPTED_IN),
+            status=status,
+            basis=recorded_basis(purpose, status),
             source=act.ledger_source,
             actor=act.actor,
             at=self.clock(),
-            evidence={**act.evidence, "client": claims.client},
-            explicit=True,
+            evidence=evidence,
+            explicit=explicit,
         )
-        await self._lift_complaints(change, await self.store.record_consent(change))
 
     async def _lift_complaints(self, change: ConsentChange, result: ConsentResult) -> None:
         """A new explicit opt-in with evidence, once applied, lifts the person's complaint
@@ -289,19 +294,10 @@ class Consents:
             )
             self.count_opt_out(act.channel, None)
             return
-        await self.store.record_consent(
-            ConsentChange(
-                identity=claims.identity,
-                email=None,
-                purpose=known.id,
-                status=ConsentStatus.OPTED_OUT,
-                basis=recorded_basis(known, ConsentStatus.OPTED_OUT),
-                source=act.ledger_source,
-                actor=act.actor,
-                at=self.clock(),
-                evidence=self._with_client(act.evidence, claims),
-            )
-        )
+        evidence = self._with_client(act.evidence, claims)
+        out = ConsentStatus.OPTED_OUT
+        change = self._change(claims.identity, None, known, out, act, evidence, True)
+        await self.store.record_consent(change)
         self.count_opt_out(act.channel, known.id)
 
     async def resume_marketing(self, identity: str, act: Act) -> None:
