@@ -4,6 +4,7 @@ of them, and the stop grace outlasts the image's drain."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tomllib
@@ -77,3 +78,15 @@ def test_compose_prometheus_config_passes_promtool(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_image_lock_pins_every_project_dependency() -> None:
+    """deploy/requirements.lock (what the image installs, offline) pins every dependency of
+    pyproject.toml: a dependency added without running deploy/lock fails here, not in the image."""
+    def name(requirement: str) -> str:
+        return re.sub(r"[-_.]+", "-", re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0]).lower()
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    lock = (DEPLOY / "requirements.lock").read_text()
+    pinned = {name(line) for line in lock.splitlines() if re.match(r"^[A-Za-z0-9]", line)}
+    assert {name(r) for r in project} <= pinned
