@@ -83,6 +83,7 @@ def test_compose_prometheus_config_passes_promtool(tmp_path: Path) -> None:
 def test_the_image_lock_pins_every_project_dependency() -> None:
     """deploy/requirements.lock (what the image installs, offline) pins every dependency of
     pyproject.toml: a dependency added without running deploy/lock fails here, not in the image."""
+
     def name(requirement: str) -> str:
         return re.sub(r"[-_.]+", "-", re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0]).lower()
 
