@@ -150,20 +150,12 @@ class Consents:
     ) -> ConsentResult:
         """Record an opt-in or a withdrawal for an address (API, command line); an opt-in
         lifts an earlier opt-out only with evidence."""
-        result = await self.store.record_consent(
-            ConsentChange(
-                identity=self.identities.of(email),
-                email=email,
-                purpose=purpose.id,
-                status=status,
-                basis=recorded_basis(purpose, status),
-                source=act.ledger_source,
-                actor=act.actor,
-                at=self.clock(),
-                evidence=act.evidence,
-                explicit=bool(act.evidence),
-            )
+        identity = self.identities.of(email)
+        explicit = bool(act.evidence)  # only evidence makes an API or CLI opt-in explicit
+        change = self._change(
+            identity, email, purpose, status, act, act.evidence, explicit=explicit
         )
+        result = await self.store.record_consent(change)
         if result.applied and status is ConsentStatus.OPTED_OUT:
             self.count_opt_out(act.channel, purpose.id)
         return result
@@ -171,20 +163,10 @@ class Consents:
     async def opt_in_from_page(self, claims: TokenClaims, purpose: Purpose, act: Act) -> None:
         """The person re-grants consent on the preference page (always explicit: the page
         records its own evidence)."""
-        await self.store.record_consent(
-            ConsentChange(
-                identity=claims.identity,
-                email=None,
-                purpose=purpose.id,
-                status=ConsentStatus.OPTED_IN,
-                basis=recorded_basis(purpose, ConsentStatus.OPTED_IN),
-                source=act.ledger_source,
-                actor=act.actor,
-                at=self.clock(),
-                evidence={**act.evidence, "client": claims.client},
-                explicit=True,
-            )
-        )
+        evidence = {**act.evidence, "client": claims.client}
+        status = ConsentStatus.OPTED_IN
+        change = self._change(claims.identity, None, purpose, status, act, evidence, explicit=True)
+        await self.store.record_consent(change)
 
     def link_is_wide(self, channel: Channel, purpose: str | None) -> bool:
         """True when an opt-out through ``channel`` for ``purpose`` stops all marketing: the
@@ -218,18 +200,10 @@ class Consents:
             )
             self.count_opt_out(act.channel, None)
             return
+        evidence = self._with_client(act.evidence, claims)
+        status = ConsentStatus.OPTED_OUT
         await self.store.record_consent(
-            ConsentChange(
-                identity=claims.identity,
-                email=None,
-                purpose=known.id,
-                status=ConsentStatus.OPTED_OUT,
-                basis=recorded_basis(known, ConsentStatus.OPTED_OUT),
-                source=act.ledger_source,
-                actor=act.actor,
-                at=self.clock(),
-                evidence=self._with_client(act.evidence, claims),
-            )
+            self._change(claims.identity, None, known, status, act, evidence, explicit=True)
         )
         self.count_opt_out(act.channel, known.id)
 
@@ -308,6 +282,31 @@ class Consents:
         identity = self.identities.of(email)
         await self.store.erase(identity, actor=act.actor, at=self.clock())
         return identity
+
+    def _change(
+        self,
+        identity: str,
+        email: str | None,
+        purpose: Purpose,
+        status: ConsentStatus,
+        act: Act,
+        evidence: Mapping[str, Any],
+        *,
+        explicit: bool,
+    ) -> ConsentChange:
+        """The change one act asks for, with the basis of :func:`recorded_basis`."""
+        return ConsentChange(
+            identity=identity,
+            email=email,
+            purpose=purpose.id,
+            status=status,
+            basis=recorded_basis(purpose, status),
+            source=act.ledger_source,
+            actor=act.actor,
+            at=self.clock(),
+            evidence=evidence,
+            explicit=explicit,
+        )
 
     @staticmethod
     def _with_client(evidence: Mapping[str, Any], claims: TokenClaims) -> dict[str, Any]:
