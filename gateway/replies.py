@@ -41,6 +41,14 @@ OK = Reply(250, "2.0.0", "OK")
 MAIL_OK = Reply(250, "2.1.0", "Sender OK")
 RCPT_OK = Reply(250, "2.1.5", "Recipient OK")
 QUEUED = Reply(250, "2.0.0", "Message accepted for delivery")
+#: Some copies relayed, the others refused for good: reported to the sender by an RFC 3464 DSN.
+QUEUED_REFUSALS_REPORTED = Reply(
+    250, "2.0.0", "Message accepted; recipients the relay refused are reported to the sender"
+)
+#: The same for a message with the null reverse-path, about which no DSN is sent (RFC 5321 §6.1).
+QUEUED_REFUSALS_LOGGED = Reply(
+    250, "2.0.0", "Message accepted; recipients the relay refused are logged (null sender)"
+)
 UNSUBSCRIBE_RECORDED = Reply(250, "2.0.0", "Unsubscribe request recorded")
 AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
 
@@ -53,6 +61,10 @@ IDLE_TIMEOUT = Reply(421, "4.4.2", "Closing connection: Timeout")
 RELAY_UNAVAILABLE = Reply(451, "4.4.1", "Relay unavailable, try again later")
 RELAY_TIMEOUT = Reply(451, "4.4.2", "Relay did not answer in time, try again later")
 RELAY_TEMPFAIL = Reply(451, "4.4.0", "Relay deferred the message, try again later")
+#: ``[relay] message_deadline`` passed; the copies already relayed are remembered.
+RELAY_DEADLINE = Reply(451, "4.4.7", "Message not relayed to every recipient in time, try again")
+#: Logged, never written: the client left (or shutdown closed it) before its DATA reply.
+CLIENT_GONE = Reply(451, "4.4.2", "Connection lost before the reply")
 LOCAL_ERROR = Reply(451, "4.3.0", "Local error in processing, try again later")
 STORE_UNAVAILABLE = Reply(451, "4.3.0", "Consent store unavailable, try again later")
 TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")

@@ -177,6 +177,10 @@ class RelaySettings(_Section):
     tls_ca_file: Path | None = None
     #: How long a delivered (Message-ID, recipient) pair is remembered, seconds.
     dedup_window: Annotated[int, Field(ge=0)] = 7 * 24 * 3600
+    #: Seconds from the final dot within which every copy of a message must be relayed; past it
+    #: the client gets 451 4.4.7 and the copies relayed are remembered for its retry. Below the
+    #: 100 s a before-queue Postfix waits for its proxy (and RFC 5321 §4.5.3.2.6's 10 minutes).
+    message_deadline: Annotated[float, Field(gt=0, le=600)] = 90.0
 
     @field_validator("url")
     @classmethod

@@ -27,7 +27,13 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from gateway import replies
 from gateway.observability.labels import RejectionCode
 from gateway.smtp.access import Clients
-from gateway.smtp.sessions import GatewayEnvelope, GatewaySession, SessionRegistry, release_upstream
+from gateway.smtp.sessions import (
+    GatewayEnvelope,
+    GatewaySession,
+    SessionRegistry,
+    log_failure,
+    release_upstream,
+)
 from gateway.smtp.syntax import has_bare_cr_or_lf, hook_names, plain_angle_address
 
 #: Every private name of aiosmtpd's ``SMTP`` this module overrides, calls or reads. They may
@@ -226,16 +232,29 @@ class GatewaySMTP(SMTP):
             await self.push(str(problem))
             return
         self.envelope.content = self.envelope.original_content = content
-        assert isinstance(self.session, GatewaySession)
-        self.session.busy = True
-        try:
-            status = await self._call_handler_hook("DATA")
-        finally:
-            self.session.busy = False
+        status = await self._deliver(self.envelope)
         self._set_post_data_state()
         await self.push(status)
         if self.registry.draining:
             await self.say_goodbye()
+
+    async def _deliver(self, envelope: Envelope) -> Any:
+        """Run the DATA hook in a task of its own that outlives this session. If the client
+        leaves (or shutdown closes it) meanwhile, the delivery is told, not cancelled: it stops
+        after the copy in flight and remembers what the relay accepted, so that the client's
+        retry sends nothing twice. The registry keeps the task until it is done."""
+        assert isinstance(self.session, GatewaySession) and isinstance(envelope, GatewayEnvelope)
+        work = self.loop.create_task(self._call_handler_hook("DATA"))
+        self.registry.hold(work)
+        self.session.busy = True
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            envelope.abandoned.set()
+            work.add_done_callback(log_failure)
+            raise
+        finally:
+            self.session.busy = False
 
     async def _read_data(self) -> tuple[bytes, replies.Reply | None] | None:
         """Read up to CRLF.CRLF; the unstuffed content or the reply refusing it (None: EOF)."""
