@@ -58,6 +58,9 @@ TOO_MANY_SESSIONS = Reply(421, "4.7.0", "Too many connections, try again later")
 TOO_MANY_AUTH_FAILURES = Reply(421, "4.7.0", "Too many authentication failures")
 #: The client sent nothing for ``command_timeout`` (RFC 5321 §4.5.3.2: say so before closing).
 IDLE_TIMEOUT = Reply(421, "4.4.2", "Closing connection: Timeout")
+#: DATA fell below ``[smtp] data_min_rate`` (after its grace) or outlasted ``data_deadline``.
+DATA_TOO_SLOW = Reply(421, "4.7.0", "Message data arriving too slowly, closing connection")
+DATA_TOO_LONG = Reply(421, "4.7.0", "Message data took too long, closing connection")
 RELAY_UNAVAILABLE = Reply(451, "4.4.1", "Relay unavailable, try again later")
 RELAY_TIMEOUT = Reply(451, "4.4.2", "Relay did not answer in time, try again later")
 RELAY_TEMPFAIL = Reply(451, "4.4.0", "Relay deferred the message, try again later")

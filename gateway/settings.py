@@ -117,6 +117,11 @@ class SmtpSettings(TlsSettingsMixin):
     max_sessions: Annotated[int, Field(ge=1)] = 500
     #: Idle time allowed between commands and inside DATA, seconds (RFC 5321 §4.5.3.2: 5 min).
     command_timeout: Annotated[float, Field(gt=0)] = 300.0
+    #: Seconds from the 354 to the final dot, whatever the rate (25 MiB at 44 kB/s).
+    data_deadline: Annotated[float, Field(gt=0)] = 600.0
+    #: Octets per second a client must average in DATA after ``command_timeout`` of grace
+    #: (Postfix's ``smtpd_min_data_rate``); 0: no minimum.
+    data_min_rate: Annotated[int, Field(ge=0)] = 500
     #: RFC 5322 §2.1.1: 998 octets plus CRLF.
     max_line_length: Annotated[int, Field(ge=78)] = 998
     #: AUTH failures before the session is closed.

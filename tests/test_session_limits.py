@@ -1,12 +1,16 @@
-"""Sessions cannot hold a slot for ever, and are told why they are closed (issue 20): 421 before
-any close on a timeout."""
+"""Sessions cannot hold a slot for ever, and are told why they are closed (issue 20): DATA has an
+overall deadline and a minimum rate, and every timeout is answered 421 before the close."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from gateway import replies
+from gateway.app import Gateway
+from tests.conftest import message, smtp_client
 from tests.rawsmtp import RawSMTP
+from tests.upstream import Upstream
 
 
 async def test_idle_timeout_says_421_then_closes(start_gateway) -> None:
@@ -20,4 +24,75 @@ async def test_idle_timeout_says_421_then_closes(start_gateway) -> None:
         assert reply == str(replies.IDLE_TIMEOUT) and reply.endswith("Timeout")
         assert 0.25 < waited < 3
         assert await raw.reader.read() == b""
+        await raw.close()
+
+
+async def open_data(gw: Gateway) -> RawSMTP:
+    """A raw session that has just been told 354 (go ahead with the message)."""
+    raw = await RawSMTP.connect(*gw.smtp_addresses[0])
+    await raw.command("EHLO client.test")
+    await raw.command("MAIL FROM:<news@shop.example>")
+    await raw.command("RCPT TO:<alice@example.com>")
+    assert (await raw.command("DATA")).startswith("354")
+    return raw
+
+
+async def dribble(raw: RawSMTP, piece: bytes, every: float) -> None:
+    """Send ``piece`` every ``every`` seconds until the gateway closes the connection."""
+    with contextlib.suppress(ConnectionError, OSError):
+        while True:
+            await raw.send(piece)
+            await asyncio.sleep(every)
+
+
+async def cut_off(raw: RawSMTP, piece: bytes, every: float) -> tuple[str, float]:
+    """Dribble until the gateway speaks: its reply and how long DATA lasted."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    sender = asyncio.create_task(dribble(raw, piece, every))
+    try:
+        reply = await raw.reply(timeout=15)
+    finally:
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+    elapsed = loop.time() - started
+    assert await raw.reader.read() == b""  # and the connection is closed
+    await raw.close()
+    return reply, elapsed
+
+
+async def test_dribbling_data_is_cut_off_below_the_minimum_rate(
+    start_gateway, upstream: Upstream
+) -> None:
+    """A byte every 0.2 s, below data_min_rate once command_timeout of grace is spent: 421 4.7.0
+    and the close after about that grace, nothing relayed; a normal client meanwhile gets its
+    message through."""
+    smtp = {"command_timeout": 1.0, "data_min_rate": 100}
+    async with start_gateway(smtp=smtp) as gw:
+        raw = await open_data(gw)
+        cutting = asyncio.create_task(cut_off(raw, b"x", 0.2))
+        async with smtp_client(gw) as client:
+            errors, _ = await client.sendmail("shop@shop.example", ["bob@example.com"], message())
+        assert errors == {}
+        reply, elapsed = await cutting
+    assert reply == str(replies.DATA_TOO_SLOW)
+    assert 0.9 < elapsed < 3
+    assert [got.rcpt_tos for got in upstream.received] == [["bob@example.com"]]
+
+
+async def test_data_past_its_deadline_is_cut_off_whatever_the_rate(start_gateway) -> None:
+    """Fast enough for any minimum rate, but past data_deadline: 421 4.7.0 and the close."""
+    smtp = {"command_timeout": 5.0, "data_deadline": 1.0, "data_min_rate": 0}
+    async with start_gateway(smtp=smtp) as gw:
+        reply, elapsed = await cut_off(await open_data(gw), b"y" * 50 + b"\r\n", 0.05)
+    assert reply == str(replies.DATA_TOO_LONG)
+    assert 0.9 < elapsed < 3
+
+
+async def test_silence_inside_data_is_an_idle_timeout(start_gateway) -> None:
+    """No byte for command_timeout in DATA: 421 4.4.2 Timeout, as between commands."""
+    async with start_gateway(smtp={"command_timeout": 0.5}) as gw:
+        raw = await open_data(gw)
+        await raw.send(b"Subject: x\r\n")
+        assert await raw.reply(timeout=5) == str(replies.IDLE_TIMEOUT)
         await raw.close()

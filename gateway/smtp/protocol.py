@@ -4,8 +4,11 @@ aiosmtpd leaves much to the handler (see shared/reference/mail-safety.md). This 
 
 * reads DATA in large chunks and ends it only on ``CRLF . CRLF`` (RFC 5321 §4.1.1.4), then
   rejects bare CR or LF (SMTP smuggling, RFC 5321 §2.3.8) and NUL, and enforces the size and
-  line limits with enhanced status codes; the per-line reads of the stock reader are the
-  largest cost in a pass-through;
+  line limits as bytes arrive (:mod:`gateway.smtp.data`); the per-line reads of the stock
+  reader are the largest cost in a pass-through;
+* bounds every session: DATA by an overall deadline and a minimum rate, idle time by
+  ``command_timeout`` (which stops while the gateway itself works), and each timeout is
+  answered ``421`` before the close;
 * runs AUTH PLAIN/LOGIN through an async, thread-offloaded KDF and closes the session after
   repeated failures (AUTH is only offered after STARTTLS: ``auth_require_tls``);
 * caps concurrent sessions and drains on shutdown (``421 4.3.2``);
@@ -26,7 +29,9 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from gateway import replies
 from gateway.observability.labels import RejectionCode
+from gateway.settings import SmtpSettings
 from gateway.smtp.access import Clients
+from gateway.smtp.data import DataBuffer, DataClock
 from gateway.smtp.sessions import (
     GatewayEnvelope,
     GatewaySession,
@@ -34,7 +39,7 @@ from gateway.smtp.sessions import (
     log_failure,
     release_upstream,
 )
-from gateway.smtp.syntax import has_bare_cr_or_lf, hook_names, plain_angle_address
+from gateway.smtp.syntax import hook_names, plain_angle_address
 
 #: Every private name of aiosmtpd's ``SMTP`` this module overrides, calls or reads. They may
 #: change in any aiosmtpd release: pyproject.toml pins aiosmtpd below its next minor version and
@@ -47,7 +52,7 @@ AIOSMTPD_PRIVATE_NAMES = (
     "_handle_client",  # overridden: the session cap before the greeting
     "_original_transport",  # read: set once STARTTLS replaced the transport
     "_reader",  # read: DATA is read from it directly, in large chunks
-    "_reset_timeout",  # called: restart the idle timer while DATA arrives
+    "_reset_timeout",  # overridden and called: the idle timer, or DATA's deadlines
     "_set_post_data_state",  # overridden: release the upstream transaction
     "_timeout_cb",  # overridden: 421 before closing on a timeout
     "_timeout_handle",  # read: the idle timer, stopped while a handler hook works
@@ -61,7 +66,6 @@ CLOSE_GRACE = 5.0
 
 log = logging.getLogger(__name__)
 
-_TERMINATOR = b"\r\n.\r\n"
 _CHUNK = 64 * 1024
 
 
@@ -74,16 +78,14 @@ class GatewaySMTP(SMTP):
         *,
         registry: SessionRegistry,
         clients: Clients,
-        max_line_length: int,
-        max_auth_failures: int,
+        limits: SmtpSettings,
         on_reject: Callable[[RejectionCode], None],
         **kwargs: Any,
     ) -> None:
         super().__init__(handler, **kwargs)
         self.registry = registry
         self.clients = clients
-        self.max_line_length = max_line_length
-        self.max_auth_failures = max_auth_failures
+        self.limits = limits
         self.on_reject = on_reject
         self._pending_tasks: set[asyncio.Task[None]] = set()
         #: What the client is told when the timer runs out (the idle timeout unless in DATA).
@@ -267,40 +269,36 @@ class GatewaySMTP(SMTP):
             return await self._read_until_terminator()
         finally:
             reader._limit = line_limit  # type: ignore[attr-defined]
+            if self.transport is not None:
+                self._reset_timeout()  # the idle timer again, with its reply
 
     async def _read_until_terminator(self) -> tuple[bytes, replies.Reply | None] | None:
-        limit = self.data_size_limit or 0
-        buffer = bytearray(b"\r\n")  # the CRLF ending the DATA line, so "." alone ends at once
-        too_big = False
+        data = DataBuffer(self.data_size_limit or 0, self.limits.max_line_length)
+        limits = self.limits
+        clock = DataClock(
+            self.loop.time(), limits.command_timeout, limits.data_deadline, limits.data_min_rate
+        )
+        self._arm(*clock.expiry(self.loop.time(), 0))
         while True:
             chunk = await self._reader.read(_CHUNK)
             if not chunk:
                 return None
-            self._reset_timeout()
-            start = max(0, len(buffer) - 4)
-            buffer += chunk
-            end = buffer.find(_TERMINATOR, start)
-            if end >= 0:
+            if data.feed(chunk):
                 break
-            if limit and len(buffer) > limit + 2:
-                too_big = True
-                del buffer[: len(buffer) - 4]  # keep only what a split terminator needs
-        leftover = bytes(buffer[end + len(_TERMINATOR) :])
-        if leftover:  # pipelined commands after the final dot (RFC 2920)
-            self._reader._buffer[:0] = leftover  # type: ignore[attr-defined]
-        if too_big:
-            return b"", replies.MESSAGE_TOO_BIG
-        raw = bytes(buffer[: end + 2])
-        if limit and len(raw) - 2 > limit:
-            return b"", replies.MESSAGE_TOO_BIG
-        if b"\x00" in raw:
-            return b"", replies.NUL_IN_CONTENT
-        if has_bare_cr_or_lf(raw):
-            return b"", replies.BAD_LINE_ENDINGS
-        if max(map(len, raw.split(b"\r\n"))) > self.max_line_length:
-            return b"", replies.LINE_TOO_LONG
-        # RFC 5321 §4.5.2: remove the leading dot of every line that has one.
-        return raw.replace(b"\r\n.", b"\r\n")[2:], None
+            self._arm(*clock.expiry(self.loop.time(), data.received))
+        if data.leftover:  # pipelined commands after the final dot (RFC 2920)
+            self._reader._buffer[:0] = data.leftover  # type: ignore[attr-defined]
+        return data.content, data.problem
+
+    def _arm(self, at: float, reply: replies.Reply) -> None:
+        """Run the timer until ``at`` (loop time), then close with ``reply``."""
+        super()._reset_timeout(max(at - self.loop.time(), 0.001))
+        self._expiry = reply
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """aiosmtpd's idle timer (restarted on every command), answered by IDLE_TIMEOUT."""
+        super()._reset_timeout(duration)
+        self._expiry = replies.IDLE_TIMEOUT
 
     # --- AUTH (RFC 4954), with the KDF off the event loop -----------------------------
     async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
@@ -343,7 +341,7 @@ class GatewaySMTP(SMTP):
             return AuthResult(success=True, auth_data=LoginPassword(login, b""))
         self.session.auth_failures += 1
         self.on_reject(RejectionCode.AUTH)
-        if self.session.auth_failures >= self.max_auth_failures:
+        if self.session.auth_failures >= self.limits.max_auth_failures:
             await self.push(str(replies.TOO_MANY_AUTH_FAILURES))
             return AuthResult(success=False, handled=True)
         return AuthResult(success=False, handled=False, message=str(replies.AUTH_FAILED))
