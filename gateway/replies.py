@@ -61,6 +61,8 @@ IDLE_TIMEOUT = Reply(421, "4.4.2", "Closing connection: Timeout")
 #: DATA fell below ``[smtp] data_min_rate`` (after its grace) or outlasted ``data_deadline``.
 DATA_TOO_SLOW = Reply(421, "4.7.0", "Message data arriving too slowly, closing connection")
 DATA_TOO_LONG = Reply(421, "4.7.0", "Message data took too long, closing connection")
+#: ``[smtp] junk_command_limit`` commands in a row that did not advance a transaction.
+TOO_MANY_JUNK_COMMANDS = Reply(421, "4.7.0", "Too many commands without mail, closing connection")
 RELAY_UNAVAILABLE = Reply(451, "4.4.1", "Relay unavailable, try again later")
 RELAY_TIMEOUT = Reply(451, "4.4.2", "Relay did not answer in time, try again later")
 RELAY_TEMPFAIL = Reply(451, "4.4.0", "Relay deferred the message, try again later")

@@ -126,6 +126,9 @@ class SmtpSettings(TlsSettingsMixin):
     max_line_length: Annotated[int, Field(ge=78)] = 998
     #: AUTH failures before the session is closed.
     max_auth_failures: Annotated[int, Field(ge=1)] = 3
+    #: Commands in a row that do not advance a transaction before ``421 4.7.0`` and the close
+    #: (Postfix's ``smtpd_junk_command_limit``, counting more commands than its four).
+    junk_command_limit: Annotated[int, Field(ge=1)] = 20
     clients: list[SmtpClient] = []
 
     @field_validator("listen")

@@ -96,3 +96,59 @@ async def test_silence_inside_data_is_an_idle_timeout(start_gateway) -> None:
         await raw.send(b"Subject: x\r\n")
         assert await raw.reply(timeout=5) == str(replies.IDLE_TIMEOUT)
         await raw.close()
+
+
+async def test_a_noop_flood_is_closed_at_the_junk_command_limit(start_gateway) -> None:
+    """EHLO, HELP and NOOPs advance nothing: the command past junk_command_limit gets 421 4.7.0
+    and the close; the ones before it are answered as usual."""
+    async with start_gateway(smtp={"junk_command_limit": 5}) as gw:
+        raw = await RawSMTP.connect(*gw.smtp_addresses[0])
+        assert (await raw.command("EHLO client.test")).startswith("250")
+        assert "NOOP" in await raw.command("HELP")  # HELP still lists the (counted) commands
+        for _ in range(3):
+            assert (await raw.command("NOOP")).startswith("250")
+        assert await raw.command("NOOP") == str(replies.TOO_MANY_JUNK_COMMANDS)
+        assert await raw.reader.read() == b""
+        await raw.close()
+
+
+async def test_a_slow_noop_keeper_cannot_hold_its_session(start_gateway) -> None:
+    """NOOP every 0.2 s never lets command_timeout (0.5 s) fire, but the junk limit ends it."""
+    async with start_gateway(smtp={"command_timeout": 0.5, "junk_command_limit": 5}) as gw:
+        raw = await RawSMTP.connect(*gw.smtp_addresses[0])
+        replies_seen = []
+        with contextlib.suppress(ConnectionError):
+            for _ in range(10):
+                replies_seen.append(await raw.command("NOOP"))
+                await asyncio.sleep(0.2)
+        await raw.close()
+    assert [r[:3] for r in replies_seen[:5]] == ["250"] * 5
+    assert replies_seen[5] == str(replies.TOO_MANY_JUNK_COMMANDS) and len(replies_seen) == 6
+
+
+async def test_mail_sent_resets_the_junk_count(start_gateway, upstream: Upstream) -> None:
+    """A client that sends NOOP and RSET around every message on one connection is never cut
+    off: each recipient taken starts the count again."""
+    async with start_gateway(smtp={"junk_command_limit": 5}) as gw:
+        async with smtp_client(gw) as client:  # EHLO, then per message NOOP RSET MAIL RCPT DATA
+            for n in range(8):
+                await client.noop()
+                await client.rset()
+                errors, _ = await client.sendmail(
+                    "shop@shop.example", [f"u{n}@example.com"], message()
+                )
+                assert errors == {}
+    assert len(upstream.received) == 8
+
+
+async def test_relay_denied_recipients_count_as_junk(start_gateway) -> None:
+    """A peer no client matches cannot loop RCPT for ever: each refusal counts."""
+    clients = [{"name": "platform", "networks": ["192.0.2.0/24"]}]
+    async with start_gateway(smtp={"junk_command_limit": 4, "clients": clients}) as gw:
+        raw = await RawSMTP.connect(*gw.smtp_addresses[0])
+        await raw.command("EHLO client.test")
+        await raw.command("MAIL FROM:<x@example.net>")
+        assert (await raw.command("RCPT TO:<a@example.com>")).startswith("550 5.7.1")
+        assert (await raw.command("RCPT TO:<b@example.com>")).startswith("550 5.7.1")
+        assert await raw.command("RCPT TO:<c@example.com>") == str(replies.TOO_MANY_JUNK_COMMANDS)
+        await raw.close()

@@ -20,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -54,6 +55,7 @@ AIOSMTPD_PRIVATE_NAMES = (
     "_reader",  # read: DATA is read from it directly, in large chunks
     "_reset_timeout",  # overridden and called: the idle timer, or DATA's deadlines
     "_set_post_data_state",  # overridden: release the upstream transaction
+    "_smtp_methods",  # replaced: each command counted against junk_command_limit
     "_timeout_cb",  # overridden: 421 before closing on a timeout
     "_timeout_handle",  # read: the idle timer, stopped while a handler hook works
     "_writer",  # read: the 421 of a shutdown is written without awaiting a drain
@@ -67,6 +69,7 @@ CLOSE_GRACE = 5.0
 log = logging.getLogger(__name__)
 
 _CHUNK = 64 * 1024
+_Command = Callable[[Any], Awaitable[None]]
 
 
 class GatewaySMTP(SMTP):
@@ -90,6 +93,12 @@ class GatewaySMTP(SMTP):
         self._pending_tasks: set[asyncio.Task[None]] = set()
         #: What the client is told when the timer runs out (the idle timeout unless in DATA).
         self._expiry = replies.IDLE_TIMEOUT
+        #: Commands since the last one that advanced a transaction (see :meth:`_counted`).
+        self._junk = 0
+        self._smtp_methods = {
+            name: method if name == "QUIT" else self._counted(method)
+            for name, method in self._smtp_methods.items()
+        }
 
     def __dir__(self) -> list[str]:
         # aiosmtpd's __init__ runs inspect.getmembers(self) and dir(self) on every connection to
@@ -151,10 +160,36 @@ class GatewaySMTP(SMTP):
         assert self._timeout_handle is not None
         self._timeout_handle.cancel()
         try:
-            return await super()._call_handler_hook(command, *args)
+            status = await super()._call_handler_hook(command, *args)
         finally:
             if self.transport is not None and not self.transport.is_closing():
                 self._reset_timeout()
+        if command == "RCPT" and (self._known_client or str(status).startswith("2")):
+            self._junk = 0  # a recipient was taken, or decided for a known client
+        return status
+
+    def _counted(
+        self, method: Callable[[Any], Awaitable[None]]
+    ) -> Callable[[Any], Awaitable[None]]:
+        """``method`` counted against ``[smtp] junk_command_limit``: commands that do not
+        advance a transaction (NOOP, RSET, HELP, VRFY, EHLO, refused MAIL or RCPT, ...) may not
+        hold a session for ever (Postfix's ``smtpd_junk_command_limit``). A recipient taken (or
+        decided for a known client) and the end of DATA start the count again."""
+
+        @functools.wraps(method)  # keeps aiosmtpd's syntax attributes, which HELP reads
+        async def counted(arg: Any) -> None:
+            self._junk += 1
+            if self._junk > self.limits.junk_command_limit:
+                self.on_reject(RejectionCode.JUNK)
+                self._close_with(replies.TOO_MANY_JUNK_COMMANDS)
+                return
+            await method(arg)
+
+        return counted
+
+    @property
+    def _known_client(self) -> bool:
+        return isinstance(self.session, GatewaySession) and self.session.client is not None
 
     async def say_goodbye(self) -> None:
         """421 4.3.2 and close (shutdown)."""
@@ -229,11 +264,13 @@ class GatewaySMTP(SMTP):
             return
         content, problem = read
         if problem is not None:
+            self._junk = 0  # a message was received, if refused
             self.on_reject(_REJECTION_CODE.get(problem, RejectionCode.CONTENT))
             self._set_post_data_state()
             await self.push(str(problem))
             return
         self.envelope.content = self.envelope.original_content = content
+        self._junk = 0  # a message was received
         status = await self._deliver(self.envelope)
         self._set_post_data_state()
         await self.push(status)
