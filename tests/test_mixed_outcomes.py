@@ -7,6 +7,7 @@ from __future__ import annotations
 import email
 from email import policy
 from email.message import EmailMessage
+from typing import Any
 
 import aiosmtplib
 import pytest
@@ -40,6 +41,19 @@ def split(upstream: Upstream) -> tuple[list[str], list[Received]]:
     return sorted(copies), [got for got in upstream.received if is_report(got)]
 
 
+async def send(gw: Gateway, content: bytes, sender: str = "news@shop.example") -> tuple[Any, str]:
+    """Send ``content`` to THREE; aiosmtplib's (errors, reply)."""
+    async with smtp_client(gw) as client:
+        return await client.sendmail(sender, THREE, content)
+
+
+async def deferred(gw: Gateway, content: bytes) -> aiosmtplib.SMTPDataError:
+    """Send ``content`` to THREE, which must be refused after DATA; the refusal."""
+    with pytest.raises(aiosmtplib.SMTPDataError) as refused:
+        await send(gw, content)
+    return refused.value
+
+
 def status_blocks(dsn: Received) -> list[dict[str, str]]:
     """The delivery-status blocks of a DSN, parsed with the standard library."""
     report = email.message_from_bytes(dsn.content, policy=policy.default)
@@ -57,8 +71,7 @@ async def test_a_copy_refused_for_good_is_reported_to_the_sender(
     to the envelope sender naming that recipient with the relay's status."""
     content = await newsletter(gateway, clock)
     upstream.script.data_replies["reader2@example.com"] = "550 5.1.1 no such user"
-    async with smtp_client(gateway) as client:
-        errors, reply = await client.sendmail("news@shop.example", THREE, content)
+    errors, reply = await send(gateway, content)
     assert errors == {} and reply.startswith(str(replies.QUEUED_REFUSALS_REPORTED)[4:])
     copies, (dsn,) = split(upstream)
     assert copies == ["reader1@example.com", "reader3@example.com"]
@@ -82,14 +95,10 @@ async def test_after_a_451_the_retry_reports_what_stayed_refused(
     upstream.script.data_replies.update(
         {"reader2@example.com": "451 4.3.0 try later", "reader3@example.com": "550 5.1.1 gone"}
     )
-    async with smtp_client(gateway) as client:
-        with pytest.raises(aiosmtplib.SMTPDataError) as deferred:
-            await client.sendmail("news@shop.example", THREE, content)
-    assert deferred.value.code == 451
+    assert (await deferred(gateway, content)).code == 451
     assert split(upstream) == (["reader1@example.com"], [])
     del upstream.script.data_replies["reader2@example.com"]
-    async with smtp_client(gateway) as client:
-        errors, reply = await client.sendmail("news@shop.example", THREE, content)
+    errors, reply = await send(gateway, content)
     assert errors == {} and "reported to the sender" in reply
     copies, (dsn,) = split(upstream)
     assert copies == ["reader1@example.com", "reader2@example.com"]
@@ -104,8 +113,7 @@ async def test_a_bounce_with_a_refused_copy_gets_no_dsn(
     """With the null reverse-path no DSN is ever sent (RFC 5321 §6.1): 250, the refusal logged."""
     content = await newsletter(gateway, clock)
     upstream.script.data_replies["reader2@example.com"] = "550 5.1.1 no such user"
-    async with smtp_client(gateway) as client:
-        errors, reply = await client.sendmail("", THREE, content)
+    errors, reply = await send(gateway, content, sender="")
     assert errors == {} and reply.startswith(str(replies.QUEUED_REFUSALS_LOGGED)[4:])
     assert split(upstream) == (["reader1@example.com", "reader3@example.com"], [])
 
@@ -119,13 +127,10 @@ async def test_a_dsn_the_relay_refuses_leaves_the_message_deferred(
     upstream.script.data_replies.update(
         {"reader2@example.com": "550 5.1.1 no such user", "news@shop.example": "550 5.1.8 no"}
     )
-    async with smtp_client(gateway) as client:
-        with pytest.raises(aiosmtplib.SMTPDataError) as deferred:
-            await client.sendmail("news@shop.example", THREE, content)
-    assert (deferred.value.code, deferred.value.message[:5]) == (451, "4.4.0")
+    refusal = await deferred(gateway, content)
+    assert (refusal.code, refusal.message[:5]) == (451, "4.4.0")
     del upstream.script.data_replies["news@shop.example"]
-    async with smtp_client(gateway) as client:
-        errors, _ = await client.sendmail("news@shop.example", THREE, content)
+    errors, _ = await send(gateway, content)
     assert errors == {}
     copies, dsns = split(upstream)
     assert copies == ["reader1@example.com", "reader3@example.com"] and len(dsns) == 1
