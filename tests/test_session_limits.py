@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+from collections.abc import Callable
+
+import pytest
 
 from gateway import replies
 from gateway.app import Gateway
+from gateway.smtp import protocol
 from tests.conftest import message, smtp_client
 from tests.rawsmtp import RawSMTP
 from tests.upstream import Upstream
@@ -152,3 +157,37 @@ async def test_relay_denied_recipients_count_as_junk(start_gateway) -> None:
         assert (await raw.command("RCPT TO:<b@example.com>")).startswith("550 5.7.1")
         assert await raw.command("RCPT TO:<c@example.com>") == str(replies.TOO_MANY_JUNK_COMMANDS)
         await raw.close()
+
+
+async def test_a_peer_that_reads_nothing_loses_its_slot(
+    start_gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer that pipelines commands and never reads the replies blocks the gateway's writes;
+    the timeout still closes it, and as the 421 cannot be delivered the socket is aborted
+    CLOSE_GRACE later, so the session is gone from the registry."""
+    monkeypatch.setattr(protocol, "CLOSE_GRACE", 1.5)
+    smtp = {"command_timeout": 0.5, "junk_command_limit": 1_000_000}
+    async with start_gateway(smtp=smtp) as gw:
+        host, port = gw.smtp_addresses[0]
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((host, port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        await wait_until(lambda: len(gw.registry.live) == 1)
+        (session,) = gw.registry.live
+        assert isinstance(session, protocol.GatewaySMTP) and session.transport is not None
+        server_side = session.transport.get_extra_info("socket")
+        server_side.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # no autotuning
+        writer.write(b"EHLO greedy.test\r\n" + b"HELP\r\n" * 5_000)  # 450 kB of replies owed
+        await asyncio.sleep(1.0)  # the idle timeout (0.5 s) has fired: 421 written, not sent
+        assert gw.registry.live == {session}  # the close waits for a flush that never comes
+        await wait_until(lambda: not gw.registry.live, timeout=5)  # aborted after CLOSE_GRACE
+        writer.transport.abort()
+        del reader
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 5) -> None:
+    """Poll ``condition`` until it holds (or fail after ``timeout`` seconds)."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)

@@ -16,6 +16,7 @@ import pytest
 
 from gateway import app
 from gateway.app import Gateway
+from gateway.smtp import sessions
 from tests.conftest import Clock, message, smtp_client
 from tests.rawsmtp import RawSMTP
 from tests.store_helpers import opt_in
@@ -137,6 +138,42 @@ async def test_shutdown_mid_relay_remembers_what_was_relayed(
         await sending
     first = sum(delivered(upstream).values())
     assert first in (2, 3)
+    upstream.script.data_delay = 0
+    async with start_gateway() as again, smtp_client(again) as client:
+        errors, _ = await client.sendmail("news@shop.example", FOUR, content)
+    assert errors == {}
+    assert delivered(upstream) == Counter(FOUR)
+
+
+async def test_a_delivery_cancelled_outright_still_remembers_and_logs(
+    start_gateway,
+    upstream: Upstream,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Shutdown that cannot wait for the copy in flight cancels the delivery: the copies the
+    relay had accepted are remembered and the log line is written all the same."""
+    caplog.set_level("INFO", logger="gateway.transaction")
+    monkeypatch.setattr(app, "SHUTDOWN_GRACE", 0.3)
+    monkeypatch.setattr(sessions, "SETTLE_GRACE", 0.3)
+    upstream.script.data_delay = 1.5
+    stack = contextlib.AsyncExitStack()
+    gw = await stack.enter_async_context(start_gateway())
+    content = await consenting(gw, clock, FOUR)
+
+    async def send() -> None:
+        async with smtp_client(gw) as client:
+            await client.sendmail("news@shop.example", FOUR, content)
+
+    sending = asyncio.create_task(send())
+    await wait_for(lambda: len(upstream.received) == 1)
+    await stack.aclose()  # 0.3 s of grace, 0.3 s to settle: the second copy is cut off
+    with pytest.raises(aiosmtplib.SMTPException):
+        await sending
+    assert sum(delivered(upstream).values()) == 1
+    (line,) = transaction_lines(caplog)
+    assert line["ended"] == "cancelled" and line["remembered"] == 1
     upstream.script.data_delay = 0
     async with start_gateway() as again, smtp_client(again) as client:
         errors, _ = await client.sendmail("news@shop.example", FOUR, content)

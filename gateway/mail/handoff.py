@@ -59,6 +59,7 @@ class Handoff:
             # remembered all the same; the copy in flight, if any, is in doubt.
             attempt.ending = Ending.CLIENT_GONE
             self._note(tx, attempt, settle(attempt))
+            tx.log["ended"] = "cancelled"
             await asyncio.shield(self._remember(job.key, attempt.relayed))
             raise
         verdict = settle(attempt)
