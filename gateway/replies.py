@@ -92,6 +92,31 @@ RELAY_REJECTED = Reply(554, "5.0.0", "Relay rejected the message")
 SMTPUTF8_REQUIRED = Reply(553, "5.6.7", "Non-ASCII address needs SMTPUTF8")
 
 _UNSAFE = re.compile(r"[^\x20-\x7e]+")
+_NO_ENHANCED = re.compile(r"^([45]\d\d)[ -](?![245]\.\d{1,3}\.\d{1,3}\b)")
+#: Enhanced codes for the listener library's own 4xx/5xx replies, which lack one.
+_DEFAULT_ENHANCED = {
+    421: "4.3.2",
+    451: "4.3.0",
+    500: "5.5.1",
+    501: "5.5.4",
+    502: "5.5.1",
+    503: "5.5.1",
+    504: "5.5.4",
+    530: "5.7.0",
+    552: "5.3.4",
+    553: "5.1.3",
+    555: "5.5.4",
+}
+
+
+def with_enhanced_code(text: str) -> str:
+    """A 4xx/5xx reply line with an enhanced status code (RFC 2034 asks for one on every
+    reply): a default for its basic code when it has none; anything else unchanged."""
+    missing = _NO_ENHANCED.match(text)
+    if not missing:
+        return text
+    code = int(missing.group(1))
+    return f"{code} {_DEFAULT_ENHANCED.get(code, missing.group(1)[0] + '.0.0')} {text[4:]}"
 
 
 def sanitise(text: str, limit: int = 200) -> str:

@@ -18,11 +18,8 @@ aiosmtpd leaves much to the handler (see shared/reference/mail-safety.md). This 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import functools
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,6 +28,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from gateway import replies
 from gateway.observability.labels import RejectionCode
 from gateway.settings import SmtpSettings
+from gateway.smtp import sasl
 from gateway.smtp.access import Clients
 from gateway.smtp.data import DataBuffer, DataClock
 from gateway.smtp.sessions import (
@@ -168,9 +166,7 @@ class GatewaySMTP(SMTP):
             self._junk = 0  # a recipient was taken, or decided for a known client
         return status
 
-    def _counted(
-        self, method: Callable[[Any], Awaitable[None]]
-    ) -> Callable[[Any], Awaitable[None]]:
+    def _counted(self, method: _Command) -> _Command:
         """``method`` counted against ``[smtp] junk_command_limit``: commands that do not
         advance a transaction (NOOP, RSET, HELP, VRFY, EHLO, refused MAIL or RCPT, ...) may not
         hold a session for ever (Postfix's ``smtpd_junk_command_limit``). A recipient taken (or
@@ -219,11 +215,10 @@ class GatewaySMTP(SMTP):
                 self.loop.call_later(CLOSE_GRACE, transport.abort)
 
     async def push(self, status: Any) -> None:
-        text = status.decode() if isinstance(status, bytes) else str(status)
-        missing = _NO_ENHANCED.match(text)
-        if missing:  # aiosmtpd's own replies often lack one (RFC 2034 asks for it on all)
-            code = int(missing.group(1))
-            text = f"{code} {_DEFAULT_ENHANCED.get(code, missing.group(1)[0] + '.0.0')} {text[4:]}"
+        # aiosmtpd's own replies often lack an enhanced code (RFC 2034 asks for it on all).
+        text = replies.with_enhanced_code(
+            status.decode() if isinstance(status, bytes) else str(status)
+        )
         await super().push(text)
         if text.startswith("421") and self.transport is not None:
             self.transport.close()
@@ -340,35 +335,11 @@ class GatewaySMTP(SMTP):
     # --- AUTH (RFC 4954), with the KDF off the event loop -----------------------------
     async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
         """AUTH PLAIN (RFC 4616)."""
-        blob = await self._auth_blob(args, "")
-        if blob is None:
-            return AuthResult(success=False, handled=True)
-        try:
-            _authz, login, password = blob.split(b"\x00")
-        except ValueError:
-            await self.push("501 5.5.2 Can't split auth value")
-            return AuthResult(success=False, handled=True)
-        return await self._check_credentials(login, password)
+        return await sasl.plain(self, args, self._check_credentials)
 
     async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
         """AUTH LOGIN (draft-murchison-sasl-login)."""
-        login = await self._auth_blob(args, "Username:")
-        if login is None:
-            return AuthResult(success=False, handled=True)
-        password = await self.challenge_auth("Password:")
-        if not isinstance(password, bytes):
-            return AuthResult(success=False, handled=True)
-        return await self._check_credentials(login, password)
-
-    async def _auth_blob(self, args: list[str], challenge: str) -> bytes | None:
-        if len(args) == 1:
-            blob = await self.challenge_auth(challenge)
-            return blob if isinstance(blob, bytes) else None
-        try:
-            return base64.b64decode(args[1].encode(), validate=True)
-        except (binascii.Error, ValueError):
-            await self.push("501 5.5.2 Can't decode base64")
-            return None
+        return await sasl.login(self, args, self._check_credentials)
 
     async def _check_credentials(self, login: bytes, password: bytes) -> AuthResult:
         assert isinstance(self.session, GatewaySession)
@@ -383,21 +354,6 @@ class GatewaySMTP(SMTP):
             return AuthResult(success=False, handled=True)
         return AuthResult(success=False, handled=False, message=str(replies.AUTH_FAILED))
 
-
-_NO_ENHANCED = re.compile(r"^([45]\d\d)[ -](?![245]\.\d{1,3}\.\d{1,3}\b)")
-_DEFAULT_ENHANCED = {
-    421: "4.3.2",
-    451: "4.3.0",
-    500: "5.5.1",
-    501: "5.5.4",
-    502: "5.5.1",
-    503: "5.5.1",
-    504: "5.5.4",
-    530: "5.7.0",
-    552: "5.3.4",
-    553: "5.1.3",
-    555: "5.5.4",
-}
 
 _REJECTION_CODE = {
     replies.MESSAGE_TOO_BIG: RejectionCode.SIZE,
