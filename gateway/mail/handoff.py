@@ -49,7 +49,9 @@ class Handoff:
         try:
             async with asyncio.timeout_at(job.deadline):
                 await self._send_copies(tx, upstream, job.copies, attempt, reuse=job.reuse)
-                if settle(attempt).report:
+                if tx.abandoned.is_set():  # gone during the last copy: it never hears a 250
+                    attempt.ending = Ending.CLIENT_GONE
+                elif settle(attempt).report:
                     await self._report(job, upstream, attempt)
         except TimeoutError:
             attempt.ending = Ending.DEADLINE
