@@ -56,7 +56,7 @@ AIOSMTPD_PRIVATE_NAMES = (
     "_smtp_methods",  # replaced: each command counted against junk_command_limit
     "_timeout_cb",  # overridden: 421 before closing on a timeout
     "_timeout_handle",  # read: the idle timer, stopped while a handler hook works
-    "_writer",  # read: the 421 of a shutdown is written without awaiting a drain
+    "_writer",  # read: a closing 421 is written without awaiting a drain
 )
 #: asyncio ``StreamReader`` internals :meth:`GatewaySMTP._read_data` uses (checked likewise).
 STREAM_READER_PRIVATE_NAMES = ("_buffer", "_limit")
