@@ -14,7 +14,6 @@ from typing import Any
 import aiosmtplib
 import pytest
 
-from gateway import app
 from gateway.app import Gateway
 from gateway.smtp import sessions
 from tests.conftest import Clock, message, smtp_client
@@ -131,7 +130,8 @@ async def shut_down_mid_relay(start_gateway, upstream: Upstream, clock: Clock) -
     """Start a gateway, send a message to FOUR, shut the gateway down once one copy is
     accepted upstream (the client's send fails); the message sent."""
     stack = contextlib.AsyncExitStack()
-    gw = await stack.enter_async_context(start_gateway())
+    # Shutdown past its grace: 0.3 s for the transactions in flight.
+    gw = await stack.enter_async_context(start_gateway(smtp={"shutdown_grace": 0.3}))
     content = await consenting(gw, clock, FOUR)
 
     async def send() -> None:
@@ -161,7 +161,6 @@ async def test_shutdown_mid_relay_remembers_what_was_relayed(
     """Shutdown past its grace closes a session mid-relay with 421; the delivery settles its copy
     in flight and remembers it before the store closes, so the retry (after a restart) only
     sends the copies nobody got."""
-    monkeypatch.setattr(app, "SHUTDOWN_GRACE", 0.3)
     upstream.script.data_delay = 1.0
     content = await shut_down_mid_relay(start_gateway, upstream, clock)
     assert sum(delivered(upstream).values()) in (2, 3)
@@ -178,7 +177,6 @@ async def test_a_delivery_cancelled_outright_still_remembers_and_logs(
     """Shutdown that cannot wait for the copy in flight cancels the delivery: the copies the
     relay had accepted are remembered and the log line is written all the same."""
     caplog.set_level("INFO", logger="gateway.transaction")
-    monkeypatch.setattr(app, "SHUTDOWN_GRACE", 0.3)
     monkeypatch.setattr(sessions, "SETTLE_GRACE", 0.3)  # the second copy is cut off
     upstream.script.data_delay = 1.5
     content = await shut_down_mid_relay(start_gateway, upstream, clock)
