@@ -1,7 +1,7 @@
 """How the relayed copies of one message settle into the client's one reply.
 
 SMTP has one reply per DATA, and the gateway relays a message as one upstream transaction per
-copy (shared/reference/mail-safety.md, rule 7). :func:`settle` turns what the relay said about
+copy (docs/mail-safety.md, rule 7). :func:`settle` turns what the relay said about
 every copy into that reply, pure and table-tested. First matching row wins:
 
 | # | the attempt                     | relay answers               | reply         | memory | DSN |
