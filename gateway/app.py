@@ -160,6 +160,8 @@ async def build_core(
         link_scope=settings.unsubscribe.one_click_scope,
         clock=clock,
         count_opt_out=metrics.unsubscribe,
+        feedback_policy=settings.feedback.policy(),
+        count_feedback=metrics.feedback.record,
     )
     gate = PolicyGate(settings.policy, store, identities, metrics, clock)
     return Core(store, secrets, identities, tokens, metrics, relay, gate, consents)
@@ -235,7 +237,18 @@ async def start_http(
 
     app = build_app(core.metrics, {"store": store_ready, "relay": relay_ready})
     dry_run = records.dry_run_gate(settings, store, core.identities, clock)
-    setup_admin(app, AdminContext(settings, store, core.identities, dry_run, core.consents, clock))
+    setup_admin(
+        app,
+        AdminContext(
+            settings,
+            store,
+            core.identities,
+            dry_run,
+            core.consents,
+            clock,
+            core.metrics.feedback,
+        ),
+    )
     setup_unsubscribe(
         app,
         tokens=core.tokens,

@@ -22,25 +22,53 @@ imported row          the row's own basis            a record made elsewhere, re
 An opt-in is *explicit* (it may lift an earlier opt-out, :mod:`suppression.consent_rules`) only
 when it carries evidence of the person's act: the page always records its own; the API and the
 command line need the caller's ``evidence``; an import never lifts an opt-out on its own.
+
+**Bounces and complaints** are the mail's own feedback, not acts of the person; they come in by
+:meth:`Consents.record_feedback` (one report's recipients in one transaction, the rules of
+:mod:`suppression.feedback_rules` applied by the store) with their source:
+
+===========  =====================================================  =======================
+source       what it is                                             recipient known by
+===========  =====================================================  =======================
+``relay``    the relay's RCPT or DATA reply, in lock-step           the envelope
+``dsn``      a delivery report to the return path                   its reference only
+``fbl``      a complaint to the feedback-loop address               its reference only
+``mailbox``  a report from the operator's own bounce mailbox        its recipient fields
+===========  =====================================================  =======================
+
+A complaint suppression is lifted only by the person's new explicit opt-in (an opt-in with
+evidence through the API, the command line or the page), never by an operator or an import.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 from gateway.observability.labels import Channel
 from suppression.address import Identities
-from suppression.changes import ConsentChange, ConsentResult, NewSuppression
+from suppression.arf import FeedbackType
+from suppression.bounces import Bounce
+from suppression.changes import (
+    ConsentChange,
+    ConsentResult,
+    FeedbackChange,
+    FeedbackResult,
+    NewSuppression,
+)
+from suppression.feedback_rules import DEFAULT_FEEDBACK_POLICY, FeedbackPolicy
 from suppression.importers import ConsentRow, SuppressionRow
 from suppression.model import (
     Audience,
     Basis,
     ConsentStatus,
     Contact,
+    FeedbackKind,
+    FeedbackSource,
     Purpose,
     Scope,
     Suppression,
@@ -64,6 +92,37 @@ RECIPIENT = "recipient"
 
 #: Counts one opt-out: (channel, purpose or None for all marketing).
 OptOutCounter = Callable[[Channel, str | None], None]
+#: Counts one bounce or complaint by what the store did with it.
+FeedbackCounter = Callable[[FeedbackChange, FeedbackResult], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Where a bounce or a complaint came from: its source, what makes it the same report
+    (hashed with the recipient into the store's idempotency key), who fed it in, the MTA that
+    reported it."""
+
+    source: FeedbackSource
+    key: str
+    actor: str
+    mta: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """The recipient a report is about: identity and (IDNA) domain; the address only where
+    the source may be trusted with it."""
+
+    identity: str
+    domain: str
+    email: str | None = None
+
+
+def report_key(kind: str, identity: str, key: str) -> str:
+    """The store's idempotency key of one report about one recipient (no address in it):
+    ``kind`` is ``bounce`` (one failure per message and recipient counts), or ``complaint:``
+    and the feedback type (an abuse report and a not-spam one are two reports)."""
+    return hashlib.sha256(f"{kind}\0{identity}\0{key}".encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +194,8 @@ class Consents:
         link_scope: Literal["purpose", "marketing"],
         clock: Callable[[], datetime],
         count_opt_out: OptOutCounter = lambda channel, purpose: None,
+        feedback_policy: FeedbackPolicy = DEFAULT_FEEDBACK_POLICY,
+        count_feedback: FeedbackCounter = lambda change, result: None,
     ) -> None:
         self.store = store
         self.identities = identities
@@ -142,6 +203,8 @@ class Consents:
         self.link_scope = link_scope
         self.clock = clock
         self.count_opt_out = count_opt_out
+        self.feedback_policy = feedback_policy
+        self.count_feedback = count_feedback
 
     # -- the person's and the operator's consent -----------------------------------------
 
@@ -149,7 +212,7 @@ class Consents:
         self, email: str, purpose: Purpose, status: ConsentStatus, act: Act
     ) -> ConsentResult:
         """Record an opt-in or a withdrawal for an address (API, command line); an opt-in
-        lifts an earlier opt-out only with evidence."""
+        lifts an earlier opt-out, and earlier complaints, only with evidence."""
         identity = self.identities.of(email)
         explicit = bool(act.evidence)  # only evidence makes an API or CLI opt-in explicit
         change = self._change(
@@ -158,15 +221,25 @@ class Consents:
         result = await self.store.record_consent(change)
         if result.applied and status is ConsentStatus.OPTED_OUT:
             self.count_opt_out(act.channel, purpose.id)
+        await self._lift_complaints(change, result)
         return result
 
     async def opt_in_from_page(self, claims: TokenClaims, purpose: Purpose, act: Act) -> None:
         """The person re-grants consent on the preference page (always explicit: the page
-        records its own evidence)."""
+        records its own evidence), which also lifts their earlier complaints."""
         evidence = {**act.evidence, "client": claims.client}
         status = ConsentStatus.OPTED_IN
         change = self._change(claims.identity, None, purpose, status, act, evidence, explicit=True)
-        await self.store.record_consent(change)
+        await self._lift_complaints(change, await self.store.record_consent(change))
+
+    async def _lift_complaints(self, change: ConsentChange, result: ConsentResult) -> None:
+        """A new explicit opt-in with evidence, once applied, lifts the person's complaint
+        suppressions older than it (the only way they are lifted)."""
+        explicit = change.explicit and bool(change.evidence)
+        if result.applied and explicit and change.status is ConsentStatus.OPTED_IN:
+            await self.store.lift_complaints(
+                change.identity, source=change.source, actor=change.actor, at=change.at
+            )
 
     def link_is_wide(self, channel: Channel, purpose: str | None) -> bool:
         """True when an opt-out through ``channel`` for ``purpose`` stops all marketing: the
@@ -222,6 +295,60 @@ class Consents:
                 identity=identity, reason=flt.reason, after_id=page[-1].id, limit=flt.limit
             )
 
+    # -- the mail's own feedback: bounces and complaints --------------------------------
+
+    def recipient(self, email: str, *, trusted: bool) -> Recipient:
+        """The recipient of a canonical address; the address is kept only when ``trusted``."""
+        key = self.identities.key(email)
+        return Recipient(key.identity, key.domain, email if trusted else None)
+
+    def feedback(
+        self,
+        recipient: Recipient,
+        report: Report,
+        *,
+        bounce: Bounce | None = None,
+        complaint: FeedbackType | None = None,
+    ) -> FeedbackChange:
+        """The change one report asks for about one recipient (a bounce or a complaint)."""
+        kind = FeedbackKind.BOUNCE.value
+        if complaint is not None:
+            kind = f"{FeedbackKind.COMPLAINT.value}:{complaint.value}"
+        return FeedbackChange(
+            report_key=report_key(kind, recipient.identity, report.key),
+            identity=recipient.identity,
+            domain=recipient.domain,
+            source=report.source,
+            actor=report.actor,
+            at=self.clock(),
+            bounce=bounce,
+            complaint=complaint,
+            email=recipient.email,
+            mta=report.mta,
+        )
+
+    async def record_feedback(self, changes: Sequence[FeedbackChange]) -> list[FeedbackResult]:
+        """Record bounces and complaints in one transaction (a replay changes nothing) and
+        count each by what it did."""
+        results = list(await self.store.record_feedback(changes, self.feedback_policy))
+        for change, result in zip(changes, results, strict=True):
+            self.count_feedback(change, result)
+        return results
+
+    async def bounce(self, recipient: Recipient, bounce: Bounce, report: Report) -> FeedbackResult:
+        """Record one classified failure (hard: suppress all mail; soft: decay; the rest:
+        history only)."""
+        (result,) = await self.record_feedback([self.feedback(recipient, report, bounce=bounce)])
+        return result
+
+    async def complaint(
+        self, recipient: Recipient, kind: FeedbackType, report: Report
+    ) -> FeedbackResult:
+        """Record one complaint (abuse, fraud: suppress marketing; the rest: history only)."""
+        change = self.feedback(recipient, report, complaint=kind)
+        (result,) = await self.record_feedback([change])
+        return result
+
     # -- suppressions, contacts, erasure -------------------------------------------------
 
     async def suppress(
@@ -253,8 +380,9 @@ class Consents:
 
     async def lift(self, suppression_id: int, act: Act) -> None:
         """Remove one suppression (:class:`~suppression.store.NotFound` if there is none).
-        An erasure suppression is what keeps an erased person unmailed: the store refuses to
-        remove it, in the removing transaction (:class:`~suppression.store.Conflict`)."""
+        An erasure suppression is what keeps an erased person unmailed, and a complaint is
+        lifted only by the person's new explicit opt-in: the store refuses to remove either,
+        in the removing transaction (:class:`~suppression.store.Conflict`)."""
         await self.store.remove_suppression(suppression_id, actor=act.actor, at=self.clock())
 
     async def update_contact(

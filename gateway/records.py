@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from prometheus_client import CollectorRegistry
 
 from gateway import schemas as m
+from gateway.feedback.intake import FEEDBACK_REPORT, ReportOutcome
 from gateway.observability.metrics import Metrics
 from gateway.policy_gate import Classification, PolicyGate
 from gateway.settings import Settings, SmtpClient
@@ -18,6 +19,7 @@ from suppression.changes import ConsentResult
 from suppression.model import (
     Consent,
     Contact,
+    FeedbackEvent,
     LedgerEvent,
     Purpose,
     Reason,
@@ -120,6 +122,50 @@ def access_answer(email: str, identity: str, record: ContactRecord) -> m.Contact
         consents=[consent(c) for c in record.consents],
         suppressions=[suppression(s, shown) for s in record.suppressions],
         ledger=[ledger(e) for e in record.ledger],
+        feedback=[feedback_event(e) for e in record.feedback],
+    )
+
+
+def feedback_event(e: FeedbackEvent) -> m.FeedbackEventOut:
+    """Response model of one bounce or complaint of the access answer."""
+    return m.FeedbackEventOut(
+        at=e.at,
+        source=e.source,
+        kind=e.kind,
+        feedback_class=e.feedback_class,
+        reason=e.reason,
+        status=e.status,
+        mta=e.mta,
+        suppression_id=e.suppression_id,
+    )
+
+
+def feedback_outcome(outcome: ReportOutcome) -> m.FeedbackOut:
+    """Response model of one report recorded (``POST /feedback``)."""
+    recipients = []
+    for change, result in zip(outcome.changes, outcome.results, strict=True):
+        s = result.suppression
+        recipients.append(
+            m.FeedbackRecipientOut(
+                identity=change.identity,
+                email=change.email,
+                kind=change.kind,
+                feedback_class=change.feedback_class,
+                reason=change.reason,
+                status=change.status,
+                rule=result.rule,
+                recorded=result.recorded,
+                suppressed=result.suppressed,
+                suppression_id=s.id if s is not None else None,
+            )
+        )
+    return m.FeedbackOut(
+        report="feedback-report" if outcome.report == FEEDBACK_REPORT else "delivery-report",
+        recipients=recipients,
+        ignored=outcome.ignored,
+        unattributed=len(outcome.unattributed),
+        dropped=outcome.dropped,
+        problems=list(outcome.problems),
     )
 
 

@@ -12,7 +12,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from suppression.model import Audience, Basis, ConsentStatus, Scope, SuppressionReason
+from suppression.model import (
+    Audience,
+    Basis,
+    ConsentStatus,
+    FeedbackKind,
+    FeedbackSource,
+    Scope,
+    SuppressionReason,
+)
 
 #: RFC 5321 §4.5.3.1.3 bounds an address at 254 octets; 320 leaves room for what we refuse.
 Email = Annotated[str, Field(min_length=1, max_length=320)]
@@ -153,6 +161,21 @@ class LedgerOut(_Response):
     hash: str
 
 
+class FeedbackEventOut(_Response):
+    """One bounce or complaint recorded for an address (its evidence ``None`` once erased)."""
+
+    at: datetime
+    source: FeedbackSource
+    kind: FeedbackKind
+    #: ``hard``, ``soft``, ``sender``, ``transient``, ``none``, or ``complaint``.
+    feedback_class: str
+    #: The bounce reason (``userunknown``, ``mailboxfull``...) or the complaint's type.
+    reason: str
+    status: str | None
+    mta: str | None
+    suppression_id: int | None
+
+
 class ContactRecordOut(_Response):
     """Everything held about one address: the GDPR art. 15 access answer."""
 
@@ -162,6 +185,42 @@ class ContactRecordOut(_Response):
     consents: list[ConsentOut]
     suppressions: list[SuppressionOut]
     ledger: list[LedgerOut]
+    #: Its bounce and complaint history, oldest first.
+    feedback: list[FeedbackEventOut] = []
+
+
+class FeedbackRecipientOut(_Response):
+    """What one report said about one recipient, and what was recorded."""
+
+    identity: str
+    email: str | None
+    kind: FeedbackKind
+    feedback_class: str
+    reason: str
+    status: str | None
+    #: The rule of the feedback rules that applied (``duplicate``: seen before).
+    rule: str
+    #: False when this report was recorded before for this recipient (nothing changed).
+    recorded: bool
+    #: True when a suppression was added or extended.
+    suppressed: bool
+    suppression_id: int | None
+
+
+class FeedbackOut(_Response):
+    """``POST /feedback``: what the report was and what it changed."""
+
+    report: Literal["delivery-report", "feedback-report"]
+    recipients: list[FeedbackRecipientOut]
+    #: Recipients whose status is no failure (``Action: delayed``, delivered).
+    ignored: int
+    #: Recipients named by no usable address.
+    unattributed: int
+    #: Recipients past the per-report bound, not read.
+    dropped: int
+    #: What had to be cut to keep the work bounded (``truncated: max_bytes``: only the first
+    #: MiB was read; ``cut: max_depth``, ``truncated: max_parts``).
+    problems: list[str]
 
 
 class ErasureOut(_Response):

@@ -14,6 +14,7 @@ import os
 import socket
 import tomllib
 from collections.abc import Mapping
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -29,7 +30,9 @@ from pydantic import (
 )
 
 from suppression.address import NormalisationRules
-from suppression.model import Basis, Category, PolicyMode, Purpose
+from suppression.bounce_decay import SoftBouncePolicy
+from suppression.feedback_rules import FeedbackPolicy
+from suppression.model import Basis, Category, PolicyMode, Purpose, Scope
 from suppression.special_use import SPECIAL_USE_NAMES
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -237,6 +240,7 @@ class AdminScope(StrEnum):
     CONTACTS_ERASE = "contacts:erase"  # DELETE /contacts/{email}
     SUPPRESSIONS_READ = "suppressions:read"  # GET /suppressions
     SUPPRESSIONS_WRITE = "suppressions:write"  # POST /suppressions, DELETE /suppressions/{id}
+    FEEDBACK_WRITE = "feedback:write"  # POST /feedback
 
 
 class AdminToken(_Section):
@@ -370,6 +374,30 @@ class DkimSettings(_Section):
     keys: list[DkimKeySettings] = []
 
 
+class FeedbackSettings(_Section):
+    """``[feedback]``: what bounces and complaints do (:mod:`suppression.feedback_rules`)."""
+
+    #: Soft bounces (mailbox full, suspended...) within the window that suppress all mail for
+    #: ``soft_bounce_suppress_days``; the count then starts again.
+    soft_bounce_count: Annotated[int, Field(ge=1, le=100)] = 3
+    soft_bounce_window_days: Annotated[float, Field(gt=0, le=365)] = 14.0
+    soft_bounce_suppress_days: Annotated[float, Field(gt=0, le=3650)] = 30.0
+    #: What an abuse complaint suppresses: all ``marketing`` or ``all`` mail.
+    complaint_scope: Literal["marketing", "all"] = "marketing"
+    #: Largest report taken by ``POST /api/v1/feedback``, octets (more: 413). Only the first
+    #: MiB of a report is read, the returned original's headers within it.
+    max_report_size: Annotated[int, Field(ge=64 * 1024, le=100 * 1024 * 1024)] = 10 * 1024 * 1024
+
+    def policy(self) -> FeedbackPolicy:
+        """The configurable part of the feedback rules."""
+        soft = SoftBouncePolicy(
+            self.soft_bounce_count,
+            timedelta(days=self.soft_bounce_window_days),
+            timedelta(days=self.soft_bounce_suppress_days),
+        )
+        return FeedbackPolicy(soft, Scope(self.complaint_scope))
+
+
 class LogSettings(_Section):
     """``[log]``."""
 
@@ -396,6 +424,7 @@ class Settings(_Section):
     policy: PolicySettings = PolicySettings()
     unsubscribe: UnsubscribeSettings = UnsubscribeSettings()
     dkim: DkimSettings = DkimSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
     log: LogSettings = LogSettings()
     server: ServerSettings = ServerSettings()
 

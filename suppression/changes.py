@@ -11,12 +11,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from suppression.arf import FeedbackType
+from suppression.bounces import Bounce
 from suppression.model import (
     Audience,
     Basis,
     Consent,
     ConsentStatus,
     Contact,
+    FeedbackKind,
+    FeedbackSource,
     Scope,
     Suppression,
     SuppressionReason,
@@ -102,3 +106,74 @@ class WriteResult:
 
     changed: bool
     value: ConsentResult | Suppression | Contact
+
+
+#: The ``feedback_class`` recorded for a complaint (a bounce records its class).
+COMPLAINT_CLASS = "complaint"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackChange:
+    """A bounce or a complaint to record for one recipient (exactly one of the two).
+
+    ``report_key`` makes the event unique: the same report for the same recipient twice is
+    recorded once (a replay changes nothing). The store applies
+    :func:`suppression.feedback_rules.rule` to it in the recording transaction.
+    """
+
+    report_key: str
+    identity: str
+    #: The recipient's domain (IDNA), for a suppression of the whole domain; ``""`` unknown.
+    domain: str
+    source: FeedbackSource
+    actor: str
+    at: datetime
+    bounce: Bounce | None = None
+    complaint: FeedbackType | None = None
+    #: The address, when the report's source may be trusted with it (relay, mailbox).
+    email: str | None = None
+    #: The MTA that reported the failure or the complaint (evidence).
+    mta: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.bounce is None) == (self.complaint is None):
+            raise ValueError("feedback is a bounce or a complaint, exactly one of the two")
+        if not self.report_key or not self.identity:
+            raise ValueError("feedback needs a report key and an identity")
+
+    @property
+    def kind(self) -> FeedbackKind:
+        """Bounce or complaint."""
+        return FeedbackKind.BOUNCE if self.bounce is not None else FeedbackKind.COMPLAINT
+
+    @property
+    def feedback_class(self) -> str:
+        """The bounce's class, or :data:`COMPLAINT_CLASS`."""
+        return self.bounce.bounce_class.value if self.bounce is not None else COMPLAINT_CLASS
+
+    @property
+    def reason(self) -> str:
+        """The bounce's reason, or the complaint's feedback type."""
+        if self.bounce is not None:
+            return self.bounce.reason.value
+        assert self.complaint is not None
+        return self.complaint.value
+
+    @property
+    def status(self) -> str | None:
+        """The enhanced status the failure was reported with, if any."""
+        return self.bounce.status if self.bounce is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackResult:
+    """What recording one bounce or complaint did."""
+
+    #: False for a replay: the report key was recorded before, nothing changed.
+    recorded: bool
+    #: The rule of :mod:`suppression.feedback_rules` that applied (``duplicate`` for a replay).
+    rule: str
+    #: The suppression the rule asked for, as stored (added, extended, or already there).
+    suppression: Suppression | None = None
+    #: True when that suppression was added or extended by this event.
+    suppressed: bool = False

@@ -62,6 +62,22 @@ class SuppressionReason(StrEnum):
     INVALID = "invalid"
 
 
+class FeedbackSource(StrEnum):
+    """Where a bounce or a complaint came from (the ledger's ``source`` of what it suppresses)."""
+
+    RELAY = "relay"  # the relay's reply to RCPT or DATA, in lock-step
+    DSN = "dsn"  # a delivery report to the return path (attributed by its reference only)
+    FBL = "fbl"  # a complaint to the feedback-loop address (attributed by its reference only)
+    MAILBOX = "mailbox"  # the operator's own bounce mailbox (its recipient fields are trusted)
+
+
+class FeedbackKind(StrEnum):
+    """A failed delivery or a recipient's complaint."""
+
+    BOUNCE = "bounce"
+    COMPLAINT = "complaint"
+
+
 class Verdict(StrEnum):
     """The policy's answer for one recipient."""
 
@@ -199,3 +215,24 @@ class LedgerEvent:
     #: of that and this event's pseudonymous fields (evidence stays outside the chain).
     prev_hash: str = ""
     hash: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackEvent:
+    """One bounce or complaint recorded for a recipient (part of the GDPR art. 15 answer).
+
+    ``feedback_class`` is the bounce's class (``hard``, ``soft``, ``sender``, ``transient``,
+    ``none``) or ``complaint``; ``reason`` the bounce reason or the complaint's feedback type.
+    ``status`` and ``mta`` are the evidence: ``None`` once erased.
+    """
+
+    id: int
+    at: datetime
+    source: FeedbackSource
+    kind: FeedbackKind
+    feedback_class: str
+    reason: str
+    status: str | None = None
+    mta: str | None = None
+    #: The suppression this event added or extended (it may have been removed since).
+    suppression_id: int | None = None

@@ -13,11 +13,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from suppression.changes import ConsentChange, ConsentResult, NewSuppression, Write, WriteResult
+from suppression.changes import (
+    ConsentChange,
+    ConsentResult,
+    FeedbackChange,
+    FeedbackResult,
+    NewSuppression,
+    Write,
+    WriteResult,
+)
+from suppression.feedback_rules import FeedbackPolicy
 from suppression.model import (
     Audience,
     Consent,
     Contact,
+    FeedbackEvent,
     LedgerEvent,
     RecipientFacts,
     RecipientKey,
@@ -50,6 +60,9 @@ class Conflict(Exception):
 #: :attr:`Conflict.code` of removing an ``erasure`` suppression: it keeps an erased person
 #: unmailed, so it is never removed.
 ERASURE_KEPT = "erasure-kept"
+#: :attr:`Conflict.code` of removing a ``complaint`` suppression: only the person's new explicit
+#: opt-in lifts it (:meth:`Store.lift_complaints`), never an operator.
+COMPLAINT_KEPT = "complaint-kept"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +94,8 @@ class ContactRecord:
     consents: Sequence[Consent]
     suppressions: Sequence[Suppression]
     ledger: Sequence[LedgerEvent]
+    #: Bounces and complaints recorded for the identity, oldest first.
+    feedback: Sequence[FeedbackEvent] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,18 +160,48 @@ class Store(Protocol):
 
     async def remove_suppression(self, suppression_id: int, *, actor: str, at: datetime) -> None:
         """Remove one suppression (raises :class:`NotFound`); the ledger records it. An
-        ``erasure`` suppression is never removed: :class:`Conflict` (:data:`ERASURE_KEPT`)."""
+        ``erasure`` suppression is never removed: :class:`Conflict` (:data:`ERASURE_KEPT`);
+        nor is a ``complaint`` one (:data:`COMPLAINT_KEPT`, see :meth:`lift_complaints`)."""
 
     async def list_suppressions(self, flt: SuppressionFilter) -> Sequence[Suppression]:
         """Suppressions matching the filter, ordered by id, after ``flt.after_id``."""
 
     async def contact_record(self, identity: str) -> ContactRecord:
-        """Everything held about an identity (empty record if unknown)."""
+        """Everything held about an identity (empty record if unknown), its bounces and
+        complaints included."""
 
     async def erase(self, identity: str, *, actor: str, at: datetime) -> None:
-        """GDPR erasure: delete the address and personal evidence, keep an ``erasure``
-        suppression on the identity and an anonymised ledger event; no copy of the address
-        may survive in the database files."""
+        """GDPR erasure: delete the address and personal evidence (the bounce and complaint
+        evidence too), keep an ``erasure`` suppression on the identity and an anonymised
+        ledger event; no copy of the address may survive in the database files."""
+
+    async def record_feedback(
+        self, changes: Sequence[FeedbackChange], policy: FeedbackPolicy
+    ) -> Sequence[FeedbackResult]:
+        """Record bounces and complaints, in order, in one transaction: all or none.
+
+        Each is stored once per ``report_key`` (a replay records nothing and changes nothing);
+        :func:`suppression.feedback_rules.rule` decides, from the identity's soft bounces since
+        the last one that suppressed, the suppression it adds or extends in the same
+        transaction, whose ledger event carries the report's evidence (class, reason, status,
+        reporting MTA) and names the feedback source (``relay``, ``dsn``, ``fbl``,
+        ``mailbox``). Results are in the order of ``changes``.
+        """
+
+    async def lift_complaints(
+        self, identity: str, *, source: str, actor: str, at: datetime
+    ) -> Sequence[Suppression]:
+        """Remove the identity's ``complaint`` suppressions created before ``at`` and log each
+        (``suppression-lifted``); return them. Only for the person's own new explicit opt-in
+        (:class:`gateway.consents.Consents` calls it after recording one)."""
+
+    async def feedback_ref_ids(self, identities: Sequence[str]) -> Mapping[str, int]:
+        """The short number of each identity for return-path references, given on first
+        request and stable after (no ledger event: it records no act)."""
+
+    async def feedback_ref_identity(self, ref_id: int) -> str | None:
+        """The identity a return-path reference's number stands for (``None``: unknown or
+        erased)."""
 
     async def delivered(
         self, message_key: str, identities: Sequence[str], now: datetime

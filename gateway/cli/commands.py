@@ -31,7 +31,7 @@ from suppression.address import AddressError, normalise_domain
 from suppression.import_files import FileLines
 from suppression.ledger_check import Anchor, ChainCheck
 from suppression.model import ConsentStatus, Scope, SuppressionReason
-from suppression.store import Conflict, Store
+from suppression.store import COMPLAINT_KEPT, ERASURE_KEPT, Conflict, Store
 
 
 def _purpose(env: Env, purpose: str | None) -> str | None:
@@ -98,12 +98,20 @@ async def suppress_add(args: argparse.Namespace, env: Env) -> int:
     return 0
 
 
+#: Why the store keeps a suppression an operator asked to remove, by :attr:`Conflict.code`.
+KEPT = {
+    ERASURE_KEPT: "An erasure suppression cannot be removed.",
+    COMPLAINT_KEPT: "A complaint suppression is lifted only by the person's new explicit opt-in"
+    " (consent add with --evidence, or the preference page).",
+}
+
+
 async def suppress_remove(args: argparse.Namespace, env: Env) -> int:
-    """Remove a suppression by id (never an erasure one)."""
+    """Remove a suppression by id (never an erasure or a complaint one)."""
     try:
         await env.consents.lift(args.id, Act(Channel.CLI, ACTOR))
-    except Conflict:
-        raise ConfigError("An erasure suppression cannot be removed.") from None
+    except Conflict as exc:
+        raise ConfigError(KEPT.get(exc.code, str(exc))) from None
     emit(args, {"removed": args.id}, f"removed {args.id}")
     return 0
 
@@ -135,7 +143,7 @@ async def contact_show(args: argparse.Namespace, env: Env) -> int:
     record = await env.store.contact_record(identity)
     data = records.access_answer(email, identity, record)
     emit(args, data)
-    return 0 if record.contact or record.suppressions else 1
+    return 0 if record.contact or record.suppressions or record.feedback else 1
 
 
 async def contact_erase(args: argparse.Namespace, env: Env) -> int:

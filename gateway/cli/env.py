@@ -65,6 +65,7 @@ async def opened(settings: Settings) -> AsyncIterator[Env]:
             policy.catalogue(),
             link_scope=settings.unsubscribe.one_click_scope,
             clock=now,
+            feedback_policy=settings.feedback.policy(),
         )
         yield Env(settings, store, identities, secrets, consents)
     finally:

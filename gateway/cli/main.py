@@ -144,8 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.set_defaults(func=cmd_dkim_keygen)
 
     from gateway.cli import admin as admin_cli
+    from gateway.cli import feedback as feedback_cli
 
     admin_cli.register(commands)
+    feedback_cli.register(commands)
     return parser
 
 

@@ -14,6 +14,7 @@ record, so a client that ignores the body still sees that nothing changed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,11 +26,13 @@ from pydantic import BaseModel, ValidationError
 
 from gateway import records
 from gateway.consents import Act, Consents
+from gateway.feedback.intake import Intake
 from gateway.http import admin_views as views
 from gateway.http.admin_auth import ACTOR_KEY, Handler, auth_middleware, requires
 from gateway.http.admin_scopes import OPERATIONS
 from gateway.http.admin_views import Problem
 from gateway.http.openapi import document
+from gateway.observability.feedback_metrics import FeedbackMetrics
 from gateway.observability.labels import Channel
 from gateway.policy_gate import PolicyError, PolicyGate
 from gateway.schemas import (
@@ -42,7 +45,7 @@ from gateway.schemas import (
 from gateway.settings import AdminToken, Settings
 from suppression.address import AddressError, Identities, normalise_domain, parse_mailbox
 from suppression.model import Scope, SuppressionReason
-from suppression.store import Conflict, NotFound, Store, StoreError
+from suppression.store import COMPLAINT_KEPT, Conflict, NotFound, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,8 @@ class AdminContext:
     gate: PolicyGate
     consents: Consents
     clock: Callable[[], datetime]
+    #: Where ``POST /feedback`` counts what it could not attribute or read.
+    feedback_metrics: FeedbackMetrics | None = None
 
 
 def _body(model: type[views.M], raw: Any) -> views.M:
@@ -76,6 +81,23 @@ async def _json(request: web.Request) -> Any:
         return await request.json()
     except ValueError:
         raise Problem(400, "The body is not valid JSON.") from None
+
+
+async def _bounded_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, or 413 as soon as it is longer than ``limit`` octets."""
+    too_large = Problem(413, f"The report is larger than {limit} octets.")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    if not size:
+        raise Problem(400, "The body is empty.")
+    return b"".join(chunks)
 
 
 def _act(request: web.Request, source: str = "", evidence: Any = None) -> Act:
@@ -121,7 +143,9 @@ class AdminApi:
         email = self._mailbox(request.match_info["email"])
         identity = self.ctx.identities.of(email)
         record = await self.ctx.store.contact_record(identity)
-        if record.contact is None and not (record.consents or record.suppressions):
+        if record.contact is None and not (
+            record.consents or record.suppressions or record.feedback
+        ):
             raise Problem(404, "Nothing is held about this address.")
         return _ok(records.access_answer(email, identity, record))
 
@@ -184,7 +208,8 @@ class AdminApi:
         return _ok(page)
 
     async def suppression_delete(self, request: web.Request) -> web.StreamResponse:
-        """``DELETE /suppressions/{id}`` (an erasure suppression is never removed)."""
+        """``DELETE /suppressions/{id}`` (an erasure or a complaint suppression is never
+        removed: 409)."""
         raw = request.match_info["id"]
         if not raw.isdigit() or len(raw) > 18:
             raise Problem(404, "No such suppression.")
@@ -193,7 +218,10 @@ class AdminApi:
             await self.ctx.consents.lift(sid, _act(request))
         except NotFound:
             raise Problem(404, "No such suppression.") from None
-        except Conflict:
+        except Conflict as exc:
+            if exc.code == COMPLAINT_KEPT:
+                detail = "A complaint suppression is lifted only by the person's new opt-in."
+                raise Problem(409, detail, reason="complaint") from None
             raise Problem(
                 409, "An erasure suppression cannot be removed.", reason="erasure"
             ) from None
@@ -213,6 +241,23 @@ class AdminApi:
         except PolicyError as exc:
             raise Problem(422, "Cannot classify.", [("purpose", exc.reply.text)]) from None
         return _ok(await records.check(gate, client, classification, body.recipients))
+
+    async def feedback(self, request: web.Request) -> web.Response:
+        """``POST /feedback``: one report from the operator's own bounce mailbox (a DSN, an
+        ARF or JMRP complaint), its recipient fields trusted; recorded as source ``mailbox``."""
+        if request.content_type != "message/rfc822":
+            raise Problem(415 if request.can_read_body else 400, "Expected a message/rfc822 body.")
+        raw = await _bounded_body(request, self.ctx.settings.feedback.max_report_size)
+        intake = Intake(
+            self.ctx.consents, actor=request[ACTOR_KEY], metrics=self.ctx.feedback_metrics
+        )
+        # Parsing is bounded but CPU-heavy for hostile input: off the event loop.
+        outcome = await asyncio.to_thread(intake.read_mailbox, raw)
+        if outcome.unreadable is not None:
+            why = outcome.unreadable.value
+            raise Problem(422, "The message is not a delivery or feedback report.", reason=why)
+        await intake.record([outcome])
+        return _ok(records.feedback_outcome(outcome))
 
     async def purposes(self, request: web.Request) -> web.Response:
         """``GET /purposes``."""

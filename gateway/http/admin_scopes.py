@@ -22,6 +22,7 @@ OPERATIONS: dict[tuple[str, str], tuple[str, AdminScope]] = {
     ("DELETE", "/suppressions/{id}"): ("suppression_delete", AdminScope.SUPPRESSIONS_WRITE),
     ("POST", "/check"): ("check", AdminScope.CHECK),
     ("GET", "/purposes"): ("purposes", AdminScope.CHECK),
+    ("POST", "/feedback"): ("feedback", AdminScope.FEEDBACK_WRITE),
 }
 #: The scope each operation needs.
 OPERATION_SCOPES = {operation: scope for operation, (_, scope) in OPERATIONS.items()}

@@ -18,6 +18,7 @@ from gateway.schemas import SuppressionQuery
 _REF = "#/components/schemas/{model}"
 _REQUESTS: list[type[BaseModel]] = [m.ConsentIn, m.ContactPatch, m.SuppressionIn, m.CheckIn]
 _RESPONSES: list[type[BaseModel]] = [
+    m.FeedbackOut,
     m.ConsentResultOut,
     m.ContactOut,
     m.ContactRecordOut,
@@ -149,6 +150,21 @@ def _paths() -> dict[str, Any]:
         },
         "/purposes": {
             "get": _op("The purpose catalogue", {"200": _json(m.PurposeList, "The purposes.")})
+        },
+        "/feedback": {
+            "post": _op(
+                "Record a report from the operator's bounce mailbox (DSN, ARF, JMRP)",
+                {
+                    "200": _json(m.FeedbackOut, "Read and recorded (a replay changes nothing)."),
+                    **_problems(400, 413, 415, 422),
+                },
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "message/rfc822": {"schema": {"type": "string", "format": "binary"}}
+                    },
+                },
+            )
         },
         "/openapi.json": {
             "get": _op(

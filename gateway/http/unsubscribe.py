@@ -272,7 +272,8 @@ def _state(purpose: Purpose, facts: RecipientFacts, now: datetime, blanket: bool
     decision = decide(Category.MARKETING, purpose, facts, now)
     if decision.allowed:
         return "in" if decision.reason is Reason.CONSENT else "sent"
-    if decision.reason in (Reason.OPTED_OUT, Reason.UNSUBSCRIBED):
+    # A complaint is lifted by the person's new opt-in, which this page records.
+    if decision.reason in (Reason.OPTED_OUT, Reason.UNSUBSCRIBED, Reason.COMPLAINED):
         return "out"
     return "none" if decision.reason is Reason.NO_CONSENT else "blocked"
 

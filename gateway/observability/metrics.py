@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, valu
 
 from gateway.limits import Limited
 from gateway.observability.export import ENV_MULTIPROC_DIR, render
+from gateway.observability.feedback_metrics import FeedbackMetrics
 from gateway.observability.labels import (
     Channel,
     MessageOutcome,
@@ -75,6 +76,8 @@ class Metrics:
                 raise ValueError(f"{kind} name {clash[0]!r} is reserved in metrics labels")
         self._build_metrics()
         self._preinitialise(dkim)
+        #: Bounces and complaints (:mod:`gateway.observability.feedback_metrics`).
+        self.feedback = FeedbackMetrics(registry, NAMESPACE)
         self.build_info.labels(version).set(1)
 
     def _build_metrics(self) -> None:

@@ -16,10 +16,13 @@ from suppression.changes import (
     ConsentChange,
     ConsentResult,
     ContactUpdate,
+    FeedbackChange,
+    FeedbackResult,
     NewSuppression,
     Write,
     WriteResult,
 )
+from suppression.feedback_rules import FeedbackPolicy
 from suppression.model import (
     Audience,
     Contact,
@@ -28,7 +31,7 @@ from suppression.model import (
     RecipientKey,
     Suppression,
 )
-from suppression.sql import ops, reads
+from suppression.sql import feedback, ops, reads
 from suppression.sql.engine import Engine
 from suppression.sql.rows import facts_sql, lookup_sql
 from suppression.store import ConsentEntry, ContactRecord, Lookup, SuppressionFilter
@@ -98,7 +101,7 @@ class SqlStore(Generic[E]):
         return await self.engine.read(reads.list_suppressions, flt)
 
     async def contact_record(self, identity: str) -> ContactRecord:
-        """See :meth:`Store.contact_record`: one snapshot of four tables."""
+        """See :meth:`Store.contact_record`: one snapshot of five tables."""
         return await self.engine.snapshot(reads.contact_record, identity)
 
     async def erase(self, identity: str, *, actor: str, at: datetime) -> None:
@@ -147,3 +150,29 @@ class SqlStore(Generic[E]):
     ) -> Sequence[LedgerEvent]:
         """See :meth:`Store.ledger_events`."""
         return await self.engine.read(reads.ledger_events, after, limit, identity)
+
+    async def record_feedback(
+        self, changes: Sequence[FeedbackChange], policy: FeedbackPolicy
+    ) -> Sequence[FeedbackResult]:
+        """See :meth:`Store.record_feedback`: one transaction, and on SQLite one thread hop."""
+        if not changes:
+            return []
+        return await self.engine.write(feedback.record_feedback, changes, policy)
+
+    async def lift_complaints(
+        self, identity: str, *, source: str, actor: str, at: datetime
+    ) -> Sequence[Suppression]:
+        """See :meth:`Store.lift_complaints`."""
+        op = feedback.lift_complaints
+        return await self.engine.write(op, identity, source=source, actor=actor, at=at)
+
+    async def feedback_ref_ids(self, identities: Sequence[str]) -> Mapping[str, int]:
+        """See :meth:`Store.feedback_ref_ids`: a read, and a write only for new identities."""
+        found = await self.engine.read(feedback.ref_ids, identities)
+        if all(identity in found for identity in identities):
+            return found
+        return await self.engine.write_unlogged(feedback.add_ref_ids, identities)
+
+    async def feedback_ref_identity(self, ref_id: int) -> str | None:
+        """See :meth:`Store.feedback_ref_identity`."""
+        return await self.engine.read(feedback.ref_identity, ref_id)

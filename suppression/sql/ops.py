@@ -46,7 +46,7 @@ from suppression.sql.rows import (
     contact_from,
     suppression_from,
 )
-from suppression.store import ERASURE_KEPT, Conflict, NotFound
+from suppression.store import COMPLAINT_KEPT, ERASURE_KEPT, Conflict, NotFound
 
 #: Expired delivery rows purged per ``remember_delivered`` call (keeps the SMTP path short).
 PURGE_BATCH = 500
@@ -179,13 +179,17 @@ _INSERT_SUPPRESSION = INSERT_SUPPRESSION + " ON CONFLICT DO NOTHING RETURNING id
 
 async def add_suppression(db: Db, new: NewSuppression) -> Suppression:
     """See :meth:`Store.add_suppression`; an existing row is extended, never shortened."""
-    return (await in_chain(db, lambda chain: _add_suppression(db, chain, new)))[0]
+    return (await in_chain(db, lambda chain: add_or_extend(db, chain, new)))[0]
 
 
-async def _add_suppression(
-    db: Db, chain: LedgerChain | None, new: NewSuppression
+async def add_or_extend(
+    db: Db,
+    chain: LedgerChain | None,
+    new: NewSuppression,
+    evidence: Mapping[str, Any] | None = None,
 ) -> tuple[Suppression, bool]:
-    """Add or extend; True when the store changed. ``chain=None`` logs nothing (erasure)."""
+    """Add or extend; True when the store changed. ``chain=None`` logs nothing (erasure);
+    ``evidence`` goes with the ledger event (erasable, outside the chain)."""
     if (new.identity is None) == (new.domain is None):
         raise ValueError("a suppression targets exactly one of identity and domain")
     if (new.scope is Scope.PURPOSE) != (new.purpose is not None):
@@ -219,7 +223,8 @@ async def _add_suppression(
         )
         s = suppression_from(rows[0], db.dt)
     if chain is not None:
-        chain.add(kind, s.identity, s.purpose, new.source, new.actor, new.at, supp_detail(s))
+        detail = supp_detail(s)
+        chain.add(kind, s.identity, s.purpose, new.source, new.actor, new.at, detail, evidence)
     return s, True
 
 
@@ -233,6 +238,12 @@ async def remove_suppression(db: Db, suppression_id: int, *, actor: str, at: dat
     s = suppression_from(rows[0], db.dt)
     if s.reason is SuppressionReason.ERASURE:
         raise Conflict(ERASURE_KEPT, f"suppression {suppression_id} records an erasure: kept")
+    if s.reason is SuppressionReason.COMPLAINT:
+        raise Conflict(
+            COMPLAINT_KEPT,
+            f"suppression {suppression_id} records a complaint: only the person's new explicit"
+            " opt-in lifts it",
+        )
     await db.execute("DELETE FROM suppressions WHERE id = ?", suppression_id)
     chain = await start_chain(db)
     chain.add("suppression-removed", s.identity, s.purpose, "", actor, at, supp_detail(s))
@@ -252,9 +263,9 @@ async def apply_batch(db: Db, writes: Sequence[Write]) -> list[WriteResult]:
             while i < len(writes) and bulk_candidate(nxt := writes[i]):
                 run.append(nxt)
                 i += 1
-            out.extend(await add_new_suppressions(db, chain, run, _add_suppression))
+            out.extend(await add_new_suppressions(db, chain, run, add_or_extend))
         elif isinstance(w, NewSuppression):
-            s, changed = await _add_suppression(db, chain, w)
+            s, changed = await add_or_extend(db, chain, w)
             out.append(WriteResult(changed, s))
         elif isinstance(w, ConsentChange):
             result = await _record_consent(db, chain, w)
@@ -278,8 +289,14 @@ async def erase(db: Db, identity: str, *, actor: str, at: datetime) -> None:
         identity,
     )
     await db.execute("DELETE FROM deliveries WHERE identity = ?", identity)
+    # Bounce and complaint history: the pseudonymous skeleton stays (what happened, when), the
+    # evidence goes; so does the short id return-path references name.
+    await db.execute(
+        "UPDATE feedback_events SET status = NULL, mta = NULL WHERE identity = ?", identity
+    )
+    await db.execute("DELETE FROM feedback_refs WHERE identity = ?", identity)
     new = NewSuppression(Scope.ALL, SuppressionReason.ERASURE, "erasure", actor, at, identity)
-    s, _ = await _add_suppression(db, None, new)
+    s, _ = await add_or_extend(db, None, new)
     chain = await start_chain(db)
     chain.add("erasure", identity, None, "erasure", actor, at, {"id": s.id})
     await flush_chain(db, chain)

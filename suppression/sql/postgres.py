@@ -187,7 +187,7 @@ class PostgresEngine:
                         m.name,
                     )
             newest = await conn.fetchval("SELECT max(version) FROM schema_version")
-            if newest > len(known):
+            if newest > migrations.newest(known):
                 raise StoreError(f"postgres: schema version {newest} is newer than this code")
         finally:
             await conn.close()  # also releases the session advisory lock

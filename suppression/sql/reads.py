@@ -25,11 +25,13 @@ from suppression.sql.engine import Db
 from suppression.sql.rows import (
     CONSENT_COLS,
     CONTACT_COLS,
+    FEEDBACK_COLS,
     LEDGER_COLS,
     SUPPRESSION_COLS,
     build_facts,
     consent_from,
     contact_from,
+    feedback_from,
     ledger_from,
     suppression_from,
 )
@@ -145,11 +147,16 @@ async def contact_record(db: Db, identity: str) -> ContactRecord:
         " WHERE l.identity = ? ORDER BY l.seq",
         identity,
     )
+    feedback = await db.fetch(
+        f"SELECT {FEEDBACK_COLS} FROM feedback_events WHERE identity = ? ORDER BY at, id",
+        identity,
+    )
     return ContactRecord(
         contact=contact_from(contact[0], db.dt) if contact else None,
         consents=[consent_from(r, db.dt) for r in consents],
         suppressions=[suppression_from(r, db.dt) for r in supps],
         ledger=[ledger_from(r, db.dt) for r in ledger],
+        feedback=[feedback_from(r, db.dt) for r in feedback],
     )
 
 

@@ -23,6 +23,9 @@ from suppression.model import (
     Consent,
     ConsentStatus,
     Contact,
+    FeedbackEvent,
+    FeedbackKind,
+    FeedbackSource,
     LedgerEvent,
     RecipientFacts,
     RecipientKey,
@@ -38,6 +41,7 @@ ToDatetime = Callable[[Any], datetime]
 CONTACT_COLS = "identity, email, audience, customer, customer_since, created_at, updated_at"
 CONSENT_COLS = "purpose, status, basis, collected_at, source, evidence, withdrawn_at"
 SUPPRESSION_COLS = "id, identity, domain, scope, purpose, reason, source, created_at, expires_at"
+FEEDBACK_COLS = "id, at, source, kind, feedback_class, reason, status, mta, suppression_id"
 LEDGER_COLS = (
     "l.seq, l.at, l.kind, l.identity, l.purpose, l.source, l.actor, e.evidence, l.detail,"
     " l.prev_hash, l.hash"
@@ -123,6 +127,21 @@ def suppression_from(r: Row, dt: ToDatetime) -> Suppression:
         source=r[6],
         created_at=dt(r[7]),
         expires_at=_opt(r[8], dt),
+    )
+
+
+def feedback_from(r: Row, dt: ToDatetime) -> FeedbackEvent:
+    """A :class:`FeedbackEvent` from a row of :data:`FEEDBACK_COLS`."""
+    return FeedbackEvent(
+        id=r[0],
+        at=dt(r[1]),
+        source=FeedbackSource(r[2]),
+        kind=FeedbackKind(r[3]),
+        feedback_class=r[4],
+        reason=r[5],
+        status=r[6],
+        mta=r[7],
+        suppression_id=r[8],
     )
 
 

@@ -171,7 +171,7 @@ def migrate(db: WriterDb) -> None:
                     (m.version, m.name, to_micros(datetime.now(UTC))),
                 )
     newest = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
-    if newest > len(known):
+    if newest > migrations.newest(known):
         raise StoreError(f"sqlite: schema version {newest} is newer than this code")
 
 

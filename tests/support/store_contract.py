@@ -35,6 +35,7 @@ from suppression.store import (
     StoreError,
     SuppressionFilter,
 )
+from tests.support.feedback_contract import FeedbackContract
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -165,8 +166,9 @@ async def per_row(store: Store, w: Write) -> tuple[bool, Any]:
     return True, contact
 
 
-class StoreContract:
-    """Behaviour every :class:`~suppression.store.Store` backend must have."""
+class StoreContract(FeedbackContract):
+    """Behaviour every :class:`~suppression.store.Store` backend must have (the feedback loop's
+    part is in :mod:`tests.support.feedback_contract`)."""
 
     async def test_unknown_identity_has_empty_facts(self, backend: Backend) -> None:
         """An identity the store never heard of maps to empty facts, not a missing key."""

@@ -4,6 +4,10 @@
 and constraints (timestamps are integer microseconds since the epoch in SQLite and
 ``timestamptz`` in PostgreSQL). A backend applies each pending migration in its own
 transaction and records it in ``schema_version``; never edit a released migration, add one.
+
+Numbers are claimed per line of work: one listed in :data:`RESERVED` may be missing here, and
+arrive later than a higher one (every migration is applied by its number, once, so two
+independent migrations may reach a store in either order). Any other gap is a mistake.
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 from importlib import resources
+
+#: Numbers claimed by another line of work, which may be absent from this one (see above).
+RESERVED = frozenset({5})
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +52,13 @@ def load(dialect: str) -> list[Migration]:
             number, _, rest = entry.name.partition("_")
             found.append(Migration(int(number), rest.removesuffix(".sql"), entry.read_text()))
     found.sort(key=lambda m: m.version)
-    if [m.version for m in found] != list(range(1, len(found) + 1)):
+    versions = [m.version for m in found]
+    missing = set(range(1, newest(found) + 1)) - set(versions) - RESERVED
+    if len(set(versions)) != len(versions) or missing or min(versions, default=1) < 1:
         raise ValueError(f"{dialect} migrations are not numbered 1..n without gaps")
     return found
+
+
+def newest(known: list[Migration]) -> int:
+    """The highest version ``known`` holds: a store recorded at a higher one is newer code's."""
+    return max((m.version for m in known), default=0)

@@ -1,0 +1,177 @@
+"""Migration 0006 (the feedback loop's tables) on SQLite and PostgreSQL, and the numbering rule
+that lets it land before 0005 (claimed by another line of work).
+
+A store is built at schema 4 by the store itself and filled through the store API; reopening it
+applies 0006 without touching a stored row. A migration with a reserved number that arrives
+later is applied then, once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from suppression.sql import migrations
+from suppression.sql.migrations import Migration
+from suppression.sql.postgres import PostgresStore
+from suppression.sql.sqlite import SQLiteStore
+from tests.support.pg import DSN, schema_url
+from tests.test_migration_0002 import filled_at_version, needs_postgres, sqlite_rows
+
+NEW_TABLES = {"feedback_events", "feedback_refs"}
+OLD_TABLES = ("contacts", "consents", "suppressions", "ledger", "ledger_evidence", "deliveries")
+
+
+def sqlite_dump(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of the tables 0001-0004 made."""
+    return {t: sqlite_rows(path, f"SELECT * FROM {t} ORDER BY 1, 2") for t in OLD_TABLES}
+
+
+@contextlib.contextmanager
+def later_migration_5(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The code of a later merge: the reserved migration 5 is there, beside 0006."""
+    real = migrations.load
+
+    def load(dialect: str) -> list[Migration]:
+        known = real(dialect)
+        if any(m.version == 5 for m in known):
+            return known
+        five = Migration(5, "from_another_branch", "CREATE TABLE arrived_later (x INTEGER);")
+        return sorted([*known, five], key=lambda m: m.version)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(migrations, "load", load)
+        yield
+
+
+def test_both_dialects_have_migration_0006() -> None:
+    """0006 exists on both backends under the same name."""
+    for dialect in ("sqlite", "postgres"):
+        (m,) = [m for m in migrations.load(dialect) if m.version == 6]
+        assert m.name == "feedback"
+
+
+@pytest.mark.parametrize(
+    ("numbers", "ok"),
+    [
+        ([1, 2, 3, 4, 6], True),  # 5 is reserved
+        ([1, 2, 3, 4, 5, 6], True),
+        ([1, 2, 4], False),  # 3 is not reserved
+        ([1, 2, 2, 3], False),
+    ],
+)
+def test_only_a_reserved_number_may_be_missing(
+    numbers: list[int], ok: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The loader accepts a gap only at a reserved number, and never a repeated number."""
+    folder = tmp_path / "sqlite"
+    folder.mkdir()
+    for n, number in enumerate(numbers):
+        (folder / f"{number:04}_m{n}.sql").write_text("SELECT 1;")
+
+    class Files:
+        @staticmethod
+        def joinpath(dialect: str) -> Path:
+            return tmp_path / dialect
+
+    monkeypatch.setattr(migrations.resources, "files", lambda package: Files())
+    if ok:
+        assert [m.version for m in migrations.load("sqlite")] == numbers
+    else:
+        with pytest.raises(ValueError, match="without gaps"):
+            migrations.load("sqlite")
+
+
+async def test_sqlite_0006_adds_two_tables_and_changes_no_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening a schema-4 store applies 0006: two new tables, every old row as it was."""
+    path = tmp_path / "store.db"
+    await filled_at_version(SQLiteStore(path), monkeypatch, 4)
+    before = sqlite_dump(path)
+    assert all(before[t] for t in ("contacts", "suppressions", "ledger"))
+
+    store = SQLiteStore(path)
+    await store.open()
+    await store.close()
+    versions = sqlite_rows(path, "SELECT version, name FROM schema_version ORDER BY version")
+    assert versions == [(m.version, m.name) for m in migrations.load("sqlite")]
+    assert versions[-1] == (6, "feedback")
+    tables = {r[0] for r in sqlite_rows(path, "SELECT name FROM sqlite_master WHERE type='table'")}
+    assert tables >= NEW_TABLES
+    assert sqlite_dump(path) == before
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        insert = (
+            "INSERT INTO feedback_events (report_key, identity, at, source, kind, feedback_class,"
+            " reason) VALUES (?, 'id-a', 0, ?, 'bounce', 'hard', 'userunknown')"
+        )
+        conn.execute(insert, ("k1", "dsn"))
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute(insert, ("k1", "dsn"))  # one row per report key
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute(insert, ("k2", "smtp"))  # not a source
+    assert sqlite_rows(path, "PRAGMA integrity_check") == [("ok",)]
+
+
+async def test_sqlite_reserved_migration_arriving_later_is_applied_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store at 6 without 5 gets 5 when code holding it opens the store, then never again."""
+    path = tmp_path / "store.db"
+    store = SQLiteStore(path)
+    await store.open()
+    await store.close()
+    assert (5,) not in sqlite_rows(path, "SELECT version FROM schema_version")
+    with later_migration_5(monkeypatch):
+        for _ in range(2):
+            again = SQLiteStore(path)
+            await again.open()
+            await again.close()
+    versions = sqlite_rows(path, "SELECT version FROM schema_version ORDER BY version")
+    assert versions == [(n,) for n in range(1, 7)]
+    assert sqlite_rows(path, "SELECT count(*) FROM arrived_later") == [(0,)]
+    # The code without 5 still opens the store that has it (it is not newer than 6).
+    store = SQLiteStore(path)
+    await store.open()
+    await store.close()
+
+
+@needs_postgres
+async def test_postgres_0006_and_a_reserved_migration_arriving_later(
+    schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL, 0006 applies over a schema-4 store without touching its rows, and a
+    reserved migration arriving later is applied once."""
+    import asyncpg
+
+    await filled_at_version(PostgresStore.from_url(schema_url(schema)), monkeypatch, 4)
+    raw = await asyncpg.connect(DSN, server_settings={"search_path": schema})
+    try:
+        dump = "SELECT t::text FROM {} t ORDER BY 1"
+        before = {t: await raw.fetch(dump.format(t)) for t in OLD_TABLES}
+        store = PostgresStore.from_url(schema_url(schema))
+        await store.open()
+        await store.close()
+        assert {t: await raw.fetch(dump.format(t)) for t in OLD_TABLES} == before
+        tables = await raw.fetch(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = $1", schema
+        )
+        assert {r[0] for r in tables} >= NEW_TABLES
+        with later_migration_5(monkeypatch):
+            for _ in range(2):
+                again = PostgresStore.from_url(schema_url(schema))
+                await again.open()
+                await again.close()
+        versions = await raw.fetch("SELECT version FROM schema_version ORDER BY version")
+        assert [r[0] for r in versions] == list(range(1, 7))
+        with pytest.raises(asyncpg.CheckViolationError):
+            await raw.execute(
+                "INSERT INTO feedback_events (report_key, identity, at, source, kind,"
+                " feedback_class, reason) VALUES ('k', 'i', now(), 'smtp', 'bounce', 'h', 'r')"
+            )
+    finally:
+        await raw.close()
