@@ -213,8 +213,11 @@ class Consents:
     ) -> ConsentResult:
         """Record an opt-in or a withdrawal for an address (API, command line); an opt-in
         lifts an earlier opt-out, and earlier complaints, only with evidence."""
-        identity, evidence = self.identities.of(email), act.evidence
-        change = self._change(identity, email, purpose, status, act, evidence, bool(evidence))
+        identity = self.identities.of(email)
+        explicit = bool(act.evidence)  # only evidence makes an API or CLI opt-in explicit
+        change = self._change(
+            identity, email, purpose, status, act, act.evidence, explicit=explicit
+        )
         result = await self.store.record_consent(change)
         if result.applied and status is ConsentStatus.OPTED_OUT:
             self.count_opt_out(act.channel, purpose.id)
@@ -225,33 +228,9 @@ class Consents:
         """The person re-grants consent on the preference page (always explicit: the page
         records its own evidence), which also lifts their earlier complaints."""
         evidence = {**act.evidence, "client": claims.client}
-        opt_in = ConsentStatus.OPTED_IN
-        change = self._change(claims.identity, None, purpose, opt_in, act, evidence, True)
+        status = ConsentStatus.OPTED_IN
+        change = self._change(claims.identity, None, purpose, status, act, evidence, explicit=True)
         await self._lift_complaints(change, await self.store.record_consent(change))
-
-    def _change(
-        self,
-        identity: str,
-        email: str | None,
-        purpose: Purpose,
-        status: ConsentStatus,
-        act: Act,
-        evidence: Mapping[str, Any],
-        explicit: bool,
-    ) -> ConsentChange:
-        """The change an act asks for, now, with the basis it records."""
-        return ConsentChange(
-            identity=identity,
-            email=email,
-            purpose=purpose.id,
-            status=status,
-            basis=recorded_basis(purpose, status),
-            source=act.ledger_source,
-            actor=act.actor,
-            at=self.clock(),
-            evidence=evidence,
-            explicit=explicit,
-        )
 
     async def _lift_complaints(self, change: ConsentChange, result: ConsentResult) -> None:
         """A new explicit opt-in with evidence, once applied, lifts the person's complaint
@@ -295,9 +274,10 @@ class Consents:
             self.count_opt_out(act.channel, None)
             return
         evidence = self._with_client(act.evidence, claims)
-        out = ConsentStatus.OPTED_OUT
-        change = self._change(claims.identity, None, known, out, act, evidence, True)
-        await self.store.record_consent(change)
+        status = ConsentStatus.OPTED_OUT
+        await self.store.record_consent(
+            self._change(claims.identity, None, known, status, act, evidence, explicit=True)
+        )
         self.count_opt_out(act.channel, known.id)
 
     async def resume_marketing(self, identity: str, act: Act) -> None:
@@ -430,6 +410,31 @@ class Consents:
         identity = self.identities.of(email)
         await self.store.erase(identity, actor=act.actor, at=self.clock())
         return identity
+
+    def _change(
+        self,
+        identity: str,
+        email: str | None,
+        purpose: Purpose,
+        status: ConsentStatus,
+        act: Act,
+        evidence: Mapping[str, Any],
+        *,
+        explicit: bool,
+    ) -> ConsentChange:
+        """The change one act asks for, with the basis of :func:`recorded_basis`."""
+        return ConsentChange(
+            identity=identity,
+            email=email,
+            purpose=purpose.id,
+            status=status,
+            basis=recorded_basis(purpose, status),
+            source=act.ledger_source,
+            actor=act.actor,
+            at=self.clock(),
+            evidence=evidence,
+            explicit=explicit,
+        )
 
     @staticmethod
     def _with_client(evidence: Mapping[str, Any], claims: TokenClaims) -> dict[str, Any]:
