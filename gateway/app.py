@@ -25,10 +25,13 @@ from prometheus_client import CollectorRegistry
 from gateway import records
 from gateway import secrets as secrets_file
 from gateway.consents import Consents
+from gateway.feedback.relay_replies import RelayReplies
+from gateway.feedback.smtp_intake import SmtpFeedback
 from gateway.http.admin import AdminContext, setup_admin
 from gateway.http.server import build_app
 from gateway.http.unsubscribe import setup_unsubscribe
 from gateway.mail.delivery import Delivery
+from gateway.mail.references import References
 from gateway.mail.signing import Signer
 from gateway.observability.metrics import Metrics
 from gateway.policy_gate import PolicyGate
@@ -42,6 +45,7 @@ from gateway.smtp.protocol import GatewaySMTP
 from gateway.smtp.sessions import SessionRegistry
 from suppression.address import Identities
 from suppression.backends import open_store
+from suppression.return_path import ReturnPathCodec
 from suppression.store import Store, StoreError, StoreOptions
 from suppression.tokens import TokenCodec
 
@@ -177,9 +181,29 @@ async def start_smtp(
     """Listen on every ``[smtp] listen`` address."""
     relay, metrics = core.relay, core.metrics
     signer = Signer.from_settings(settings.dkim.keys)
-    delivery = Delivery(settings, core.gate, core.tokens, signer, metrics, clock)
+    refused = RelayReplies(core.consents, metrics, clock, _relay_name(settings))
+    references, reports = _feedback_loop(settings, core, clock)
+    delivery = Delivery(
+        settings,
+        core.gate,
+        core.tokens,
+        signer,
+        metrics,
+        clock,
+        references=references,
+        on_refusal=refused,
+    )
     handler = GatewayHandler(
-        settings, relay, core.gate, delivery, core.tokens, core.consents, metrics, clock
+        settings,
+        relay,
+        core.gate,
+        delivery,
+        core.tokens,
+        core.consents,
+        metrics,
+        clock,
+        feedback=reports,
+        on_refusal=refused,
     )
     clients = Clients(settings.smtp.clients)
     tls = _tls_context(settings)
@@ -216,6 +240,29 @@ async def start_smtp(
                 )
             )
     return servers
+
+
+def _relay_name(settings: Settings) -> str:
+    """The relay's host, recorded as the reporting MTA of its refusals."""
+    url = settings.relay.url
+    if url.startswith("maildir:"):
+        return "maildir"
+    return parse_hostport(url.partition("://")[2].rstrip("/"))[0]
+
+
+def _feedback_loop(
+    settings: Settings, core: Core, clock: Clock
+) -> tuple[References | None, SmtpFeedback | None]:
+    """The references copies carry and the SMTP intake of reports, as ``[feedback]`` asks."""
+    feedback = settings.feedback
+    if not feedback.references:
+        return None, None
+    codec = ReturnPathCodec(core.secrets.return_path_ring(), feedback.ref_ttl_days)
+    references = References(feedback, codec, core.store, core.metrics, clock)
+    reports = SmtpFeedback(
+        feedback, codec, core.store, core.consents, core.metrics, core.relay, clock
+    )
+    return references, reports
 
 
 async def start_http(

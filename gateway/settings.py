@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from suppression.address import NormalisationRules
+from suppression.address import AddressError, NormalisationRules, normalise_domain, parse_mailbox
 from suppression.bounce_decay import SoftBouncePolicy
 from suppression.feedback_rules import FeedbackPolicy
 from suppression.model import Basis, Category, PolicyMode, Purpose, Scope
@@ -384,9 +384,60 @@ class FeedbackSettings(_Section):
     soft_bounce_suppress_days: Annotated[float, Field(gt=0, le=3650)] = 30.0
     #: What an abuse complaint suppresses: all ``marketing`` or ``all`` mail.
     complaint_scope: Literal["marketing", "all"] = "marketing"
-    #: Largest report taken by ``POST /api/v1/feedback``, octets (more: 413). Only the first
-    #: MiB of a report is read, the returned original's headers within it.
+    #: Largest report taken by ``POST /api/v1/feedback`` (more: 413) or by the SMTP listener for
+    #: the return path and the feedback-loop address (more: ``552 5.3.4``), octets. Only the
+    #: first MiB of a report is read, the returned original's headers within it.
     max_report_size: Annotated[int, Field(ge=64 * 1024, le=100 * 1024 * 1024)] = 10 * 1024 * 1024
+    #: Domain of the return path: each copy's envelope sender becomes ``b-{ref}@`` it, and
+    #: the SMTP listener takes mail to such addresses from anyone. None: the platform's own
+    #: envelope sender is kept and bounces go to it.
+    return_path_domain: str | None = None
+    #: Address of the feedback loop (RFC 9477 ``CFBL-Address``) the SMTP listener takes
+    #: complaint reports for, from anyone; marketing copies then carry ``Feedback-ID``,
+    #: ``CFBL-Address`` and ``CFBL-Feedback-ID``, signed. None: no feedback-loop address.
+    fbl_address: str | None = None
+    #: Days a return-path or feedback reference stays valid (DSNs come within days, complaints
+    #: within weeks).
+    ref_ttl_days: Annotated[int, Field(ge=1, le=400)] = 45
+    #: The last field of ``Feedback-ID`` (Gmail's sender id), e.g. your company's name.
+    feedback_id_sender: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")] = "sgw"
+    #: Where every report received over SMTP is forwarded after it is recorded, for a platform
+    #: that keeps its own bounce handling. None: not forwarded.
+    forward_to: str | None = None
+
+    @field_validator("return_path_domain")
+    @classmethod
+    def _return_path_domain(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return normalise_domain(value)
+        except AddressError as exc:
+            raise ValueError(f"not a domain: {exc.reason}") from None
+
+    @field_validator("fbl_address", "forward_to")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return parse_mailbox(value, smtputf8=True).address
+        except AddressError as exc:
+            raise ValueError(f"not an address: {exc.reason}") from None
+
+    @model_validator(mode="after")
+    def _feedback_addresses(self) -> FeedbackSettings:
+        domain = self.return_path_domain
+        for name in ("fbl_address", "forward_to"):
+            value = getattr(self, name)
+            if domain and value and value.rpartition("@")[2] == domain:
+                raise ValueError(f"{name}: not at the return_path_domain (mail there is ours)")
+        return self
+
+    @property
+    def references(self) -> bool:
+        """True when copies carry references (a return path or a feedback-loop address)."""
+        return bool(self.return_path_domain or self.fbl_address)
 
     def policy(self) -> FeedbackPolicy:
         """The configurable part of the feedback rules."""

@@ -7,11 +7,17 @@ numbers (:meth:`suppression.store.Store.feedback_ref_ids`), a key id for rotatio
 was minted (its lifetime). Layout, before base32 (RFC 4648, lower case, no padding)::
 
     version << 4 | kid (1 byte) | day (2 bytes, days since 1970-01-01 UTC, mod 2**16)
-    | number (5 bytes) | HMAC-SHA256(key[kid], "sgw-return-path" | the 8 bytes before)[:10]
+    | number XOR pad (5 bytes) | mac (10 bytes)
 
-18 bytes, 29 characters: ``b-`` and the reference make a 31-octet local part, well within
-RFC 5321's 64 (§4.5.3.1.1), in the character set every MTA keeps (letters and digits;
-base32 decodes either case, so an MTA that folds the local part does no harm). An 80-bit MAC
+    mac = HMAC-SHA256(key[kid], "sgw-return-path" | version/kid | day | number)[:10]
+    pad = HMAC-SHA256(key[kid], "sgw-return-path-pad" | mac)[:5]
+
+The number is hidden under a pad drawn from the MAC (a synthetic-IV construction, as AES-SIV
+does with its tag): references do not show how many recipients came before, and the MAC, over
+the number itself, still authenticates it. 18 bytes, 29 characters: ``b-`` and the reference
+make a 31-octet local part, well within RFC 5321's 64 (§4.5.3.1.1), in the character set every
+MTA keeps (letters and digits; base32 decodes either case, so an MTA that folds the local part
+does no harm). An 80-bit MAC
 makes forging one a matter of luck at 2**-80 a try; the BATV rule (a bad reference is refused
 at RCPT with ``550 5.1.1``) keeps forged bounces from costing more than one command each.
 """
@@ -42,6 +48,7 @@ FUTURE_DAYS = 1
 
 _BODY = struct.Struct(">BH5s")
 _LABEL = b"sgw-return-path"
+_PAD_LABEL = b"sgw-return-path-pad"
 _RAW_BYTES = _BODY.size + MAC_BYTES
 _REF = re.compile(r"[A-Za-z2-7]{29}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -94,12 +101,18 @@ class ReturnPathCodec:
     def _mac(self, kid: int, body: bytes) -> bytes:
         return hmac.new(self._keys[kid], _LABEL + body, hashlib.sha256).digest()[:MAC_BYTES]
 
+    def _pad(self, kid: int, mac: bytes) -> int:
+        digest = hmac.new(self._keys[kid], _PAD_LABEL + mac, hashlib.sha256).digest()
+        return int.from_bytes(digest[:5], "big")
+
     def mint(self, number: int, day: int) -> str:
         """The reference for store number ``number``, minted on day ``day``."""
         if not 0 <= number <= MAX_NUMBER:
             raise ValueError(f"reference number out of range: {number}")
-        body = _BODY.pack(VERSION << 4 | self._kid, day % 2**16, number.to_bytes(5, "big"))
-        raw = body + self._mac(self._kid, body)
+        header, day = VERSION << 4 | self._kid, day % 2**16
+        mac = self._mac(self._kid, _BODY.pack(header, day, number.to_bytes(5, "big")))
+        hidden = (number ^ self._pad(self._kid, mac)).to_bytes(5, "big")
+        raw = _BODY.pack(header, day, hidden) + mac
         return base64.b32encode(raw).decode("ascii").rstrip("=").lower()
 
     def open(self, ref: str, today: int) -> RefClaims:
@@ -113,19 +126,21 @@ class ReturnPathCodec:
             raise RefError("malformed", "not base32") from None
         if len(raw) != _RAW_BYTES:
             raise RefError("malformed", "wrong length")
-        body, mac = raw[: _BODY.size], raw[_BODY.size :]
-        header, day, number = _BODY.unpack(body)
+        header, day, hidden = _BODY.unpack(raw[: _BODY.size])
+        mac = raw[_BODY.size :]
         kid = header & 0x0F
         if header >> 4 != VERSION:
             raise RefError("malformed", f"unknown version {header >> 4}")
         if kid not in self._keys:
             raise RefError("unknown-key", f"no return-path key {kid}")
+        number = int.from_bytes(hidden, "big") ^ self._pad(kid, mac)
+        body = _BODY.pack(header, day, number.to_bytes(5, "big"))
         if not hmac.compare_digest(mac, self._mac(kid, body)):
             raise RefError("bad-mac", "the reference is not authentic")
         age = (today - day) % 2**16  # days since minting, modulo the 16-bit day
         if age > self.ttl_days and 2**16 - age > FUTURE_DAYS:
             raise RefError("expired", f"minted {age} days ago")
-        return RefClaims(int.from_bytes(number, "big"), kid, day)
+        return RefClaims(number, kid, day)
 
 
 def address(ref: str, domain: str) -> str:

@@ -61,6 +61,15 @@ def test_forged_and_damaged_references_are_refused(mangle: object, code: str) ->
     assert refused.value.code == code
 
 
+def test_consecutive_numbers_do_not_show() -> None:
+    """Neighbouring store numbers give references that share nothing but the header and day
+    (the number is hidden)."""
+    one, two = codec().mint(1000, TODAY), codec().mint(1001, TODAY)
+    assert one[:5] == two[:5] and one[6:] != two[6:]
+    raw = [base64.b32decode(r.upper() + "===") for r in (one, two)]
+    assert raw[0][3:8] != raw[1][3:8] and int.from_bytes(raw[0][3:8], "big") != 1000
+
+
 def test_another_recipients_reference_cannot_be_made_from_one() -> None:
     """Changing the number inside a valid reference breaks its MAC."""
     raw = bytearray(base64.b32decode(codec().mint(7, TODAY).upper() + "==="))

@@ -24,11 +24,19 @@ from datetime import datetime
 
 from gateway import replies
 from gateway.mail.handoff import Handoff
-from gateway.mail.headers import control_headers, inject, strip_control, unsubscribe_fields
+from gateway.mail.headers import (
+    control_headers,
+    feedback_fields,
+    inject,
+    inject_feedback,
+    strip_control,
+    unsubscribe_fields,
+)
 from gateway.mail.message import MalformedMessage, RawMessage
+from gateway.mail.references import References
 from gateway.mail.settlement import Attempt
 from gateway.mail.signing import PreparedBody, Signer, SigningError
-from gateway.mail.transaction import Copy, Job, Transaction
+from gateway.mail.transaction import Copy, Job, RefusalListener, Transaction
 from gateway.observability.labels import MessageOutcome
 from gateway.observability.metrics import Metrics
 from gateway.policy_gate import Classification, DecidedRecipient, PolicyError, PolicyGate
@@ -55,6 +63,9 @@ class Delivery:
         signer: Signer,
         metrics: Metrics,
         clock: Callable[[], datetime],
+        *,
+        references: References | None = None,
+        on_refusal: RefusalListener | None = None,
     ) -> None:
         self.settings = settings
         self.gate = gate
@@ -63,7 +74,9 @@ class Delivery:
         self.metrics = metrics
         self.clock = clock
         self.store = gate.store
-        self.handoff = Handoff(settings, gate.store, metrics, clock)
+        #: ``[feedback]``: return-path senders and feedback headers (None: neither).
+        self.references = references
+        self.handoff = Handoff(settings, gate.store, metrics, clock, on_refusal)
         unsubscribe = settings.unsubscribe
         self.personalise = frozenset(unsubscribe.categories)
         self.mailto_domain = unsubscribe.mailto_domain
@@ -135,18 +148,23 @@ class Delivery:
         if not pending:
             return replies.QUEUED, MessageOutcome.RELAYED
         body = strip_control(message)
+        refs: dict[str, str] = {}
+        if self.references is not None and tx.sender:  # never on a notification (null sender)
+            refs = await self.references.mint([o.identity for o in pending])
+        build = (body, classification, tx.client, pending, refs)
         if len(pending) >= OFF_LOOP_COPIES and classification.category in self.personalise:
             # ~0.35 ms of RSA per copy: a large fan-out would stall every other session.
-            copies = await asyncio.to_thread(self._build, body, classification, tx.client, pending)
+            copies = await asyncio.to_thread(self._build, *build)
         else:
-            copies = self._build(body, classification, tx.client, pending)
+            copies = self._build(*build)
         if copies is None:
             return replies.MALFORMED_MESSAGE, MessageOutcome.REJECTED
+        single = len(copies) == 1 and copies[0].sender is None  # the RCPT-time envelope fits
         job = Job(
             tx,
             copies,
             key,
-            reuse=len(pending) == len(outcomes) and len(copies) == 1,
+            reuse=len(pending) == len(outcomes) and single,
             deadline=deadline,
             header=body.header_bytes(),
             message_id=message_id,
@@ -189,14 +207,20 @@ class Delivery:
         classification: Classification,
         client: SmtpClient | None,
         pending: Sequence[DecidedRecipient],
+        refs: dict[str, str],
     ) -> list[Copy] | None:
         name = client.name if client else None
+        refs_of = self.references
         try:
             prepared = self.signer.prepare(message)
             if prepared is None:
                 self.metrics.dkim_unsigned_message(name)
             if classification.category not in self.personalise:
-                return [Copy(tuple(pending), self._sign(prepared, message))]
+                content = self._sign(prepared, message)
+                if refs_of is None or refs_of.return_path_domain is None or not refs:
+                    return [Copy(tuple(pending), content)]
+                # One envelope sender per recipient: one copy each, of the same bytes.
+                return [Copy((o,), content, refs_of.sender(refs.get(o.identity))) for o in pending]
             now = self.clock()
             purpose = classification.purpose.id if classification.purpose else None
             copies = []
@@ -207,7 +231,16 @@ class Delivery:
                 mailto = f"unsubscribe+{token}@{self.mailto_domain}" if self.mailto_domain else None
                 fields = unsubscribe_fields(f"{self.public_url}/u/{token}", mailto)
                 personal = inject(message, fields, self.settings.unsubscribe.existing) or message
-                copies.append(Copy((outcome,), self._sign(prepared, personal)))
+                ref = refs.get(outcome.identity)
+                sender = None
+                if refs_of is not None and ref is not None:
+                    sender = refs_of.sender(ref)
+                    if refs_of.fbl_address:
+                        parts = (purpose, name, classification.category.value)
+                        idents = (*parts, refs_of.feedback_id_sender)
+                        feedback = feedback_fields(refs_of.fbl_address, ref, idents)
+                        personal = inject_feedback(personal, feedback)
+                copies.append(Copy((outcome,), self._sign(prepared, personal), sender))
             return copies
         except (SigningError, MalformedMessage):
             log.warning("message could not be signed", exc_info=True)

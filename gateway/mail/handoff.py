@@ -17,11 +17,13 @@ from datetime import datetime, timedelta
 from gateway import replies
 from gateway.mail.dsn import FailedRecipient, failure_report
 from gateway.mail.settlement import Attempt, Ending, Verdict, settle
-from gateway.mail.transaction import Copy, Job, Transaction
+from gateway.mail.transaction import Copy, Job, RefusalListener, Transaction
 from gateway.observability.labels import RelayErrorKind
 from gateway.observability.metrics import Metrics
+from gateway.policy_gate import DecidedRecipient
 from gateway.relay.base import RelayFailure, UpstreamTransaction
 from gateway.settings import Settings
+from suppression.address import Mailbox
 from suppression.store import Store, StoreError
 
 log = logging.getLogger("gateway.transaction")
@@ -31,8 +33,14 @@ class Handoff:
     """Relays the copies of one message after another; one instance serves every session."""
 
     def __init__(
-        self, settings: Settings, store: Store, metrics: Metrics, clock: Callable[[], datetime]
+        self,
+        settings: Settings,
+        store: Store,
+        metrics: Metrics,
+        clock: Callable[[], datetime],
+        on_refusal: RefusalListener | None = None,
     ) -> None:
+        self.on_refusal = on_refusal
         self.hostname = settings.smtp.hostname
         self.dedup_window = timedelta(seconds=settings.relay.dedup_window)
         self.store = store
@@ -46,9 +54,12 @@ class Handoff:
         tx, upstream = job.tx, job.tx.upstream
         if upstream is None:
             return Verdict(replies.LOCAL_ERROR)
+        refusals: list[tuple[Mailbox, RelayFailure]] = []
         try:
             async with asyncio.timeout_at(job.deadline):
-                await self._send_copies(tx, upstream, job.copies, attempt, reuse=job.reuse)
+                await self._send_copies(
+                    tx, upstream, job.copies, attempt, refusals, reuse=job.reuse
+                )
                 if tx.abandoned.is_set():  # gone during the last copy: it never hears a 250
                     attempt.ending = Ending.CLIENT_GONE
                 elif settle(attempt).report:
@@ -68,6 +79,12 @@ class Handoff:
         self._note(tx, attempt, verdict)
         if verdict.remember:
             await self._remember(job.key, attempt.relayed)
+        # The relay's refusals are feedback once final for the client: after a 4xx (or none)
+        # the client retries, its recipients meet the relay again, and are told then (so a
+        # recipient refused before a 451 is still tried, and reported, on the retry).
+        if self.on_refusal is not None and not verdict.reply.is_transient:
+            for mailbox, failure in refusals:
+                await self.on_refusal(mailbox, failure)
         return verdict
 
     async def _send_copies(
@@ -76,6 +93,7 @@ class Handoff:
         upstream: UpstreamTransaction,
         copies: Sequence[Copy],
         attempt: Attempt,
+        refusals: list[tuple[Mailbox, RelayFailure]],
         *,
         reuse: bool,
     ) -> None:
@@ -86,16 +104,23 @@ class Handoff:
             if tx.abandoned.is_set():
                 attempt.ending = Ending.CLIENT_GONE
                 return
+            # Whom a refusal is about: the recipient being added, or the one recipient of the
+            # copy at DATA (a DATA reply for several recipients names none of them).
+            about: DecidedRecipient | None = None
             try:
                 if not reuse:
-                    await upstream.mail(tx.sender, tx.mail_options)
+                    await upstream.mail(copy.sender or tx.sender, tx.mail_options)
                     for outcome in copy.recipients:
+                        about = outcome
                         await upstream.rcpt(outcome.mailbox.address)
+                about = copy.recipients[0] if len(copy.recipients) == 1 else None
                 text = await upstream.data(copy.content)
             except RelayFailure as failure:
                 attempt.failed([(o.mailbox.address, o.identity) for o in copy.recipients], failure)
                 self.metrics.relay_error(failure.kind)
                 tx.relay_errors.append(failure.detail)
+                if about is not None:
+                    refusals.append((about.mailbox, failure))
                 await upstream.reset()
             else:
                 attempt.relayed.extend(o.identity for o in copy.recipients)

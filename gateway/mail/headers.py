@@ -17,6 +17,12 @@ CATEGORY = "x-gateway-category"
 PURPOSE = "x-gateway-purpose"
 LIST_UNSUBSCRIBE = "list-unsubscribe"
 LIST_UNSUBSCRIBE_POST = "list-unsubscribe-post"
+#: Feedback references: Gmail's Feedback-ID and RFC 9477's complaint feedback loop.
+FEEDBACK_ID = "feedback-id"
+CFBL_ADDRESS = "cfbl-address"
+CFBL_FEEDBACK_ID = "cfbl-feedback-id"
+FEEDBACK_FIELDS = frozenset({FEEDBACK_ID, CFBL_ADDRESS, CFBL_FEEDBACK_ID})
+_FEEDBACK_ID_PART = re.compile(r"[^A-Za-z0-9._-]")
 #: RFC 8058 §3.1: the only value the POST header may carry.
 ONE_CLICK = b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
 
@@ -83,3 +89,25 @@ def inject(msg: RawMessage, fields: list[bytes], existing: Existing) -> RawMessa
     if existing == "keep" and has_one_click(msg):
         return None
     return msg.without({LIST_UNSUBSCRIBE, LIST_UNSUBSCRIBE_POST}).with_prepended(fields)
+
+
+def feedback_fields(
+    fbl_address: str, ref: str, parts: tuple[str | None, str | None, str, str]
+) -> list[bytes]:
+    """``Feedback-ID`` (Gmail: ``purpose:client:category:sender``, no recipient in it) and RFC
+    9477's ``CFBL-Address`` and ``CFBL-Feedback-ID`` (the recipient's opaque reference), raw
+    CRLF; the signer covers all three."""
+    names = ":".join(_FEEDBACK_ID_PART.sub("-", part or "none")[:64] for part in parts)
+    address = fbl_address.encode("ascii", "strict") if fbl_address.isascii() else None
+    if address is None or not ref.isalnum():
+        raise ValueError("CFBL-Address must be ASCII and the reference alphanumeric")
+    return [
+        b"Feedback-ID: " + names.encode("ascii") + CRLF,
+        b"CFBL-Address: " + address + b"; report=arf" + CRLF,
+        b"CFBL-Feedback-ID: " + ref.encode("ascii") + CRLF,
+    ]
+
+
+def inject_feedback(msg: RawMessage, fields: list[bytes]) -> RawMessage:
+    """Put ``fields`` at the top instead of any Feedback-ID or CFBL field the platform set."""
+    return msg.without(set(FEEDBACK_FIELDS)).with_prepended(fields)

@@ -33,7 +33,8 @@ from gateway.mail.dkim_keys import Algorithm, PrivateKey, load_private_key
 from gateway.mail.message import CRLF, RawMessage
 from gateway.settings import ConfigError, DkimKeySettings
 
-#: RFC 6376 §5.4.1 recommends these; RFC 8058 §4 needs both List-Unsubscribe fields signed.
+#: RFC 6376 §5.4.1 recommends these; RFC 8058 §4 needs both List-Unsubscribe fields signed,
+#: RFC 9477 §3.2 CFBL-Address (and, with it, the CFBL-Feedback-ID it reports back).
 SIGNED_HEADERS = (
     "from",
     "to",
@@ -44,10 +45,15 @@ SIGNED_HEADERS = (
     "content-type",
     "list-unsubscribe",
     "list-unsubscribe-post",
+    "feedback-id",
+    "cfbl-address",
+    "cfbl-feedback-id",
 )
 #: Listed once more than present (RFC 6376 §8.15): a second such field added later breaks the
-#: signature instead of being shown to the reader.
-OVERSIGNED = frozenset({"from", "list-unsubscribe", "list-unsubscribe-post"})
+#: signature instead of being shown to the reader. RFC 9477 §3.2 wants CFBL-Address signed.
+OVERSIGNED = frozenset(
+    {"from", "list-unsubscribe", "list-unsubscribe-post", "cfbl-address", "cfbl-feedback-id"}
+)
 _SIGNED = frozenset(SIGNED_HEADERS)
 _RELAXED = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
 _FIELD_NAME = b"DKIM-Signature"

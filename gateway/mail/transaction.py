@@ -6,9 +6,10 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from gateway.policy_gate import DecidedRecipient
-from gateway.relay.base import UpstreamTransaction
+from gateway.relay.base import RelayFailure, UpstreamTransaction
 from gateway.settings import SmtpClient
 from suppression.address import Mailbox
 
@@ -34,10 +35,20 @@ class Transaction:
 
 @dataclass(frozen=True, slots=True)
 class Copy:
-    """One upstream transaction to run: recipients and the exact bytes."""
+    """One upstream transaction to run: recipients, the exact bytes, and its own envelope
+    sender (a return-path reference) or None for the platform's."""
 
     recipients: tuple[DecidedRecipient, ...]
     content: bytes
+    sender: str | None = None
+
+
+class RefusalListener(Protocol):
+    """Told of each recipient the relay refused, with the relay's own reply (the feedback
+    loop's source ``relay``); never raises."""
+
+    async def __call__(self, mailbox: Mailbox, failure: RelayFailure) -> None:
+        """Record what the refusal says about ``mailbox``."""
 
 
 @dataclass(frozen=True, slots=True)

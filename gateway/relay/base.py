@@ -35,13 +35,28 @@ class Capabilities:
 
 
 class RelayFailure(Exception):
-    """An upstream step failed; ``reply`` is what the client gets, ``kind`` labels metrics."""
+    """An upstream step failed; ``reply`` is what the client gets, ``kind`` labels metrics.
 
-    def __init__(self, kind: RelayErrorKind, reply: Reply, detail: str = "") -> None:
+    When the relay itself answered (``4xx``, ``5xx``), ``code`` and ``text`` are its reply as
+    it came (the feedback loop classifies it: :mod:`suppression.bounces`); ``None`` and ``""``
+    for a failure of the connection.
+    """
+
+    def __init__(
+        self,
+        kind: RelayErrorKind,
+        reply: Reply,
+        detail: str = "",
+        *,
+        code: int | None = None,
+        text: str = "",
+    ) -> None:
         super().__init__(f"{kind.value}: {detail or reply}")
         self.kind = kind
         self.reply = reply
         self.detail = detail
+        self.code = code
+        self.text = text
 
 
 class UpstreamTransaction(Protocol):

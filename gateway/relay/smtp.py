@@ -34,15 +34,16 @@ _ENHANCED = re.compile(r"^([245])\.\d{1,3}\.\d{1,3}\s+")
 def map_reply(code: int, text: str) -> RelayFailure:
     """Map a non-success relay reply: 4xx -> generic 451 4.4.0; 5xx -> 5xx with its text."""
     text = text.replace("\r", " ").replace("\n", " ")
+    detail = f"{code} {text}"
     if 400 <= code < 500:
-        return RelayFailure(RelayErrorKind.TEMPORARY, replies.RELAY_TEMPFAIL, f"{code} {text}")
+        tempfail = replies.RELAY_TEMPFAIL
+        return RelayFailure(RelayErrorKind.TEMPORARY, tempfail, detail, code=code, text=text)
     if 500 <= code < 600:
         match = _ENHANCED.match(text)
         status = match.group(0).strip() if match and match.group(1) == "5" else "5.0.0"
         body = text[match.end() :] if match else text
-        return RelayFailure(
-            RelayErrorKind.PERMANENT, Reply(code, status, replies.sanitise(body)), f"{code} {text}"
-        )
+        reply = Reply(code, status, replies.sanitise(body))
+        return RelayFailure(RelayErrorKind.PERMANENT, reply, detail, code=code, text=text)
     return RelayFailure(
         RelayErrorKind.PROTOCOL, replies.RELAY_TEMPFAIL, f"unexpected reply {code} {text}"
     )

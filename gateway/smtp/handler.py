@@ -17,9 +17,10 @@ from typing import Any
 
 from gateway import replies
 from gateway.consents import RECIPIENT, Act, Consents
+from gateway.feedback.smtp_intake import OWN_TRANSACTION, SmtpFeedback
 from gateway.limits import ClientRate, Limited, RateLimits
 from gateway.mail.delivery import Delivery
-from gateway.mail.transaction import Transaction
+from gateway.mail.transaction import RefusalListener, Transaction
 from gateway.observability.labels import Channel, MessageOutcome, RejectionCode
 from gateway.observability.metrics import Metrics
 from gateway.policy_gate import PolicyError, PolicyGate
@@ -38,6 +39,7 @@ UNSUBSCRIBE_OWN_TRANSACTION = replies.TOO_MANY_RECIPIENTS.with_text(
     "Unsubscribe requests go in a transaction of their own"
 )
 UNKNOWN_UNSUBSCRIBE = replies.Reply(550, "5.1.1", "Unknown or expired unsubscribe address")
+REPORTS_OWN_TRANSACTION = OWN_TRANSACTION
 NULL_SENDER = "<>"
 _TOKEN_ALPHABET = re.compile(r"[A-Za-z0-9_-]{1,200}")
 
@@ -55,7 +57,14 @@ class GatewayHandler:
         consents: Consents,
         metrics: Metrics,
         clock: Callable[[], datetime],
+        *,
+        feedback: SmtpFeedback | None = None,
+        on_refusal: RefusalListener | None = None,
     ) -> None:
+        #: Reports to the return path and the feedback-loop address (None: neither is set).
+        self.feedback = feedback
+        #: Told of each recipient the relay refuses at RCPT (the feedback loop's ``relay``).
+        self.on_refusal = on_refusal
         self.settings = settings
         self.relay = relay
         self.gate = gate
@@ -127,13 +136,17 @@ class GatewayHandler:
         options: list[str],
     ) -> str:
         """A chain of guards, each answering or passing; the relay's own verdict comes last."""
-        if reply := self._recipient_limit(envelope) or self._unsubscribe(envelope, address):
+        if reply := (
+            self._recipient_limit(envelope)
+            or self._unsubscribe(envelope, address)
+            or self._report_recipient(envelope, address)
+        ):
             return reply
         mailbox = self._mailbox(envelope, address)
         if isinstance(mailbox, str):
             return mailbox
         client = session.client
-        if client is None or envelope.unsubscribes:
+        if client is None or envelope.unsubscribes or envelope.feedback:
             return self._not_relayable(server, session, envelope)
         reply = (
             self._sending_rate(client, envelope)
@@ -169,9 +182,12 @@ class GatewayHandler:
     def _not_relayable(
         self, server: Any, session: GatewaySession, envelope: GatewayEnvelope
     ) -> str:
-        """An unsubscribe transaction takes no other recipient; an unknown peer may not relay."""
+        """An unsubscribe or report transaction takes no other recipient; an unknown peer may
+        not relay."""
         if envelope.unsubscribes:
             return str(UNSUBSCRIBE_OWN_TRANSACTION)
+        if envelope.feedback:
+            return str(REPORTS_OWN_TRANSACTION)
         if not session.authenticated and server.tls_context is not None:
             return self._reject(RejectionCode.AUTH, replies.AUTH_REQUIRED)
         return self._reject(RejectionCode.RELAY_DENIED, replies.RELAY_DENIED)
@@ -205,6 +221,8 @@ class GatewayHandler:
             log.info("relay refused at RCPT: %s", failure.detail)
             if not envelope.rcpt_tos:
                 await release_upstream(envelope)
+            if self.on_refusal is not None:
+                await self.on_refusal(mailbox, failure)
             return str(failure.reply)
         return None
 
@@ -252,7 +270,7 @@ class GatewayHandler:
         return token if _TOKEN_ALPHABET.fullmatch(token) else ""
 
     def _unsubscribe_rcpt(self, envelope: GatewayEnvelope, address: str, token: str) -> str:
-        if envelope.recipients:
+        if envelope.recipients or envelope.feedback:
             return str(UNSUBSCRIBE_OWN_TRANSACTION)
         try:
             claims = self.tokens.open(token, self.clock())
@@ -262,12 +280,32 @@ class GatewayHandler:
         envelope.rcpt_tos.append(address)
         return str(replies.RCPT_OK)
 
+    def _report_recipient(self, envelope: GatewayEnvelope, address: str) -> str | None:
+        """The answer to a return-path or feedback-loop address (taken from anyone, in a
+        transaction of its own); None for any other address."""
+        found = self.feedback.recipient(address) if self.feedback is not None else None
+        if found is None:
+            return None
+        if isinstance(found, replies.Reply):
+            return self._reject(RejectionCode.SYNTAX, found)
+        if envelope.recipients or envelope.unsubscribes:
+            return str(REPORTS_OWN_TRANSACTION)
+        assert self.feedback is not None
+        envelope.feedback.append(found)
+        envelope.size_limit = self.feedback.size_limit
+        envelope.rcpt_tos.append(address)
+        return str(replies.RCPT_OK)
+
     async def handle_DATA(
         self, server: Any, session: GatewaySession, envelope: GatewayEnvelope
     ) -> str:
-        """Unsubscribe mail is recorded; everything else goes through :class:`Delivery`."""
+        """Unsubscribe mail and reports are recorded; everything else goes through
+        :class:`Delivery`."""
         if envelope.unsubscribes:
             return await self._unsubscribe_mail(session, envelope)
+        if envelope.feedback and self.feedback is not None:
+            assert isinstance(envelope.content, bytes)
+            return str(await self.feedback.receive(envelope.content, envelope.feedback))
         content = envelope.content
         assert isinstance(content, bytes)
         # The delivery owns the upstream transaction from here: it may outlive the session

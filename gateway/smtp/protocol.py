@@ -305,7 +305,8 @@ class GatewaySMTP(SMTP):
                 self._reset_timeout()  # the idle timer again, with its reply
 
     async def _read_until_terminator(self) -> tuple[bytes, replies.Reply | None] | None:
-        data = DataBuffer(self.data_size_limit or 0, self.limits.max_line_length)
+        own = self.envelope.size_limit if isinstance(self.envelope, GatewayEnvelope) else 0
+        data = DataBuffer(own or self.data_size_limit or 0, self.limits.max_line_length)
         limits = self.limits
         clock = DataClock(
             self.loop.time(), limits.command_timeout, limits.data_deadline, limits.data_min_rate

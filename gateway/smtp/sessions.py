@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from aiosmtpd.smtp import Envelope, Session
 
+from gateway.feedback.smtp_intake import FeedbackRcpt
 from gateway.policy_gate import DecidedRecipient
 from gateway.relay.base import UpstreamTransaction
 from gateway.settings import SmtpClient
@@ -44,6 +45,10 @@ class GatewayEnvelope(Envelope):
         self.counted = False  # this transaction took its message from the client's rate
         #: Set when the client leaves (or shutdown closes it) while its DATA is being relayed.
         self.abandoned = asyncio.Event()
+        #: Report recipients (the return path, the feedback-loop address): nothing is relayed.
+        self.feedback: list[FeedbackRcpt] = []
+        #: This transaction's own message size limit (a report's); 0: the listener's.
+        self.size_limit = 0
 
 
 class LiveSession(Protocol):
