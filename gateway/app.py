@@ -259,9 +259,7 @@ def _feedback_loop(
         return None, None
     codec = ReturnPathCodec(core.secrets.return_path_ring(), feedback.ref_ttl_days)
     references = References(feedback, codec, core.store, core.metrics, clock)
-    reports = SmtpFeedback(
-        feedback, codec, core.store, core.consents, core.metrics, core.relay, clock
-    )
+    reports = SmtpFeedback(feedback, references, core.consents, core.relay)
     return references, reports
 
 

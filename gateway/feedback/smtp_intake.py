@@ -30,15 +30,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 from gateway import replies
 from gateway.consents import Consents, Recipient, Report
 from gateway.feedback.intake import report_identity
+from gateway.mail.references import References
 from gateway.observability.feedback_metrics import Unattributed, Unreadable
-from gateway.observability.metrics import Metrics
 from gateway.relay.base import Relay, RelayFailure
 from gateway.replies import Reply
 from gateway.settings import FeedbackSettings
@@ -53,8 +52,8 @@ from suppression.feedback_reports import (
     parse_report,
 )
 from suppression.model import FeedbackSource
-from suppression.return_path import RefClaims, RefError, ReturnPathCodec, day_number, ref_of
-from suppression.store import Store, StoreError
+from suppression.return_path import RefClaims, RefError, day_number, ref_of
+from suppression.store import StoreError
 
 log = logging.getLogger("gateway.feedback")
 
@@ -80,23 +79,21 @@ class SmtpFeedback:
     def __init__(
         self,
         settings: FeedbackSettings,
-        codec: ReturnPathCodec,
-        store: Store,
+        references: References,
         consents: Consents,
-        metrics: Metrics,
         relay: Relay,
-        clock: Callable[[], datetime],
     ) -> None:
         self.domain = settings.return_path_domain
         self.fbl_address = (settings.fbl_address or "").lower()
         self.forward_to = settings.forward_to
         self.size_limit = settings.max_report_size
-        self.codec = codec
-        self.store = store
+        # What mints the references opens them: the same codec, store and clock.
+        self.codec = references.codec
+        self.store = references.store
+        self.metrics = references.metrics
+        self.clock = references.clock
         self.consents = consents
-        self.metrics = metrics
         self.relay = relay
-        self.clock = clock
 
     # -- RCPT ------------------------------------------------------------------------------
 
