@@ -134,10 +134,17 @@ class SmtpFeedback:
             return NOT_A_REPORT
         try:
             changes = await self._changes(raw, parsed, rcpts)
-            await self.consents.record_feedback(changes)
+            results = await self.consents.record_feedback(changes)
         except StoreError:
             self.metrics.store_error()
             return replies.STORE_UNAVAILABLE
+        event = {
+            "source": source.value,
+            "report": "feedback" if isinstance(parsed, FeedbackReport) else "delivery",
+            "recorded": [f"{c.feedback_class}/{c.reason}" for c in changes],
+            "rules": [r.rule for r in results],  # identities only in the store, never here
+        }
+        log.info("report", extra={"event": event})
         if self.forward_to and not await self._forward(raw):
             return replies.RELAY_TEMPFAIL
         return REPORT_RECORDED

@@ -17,7 +17,8 @@ from typing import Any
 
 from gateway import replies
 from gateway.consents import RECIPIENT, Act, Consents
-from gateway.feedback.smtp_intake import OWN_TRANSACTION, SmtpFeedback
+from gateway.feedback.smtp_intake import OWN_TRANSACTION as REPORTS_OWN_TRANSACTION
+from gateway.feedback.smtp_intake import SmtpFeedback
 from gateway.limits import ClientRate, Limited, RateLimits
 from gateway.mail.delivery import Delivery
 from gateway.mail.transaction import RefusalListener, Transaction
@@ -39,7 +40,6 @@ UNSUBSCRIBE_OWN_TRANSACTION = replies.TOO_MANY_RECIPIENTS.with_text(
     "Unsubscribe requests go in a transaction of their own"
 )
 UNKNOWN_UNSUBSCRIBE = replies.Reply(550, "5.1.1", "Unknown or expired unsubscribe address")
-REPORTS_OWN_TRANSACTION = OWN_TRANSACTION
 NULL_SENDER = "<>"
 _TOKEN_ALPHABET = re.compile(r"[A-Za-z0-9_-]{1,200}")
 
