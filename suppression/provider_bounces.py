@@ -12,11 +12,11 @@ act on, walking these rules in order:
 1   ``P.V/<classify's id>``    the reply is recognised by                  :func:`classify`'s
                                :func:`~suppression.bounces.classify`       bounce
 2   ``P.V/named``              not recognised, and the provider names a    that reason, its own
-                               reason (SES ``NoEmail``, SendGrid            class
+                               reason (SES ``NoEmail``, SendGrid           class
                                ``Bounced Address``...)
-3   ``P.V/default``            permanent or blocked, or no reply at all    the verdict's default:
-                                                                           permanent
-                                                                           ``userunknown``,
+3   ``P.V/default``            not recognised, and the verdict is          the verdict's default:
+                               permanent or blocked, or there is no        permanent
+                               reply at all                                ``userunknown``,
                                                                            blocked ``blocked``,
                                                                            else ``undefined``
 4   ``P.V/<classify's id>``    otherwise (a temporary or undetermined      classify's
