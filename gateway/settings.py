@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.webhook_settings import WebhooksSettings
 from suppression.address import NormalisationRules
 from suppression.bounce_decay import SoftBouncePolicy
 from suppression.feedback_rules import FeedbackPolicy
@@ -375,6 +376,8 @@ class FeedbackSettings(_Section):
     #: Largest report taken by ``POST /api/v1/feedback``, octets (more: 413). Only the first
     #: MiB of a report is read, the returned original's headers within it.
     max_report_size: Annotated[int, Field(ge=64 * 1024, le=100 * 1024 * 1024)] = 10 * 1024 * 1024
+    #: The relay providers' event webhooks (:mod:`gateway.webhook_settings`).
+    webhooks: WebhooksSettings = WebhooksSettings()
 
     def policy(self) -> FeedbackPolicy:
         """The configurable part of the feedback rules."""
@@ -425,6 +428,9 @@ class Settings(_Section):
                     f"smtp.clients[{index}].default_purpose: unknown purpose "
                     f"{client.default_purpose!r}"
                 )
+        for key, purpose in self.feedback.webhooks.purposes():
+            if purpose not in known:
+                raise ValueError(f"{key}.purpose: unknown purpose {purpose!r}")
         return self
 
 
