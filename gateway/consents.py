@@ -304,6 +304,46 @@ class Consents:
         )
         self.count_opt_out(act.channel, known.id)
 
+    async def opt_out_address(
+        self, email: str, act: Act, *, purpose: str | None, at: datetime
+    ) -> bool:
+        """Record an opt-out a trusted party reports for an address (a relay provider's
+        unsubscribe event): of ``purpose`` when it is in the catalogue, else of all marketing,
+        at ``at``, the time it reports (never later than now). The same report again changes
+        nothing. True when it changed the store."""
+        when = min(at, self.clock())
+        identity = self.identities.of(email)
+        known = self.catalogue.get(purpose) if purpose else None
+        write: ConsentChange | NewSuppression
+        if known is None:
+            write = NewSuppression(
+                scope=Scope.MARKETING,
+                reason=SuppressionReason.UNSUBSCRIBE,
+                source=act.ledger_source,
+                actor=act.actor,
+                at=when,
+                identity=identity,
+                email=email,
+            )
+        else:
+            write = ConsentChange(
+                identity=identity,
+                email=email,
+                purpose=known.id,
+                status=ConsentStatus.OPTED_OUT,
+                basis=recorded_basis(known, ConsentStatus.OPTED_OUT),
+                source=act.ledger_source,
+                actor=act.actor,
+                at=when,
+                evidence=act.evidence,
+            )
+        # One write through the batch: it says whether the store changed (a suppression that
+        # was there, or a withdrawal not newer than the one held, is unchanged).
+        (result,) = await self.store.apply_batch([write])
+        if result.changed:
+            self.count_opt_out(act.channel, known.id if known else None)
+        return result.changed
+
     async def resume_marketing(self, identity: str, act: Act) -> None:
         """Lift the person's own all-marketing unsubscribes, never any other suppression."""
         flt = SuppressionFilter(identity=identity, reason=SuppressionReason.UNSUBSCRIBE)
