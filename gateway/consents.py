@@ -146,6 +146,43 @@ def recorded_basis(purpose: Purpose, status: ConsentStatus) -> Basis:
     return Basis.CONSENT if status is ConsentStatus.OPTED_IN else purpose.basis
 
 
+def unsubscribe_all(
+    identity: str, act: Act, at: datetime, email: str | None = None
+) -> NewSuppression:
+    """The suppression an opt-out of all marketing asks for."""
+    return NewSuppression(
+        scope=Scope.MARKETING,
+        reason=SuppressionReason.UNSUBSCRIBE,
+        source=act.ledger_source,
+        actor=act.actor,
+        at=at,
+        identity=identity,
+        email=email,
+    )
+
+
+def withdrawal(
+    identity: str,
+    purpose: Purpose,
+    act: Act,
+    at: datetime,
+    evidence: Mapping[str, Any],
+    email: str | None = None,
+) -> ConsentChange:
+    """The consent change an opt-out of one purpose asks for."""
+    return ConsentChange(
+        identity=identity,
+        email=email,
+        purpose=purpose.id,
+        status=ConsentStatus.OPTED_OUT,
+        basis=recorded_basis(purpose, ConsentStatus.OPTED_OUT),
+        source=act.ledger_source,
+        actor=act.actor,
+        at=at,
+        evidence=evidence,
+    )
+
+
 def imported_consent(row: ConsentRow, identity: str, actor: str, now: datetime) -> ConsentChange:
     """The change an imported consent row asks for: its own basis and times; an opt-in is
     explicit only with the row's evidence, so an import never lifts an opt-out on its own."""
@@ -277,30 +314,12 @@ class Consents:
         purpose_id = purpose or claims.purpose
         known = self.catalogue.get(purpose_id) if purpose_id else None
         if everything or known is None or self.link_is_wide(act.channel, purpose_id):
-            await self.store.add_suppression(
-                NewSuppression(
-                    scope=Scope.MARKETING,
-                    reason=SuppressionReason.UNSUBSCRIBE,
-                    source=act.ledger_source,
-                    actor=act.actor,
-                    at=self.clock(),
-                    identity=claims.identity,
-                )
-            )
+            await self.store.add_suppression(unsubscribe_all(claims.identity, act, self.clock()))
             self.count_opt_out(act.channel, None)
             return
+        evidence = self._with_client(act.evidence, claims)
         await self.store.record_consent(
-            ConsentChange(
-                identity=claims.identity,
-                email=None,
-                purpose=known.id,
-                status=ConsentStatus.OPTED_OUT,
-                basis=recorded_basis(known, ConsentStatus.OPTED_OUT),
-                source=act.ledger_source,
-                actor=act.actor,
-                at=self.clock(),
-                evidence=self._with_client(act.evidence, claims),
-            )
+            withdrawal(claims.identity, known, act, self.clock(), evidence)
         )
         self.count_opt_out(act.channel, known.id)
 
@@ -316,27 +335,9 @@ class Consents:
         known = self.catalogue.get(purpose) if purpose else None
         write: ConsentChange | NewSuppression
         if known is None:
-            write = NewSuppression(
-                scope=Scope.MARKETING,
-                reason=SuppressionReason.UNSUBSCRIBE,
-                source=act.ledger_source,
-                actor=act.actor,
-                at=when,
-                identity=identity,
-                email=email,
-            )
+            write = unsubscribe_all(identity, act, when, email)
         else:
-            write = ConsentChange(
-                identity=identity,
-                email=email,
-                purpose=known.id,
-                status=ConsentStatus.OPTED_OUT,
-                basis=recorded_basis(known, ConsentStatus.OPTED_OUT),
-                source=act.ledger_source,
-                actor=act.actor,
-                at=when,
-                evidence=act.evidence,
-            )
+            write = withdrawal(identity, known, act, when, act.evidence, email)
         # One write through the batch: it says whether the store changed (a suppression that
         # was there, or a withdrawal not newer than the one held, is unchanged).
         (result,) = await self.store.apply_batch([write])

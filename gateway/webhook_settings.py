@@ -57,8 +57,9 @@ class SesWebhook(_Section):
     #: be an SNS one) and nothing is fetched. Unset: the certificate is fetched over HTTPS from
     #: the SigningCertURL and cached.
     certificate_file: Path | None = None
-    #: Deadline for fetching a signing certificate or confirming a subscription, seconds.
-    fetch_timeout: Annotated[float, Field(gt=0, le=30)] = 5.0
+    #: Deadline for fetching a signing certificate or confirming a subscription, seconds
+    #: (within the request's ``deadline``, which also bounds it).
+    fetch_timeout: Annotated[float, Field(gt=0, le=30)] = 2.0
 
     @field_validator("topics")
     @classmethod

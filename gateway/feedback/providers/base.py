@@ -78,6 +78,11 @@ class Refused(Exception):
         self.detail = detail
 
 
+def unauthenticated(detail: str) -> Refused:
+    """A refusal for a missing or bad signature or credential (401)."""
+    return Refused(RequestOutcome.UNAUTHENTICATED, detail)
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     """What a reader is given: the headers, the raw body, and the gateway's time."""

@@ -43,6 +43,7 @@ from gateway.feedback.providers.base import (
     moment,
     number,
     text,
+    unauthenticated,
 )
 from gateway.observability.webhook_metrics import RequestOutcome
 from suppression.arf import FeedbackType
@@ -57,10 +58,6 @@ REASONS = {
     "greylisted": BounceReason.GREYLISTED,
     "old": BounceReason.EXPIRED,
 }
-
-
-def _unauthenticated(detail: str) -> Refused:
-    return Refused(RequestOutcome.UNAUTHENTICATED, detail)
 
 
 def signature_ok(key: bytes, timestamp: str, token: str, signature: str) -> bool:
@@ -131,9 +128,9 @@ class MailgunReader:
         token = text(payload, "signature", "token")
         signature = text(payload, "signature", "signature")
         if not (timestamp and token and signature):
-            raise _unauthenticated("The request is not signed (signature.timestamp, token).")
+            raise unauthenticated("The request is not signed (signature.timestamp, token).")
         if not signature_ok(self.signing_key, timestamp, token, signature):
-            raise _unauthenticated("The Mailgun signature does not verify.")
+            raise unauthenticated("The Mailgun signature does not verify.")
         check_age(moment(timestamp), request.now, self.limits, "signature timestamp")
         data = payload.get("event-data")
         if not isinstance(data, dict):

@@ -49,6 +49,7 @@ from gateway.feedback.providers.base import (
     json_body,
     moment,
     text,
+    unauthenticated,
 )
 from gateway.observability.webhook_metrics import RequestOutcome
 from gateway.webhook_settings import PostmarkWebhook
@@ -173,7 +174,7 @@ class PostmarkReader:
     async def read(self, request: Request) -> Delivery:
         """The one event of an authenticated request."""
         if not authenticated(self.settings, request.headers):
-            raise Refused(RequestOutcome.UNAUTHENTICATED, "Wrong or missing credentials.")
+            raise unauthenticated("Wrong or missing credentials.")
         payload = json_body(request.body)
         if not isinstance(payload, dict) or not text(payload, "RecordType"):
             raise Refused(RequestOutcome.MALFORMED, "The body is not a Postmark webhook.")

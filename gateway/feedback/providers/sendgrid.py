@@ -49,6 +49,7 @@ from gateway.feedback.providers.base import (
     json_body,
     moment,
     text,
+    unauthenticated,
 )
 from gateway.observability.webhook_metrics import RequestOutcome
 from suppression.arf import FeedbackType
@@ -72,10 +73,6 @@ CLASSIFICATIONS = {
 DROPPED_GONE = frozenset({"Bounced Address", "Invalid", "Invalid Address"})
 DROPPED_COMPLAINED = "Spam Reporting Address"
 DROPPED_UNSUBSCRIBED = "Unsubscribed Address"
-
-
-def _unauthenticated(detail: str) -> Refused:
-    return Refused(RequestOutcome.UNAUTHENTICATED, detail)
 
 
 def sendgrid_event(obj: Any) -> ProviderEvent:
@@ -128,12 +125,12 @@ class SendGridReader:
         signature = header(request.headers, SIGNATURE)
         timestamp = header(request.headers, TIMESTAMP)
         if not signature or not timestamp:
-            raise _unauthenticated(f"The request is not signed ({SIGNATURE}, {TIMESTAMP}).")
+            raise unauthenticated(f"The request is not signed ({SIGNATURE}, {TIMESTAMP}).")
         try:
             der = base64.b64decode(signature, validate=True)
             self.key.verify(der, timestamp.encode() + request.body, ec.ECDSA(hashes.SHA256()))
         except (InvalidSignature, binascii.Error, ValueError):
-            raise _unauthenticated("The SendGrid signature does not verify.") from None
+            raise unauthenticated("The SendGrid signature does not verify.") from None
         check_age(moment(timestamp), request.now, self.limits, "signature timestamp")
         payload = json_body(request.body)
         if not isinstance(payload, list):

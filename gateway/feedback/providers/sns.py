@@ -39,7 +39,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from gateway.feedback.providers.base import Limits, Refused, check_age, moment, text
+from gateway.feedback.providers.base import (
+    Limits,
+    Refused,
+    check_age,
+    moment,
+    text,
+    unauthenticated,
+)
 from gateway.feedback.providers.fetch import Fetch, FetchError
 from gateway.observability.webhook_metrics import RequestOutcome
 
@@ -66,10 +73,6 @@ OPTIONAL = frozenset({"Subject"})
 HASHES: dict[str, type[hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
 #: Signing certificates kept (SNS uses one per region at a time, rotated rarely).
 MAX_CERTIFICATES = 16
-
-
-def _unauthenticated(detail: str) -> Refused:
-    return Refused(RequestOutcome.UNAUTHENTICATED, detail)
 
 
 def sns_url(url: str) -> bool:
@@ -142,13 +145,13 @@ class Certificates:
         (unauthenticated) for a URL that is not SNS's or an unusable certificate, (unavailable)
         when it cannot be fetched now."""
         if not sns_url(url):
-            raise _unauthenticated("The SigningCertURL is not an Amazon SNS HTTPS URL.")
+            raise unauthenticated("The SigningCertURL is not an Amazon SNS HTTPS URL.")
         cert = self.pinned or await self._certificate(url)
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-            raise _unauthenticated("The signing certificate is not valid now.")
+            raise unauthenticated("The signing certificate is not valid now.")
         key = cert.public_key()
         if not isinstance(key, rsa.RSAPublicKey):
-            raise _unauthenticated("The signing certificate has no RSA key.")
+            raise unauthenticated("The signing certificate has no RSA key.")
         return key
 
     async def _certificate(self, url: str) -> x509.Certificate:
@@ -166,7 +169,7 @@ class Certificates:
             try:
                 cert = x509.load_pem_x509_certificate(pem)
             except ValueError:
-                raise _unauthenticated("The SigningCertURL holds no certificate.") from None
+                raise unauthenticated("The SigningCertURL holds no certificate.") from None
             self._kept[url] = cert
             while len(self._kept) > self.max_entries:
                 self._kept.popitem(last=False)
@@ -197,13 +200,13 @@ async def verify(
     signature = text(payload, "Signature")
     cert_url = text(payload, "SigningCertURL")
     if algorithm is None or signature is None or cert_url is None:
-        raise _unauthenticated("The message is not signed (SignatureVersion 1 or 2).")
+        raise unauthenticated("The message is not signed (SignatureVersion 1 or 2).")
     key = await certificates.public_key(cert_url, now)
     try:
         raw = base64.b64decode(signature, validate=True)
         key.verify(raw, signed, padding.PKCS1v15(), algorithm())
     except (InvalidSignature, binascii.Error, ValueError):
-        raise _unauthenticated("The SNS signature does not verify.") from None
+        raise unauthenticated("The SNS signature does not verify.") from None
     timestamp = moment(payload["Timestamp"])
     check_age(timestamp, now, limits, "SNS Timestamp")
     assert timestamp is not None and topic is not None
