@@ -1,6 +1,6 @@
-# suppression-gateway: build wheels from pinned, hash-checked requirements, then copy one venv into
-# a slim runtime that runs as a numeric non-root user. README.md, "Run in a container", tells how
-# to run it; scripts/container-check checks it (CI builds and runs it on every submission).
+# suppression-gateway: build wheels from pinned, hash-checked requirements, then copy the venv and
+# the project into a slim runtime that runs as a numeric non-root user. README.md ("Run in a
+# container") tells how to run it; scripts/container-check checks it, in CI on every submission.
 #
 # The base is named by tag because this project's machines build a local stand-in under that tag
 # (they cannot pull). A release build pins it by digest instead: replace both FROM lines' tag
@@ -16,13 +16,16 @@ RUN python -m pip install --require-hashes --no-deps -r deploy/build-requirement
  && python -m pip wheel --require-hashes --no-deps --no-build-isolation --wheel-dir /wheels \
       -r deploy/requirements.lock \
  && python -m venv --without-pip /opt/venv \
- && python -m pip --python /opt/venv/bin/python install --no-index --no-deps /wheels/*.whl
-# Then the project itself, offline (--no-index): nothing but the locked wheels gets in.
+ && python -m pip --python /opt/venv/bin/python install --no-index --no-deps /wheels/*.whl \
+ && echo /opt/app > "$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/suppression-gateway.pth"
+# Then the project itself, offline (--no-index), into /opt/app (on the venv's path through the
+# .pth above): a source change makes a new layer of about 1 MB, not a new copy of the venv.
 COPY pyproject.toml README.md ./
 COPY suppression suppression
 COPY gateway gateway
 RUN python -m pip wheel --no-index --no-deps --no-build-isolation --wheel-dir /dist . \
- && python -m pip --python /opt/venv/bin/python install --no-index --no-deps /dist/*.whl
+ && python -m pip --python /opt/venv/bin/python install --no-index --no-deps --target /opt/app \
+      /dist/*.whl
 
 FROM python:3.11-slim
 # uid and gid are numbers, fixed, so Kubernetes' runAsNonRoot can verify them and a host
@@ -32,11 +35,15 @@ RUN groupadd --gid 10001 gateway \
       --shell /usr/sbin/nologin gateway \
  && install -d -o 10001 -g 10001 -m 0700 /var/lib/suppression-gateway
 COPY --from=build /opt/venv /opt/venv
+COPY --from=build /opt/app /opt/app
 COPY config/container.toml /etc/suppression-gateway/gateway.toml
 COPY config/gateway.example.toml /etc/suppression-gateway/gateway.example.toml
-ENV PATH=/opt/venv/bin:$PATH \
+# The store is in the file too; here as well so that `docker exec CONTAINER suppression-gateway
+# ...` without --config opens the same store (four slashes: an absolute path, in the volume).
+ENV PATH=/opt/app/bin:/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    SGW_STORE_URL=sqlite:////var/lib/suppression-gateway/suppression.db
 # The store and its secrets file (suppression.db, suppression.db.secrets.json): keep this volume.
 VOLUME /var/lib/suppression-gateway
 WORKDIR /var/lib/suppression-gateway

@@ -340,7 +340,7 @@ algorithm = "{algorithm}"
 
 async def seed_consent(config: Path) -> None:
     """Opt in every recipient the generators use, through the store (as ``consent add`` does)."""
-    from gateway.cli.admin import ACTOR, opened
+    from gateway.cli.env import ACTOR, opened
     from gateway.settings import load_settings
     from suppression.changes import ConsentChange
     from suppression.model import Basis, ConsentStatus

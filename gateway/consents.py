@@ -45,7 +45,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -161,28 +161,6 @@ def unsubscribe_all(
     )
 
 
-def withdrawal(
-    identity: str,
-    purpose: Purpose,
-    act: Act,
-    at: datetime,
-    evidence: Mapping[str, Any],
-    email: str | None = None,
-) -> ConsentChange:
-    """The consent change an opt-out of one purpose asks for."""
-    return ConsentChange(
-        identity=identity,
-        email=email,
-        purpose=purpose.id,
-        status=ConsentStatus.OPTED_OUT,
-        basis=recorded_basis(purpose, ConsentStatus.OPTED_OUT),
-        source=act.ledger_source,
-        actor=act.actor,
-        at=at,
-        evidence=evidence,
-    )
-
-
 def imported_consent(row: ConsentRow, identity: str, actor: str, now: datetime) -> ConsentChange:
     """The change an imported consent row asks for: its own basis and times; an opt-in is
     explicit only with the row's evidence, so an import never lifts an opt-out on its own."""
@@ -250,17 +228,10 @@ class Consents:
     ) -> ConsentResult:
         """Record an opt-in or a withdrawal for an address (API, command line); an opt-in
         lifts an earlier opt-out, and earlier complaints, only with evidence."""
-        change = ConsentChange(
-            identity=self.identities.of(email),
-            email=email,
-            purpose=purpose.id,
-            status=status,
-            basis=recorded_basis(purpose, status),
-            source=act.ledger_source,
-            actor=act.actor,
-            at=self.clock(),
-            evidence=act.evidence,
-            explicit=bool(act.evidence),
+        identity = self.identities.of(email)
+        explicit = bool(act.evidence)  # only evidence makes an API or CLI opt-in explicit
+        change = self._change(
+            identity, email, purpose, status, act, act.evidence, explicit=explicit
         )
         result = await self.store.record_consent(change)
         if result.applied and status is ConsentStatus.OPTED_OUT:
@@ -271,18 +242,9 @@ class Consents:
     async def opt_in_from_page(self, claims: TokenClaims, purpose: Purpose, act: Act) -> None:
         """The person re-grants consent on the preference page (always explicit: the page
         records its own evidence), which also lifts their earlier complaints."""
-        change = ConsentChange(
-            identity=claims.identity,
-            email=None,
-            purpose=purpose.id,
-            status=ConsentStatus.OPTED_IN,
-            basis=recorded_basis(purpose, ConsentStatus.OPTED_IN),
-            source=act.ledger_source,
-            actor=act.actor,
-            at=self.clock(),
-            evidence={**act.evidence, "client": claims.client},
-            explicit=True,
-        )
+        evidence = {**act.evidence, "client": claims.client}
+        status = ConsentStatus.OPTED_IN
+        change = self._change(claims.identity, None, purpose, status, act, evidence, explicit=True)
         await self._lift_complaints(change, await self.store.record_consent(change))
 
     async def _lift_complaints(self, change: ConsentChange, result: ConsentResult) -> None:
@@ -318,8 +280,9 @@ class Consents:
             self.count_opt_out(act.channel, None)
             return
         evidence = self._with_client(act.evidence, claims)
+        status = ConsentStatus.OPTED_OUT
         await self.store.record_consent(
-            withdrawal(claims.identity, known, act, self.clock(), evidence)
+            self._change(claims.identity, None, known, status, act, evidence, explicit=True)
         )
         self.count_opt_out(act.channel, known.id)
 
@@ -337,7 +300,9 @@ class Consents:
         if known is None:
             write = unsubscribe_all(identity, act, when, email)
         else:
-            write = withdrawal(identity, known, act, when, act.evidence, email)
+            status = ConsentStatus.OPTED_OUT
+            change = self._change(identity, email, known, status, act, act.evidence, explicit=True)
+            write = replace(change, at=when)  # the time the provider reports
         # One write through the batch: it says whether the store changed (a suppression that
         # was there, or a withdrawal not newer than the one held, is unchanged).
         (result,) = await self.store.apply_batch([write])
@@ -475,6 +440,31 @@ class Consents:
         identity = self.identities.of(email)
         await self.store.erase(identity, actor=act.actor, at=self.clock())
         return identity
+
+    def _change(
+        self,
+        identity: str,
+        email: str | None,
+        purpose: Purpose,
+        status: ConsentStatus,
+        act: Act,
+        evidence: Mapping[str, Any],
+        *,
+        explicit: bool,
+    ) -> ConsentChange:
+        """The change one act asks for, with the basis of :func:`recorded_basis`."""
+        return ConsentChange(
+            identity=identity,
+            email=email,
+            purpose=purpose.id,
+            status=status,
+            basis=recorded_basis(purpose, status),
+            source=act.ledger_source,
+            actor=act.actor,
+            at=self.clock(),
+            evidence=evidence,
+            explicit=explicit,
+        )
 
     @staticmethod
     def _with_client(evidence: Mapping[str, Any], claims: TokenClaims) -> dict[str, Any]:

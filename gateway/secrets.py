@@ -1,4 +1,5 @@
-"""Secrets the gateway generates for itself: the identity pepper and the token keys.
+"""Secrets the gateway generates for itself: the identity pepper, the token keys and the
+return-path reference keys.
 
 They live in one JSON file (mode 0600) beside the store, never in the database and never in a
 log. Losing the pepper means losing every suppression (identities could no longer be matched),
@@ -9,13 +10,16 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
+import hmac
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from gateway.settings import ConfigError, StoreSettings
+from suppression.return_path import KEY_BYTES as RETURN_PATH_KEY_BYTES
 from suppression.store import Store
 from suppression.tokens import KEY_BYTES as TOKEN_KEY_BYTES
 from suppression.tokens import generate_key
@@ -29,13 +33,28 @@ class SecretsError(ConfigError):
 
 @dataclass(frozen=True, slots=True)
 class Secrets:
-    """The pepper for identities and the token key ring (newest id signs)."""
+    """The pepper for identities and the key rings of tokens and return-path references
+    (the newest id mints)."""
 
     pepper: bytes
     token_keys: dict[int, bytes]
+    #: kid (1-15) -> 32 bytes. A file written before return-path references has none: see
+    #: :meth:`return_path_ring`.
+    return_path_keys: dict[int, bytes] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # never print key material
-        return f"Secrets(token_key_ids={sorted(self.token_keys)})"
+        return (
+            f"Secrets(token_key_ids={sorted(self.token_keys)},"
+            f" return_path_key_ids={sorted(self.return_path_ring())})"
+        )
+
+    def return_path_ring(self) -> dict[int, bytes]:
+        """The return-path keys; for a file without any, key 0 derived from the pepper (so
+        every replica sharing the file derives the same key, and no file is rewritten)."""
+        if self.return_path_keys:
+            return dict(self.return_path_keys)
+        derived = hmac.digest(self.pepper, b"suppression-gateway return-path key 0", hashlib.sha256)
+        return {0: derived}
 
 
 def default_path(store_url: str) -> Path:
@@ -64,7 +83,8 @@ def load_or_create(path: Path, *, store_has_data: bool) -> Secrets:
                 f"store.secrets_file: {path} is missing but the store already holds data; "
                 "restore it from backup (without it no suppression can be matched)"
             )
-        write(path, Secrets(os.urandom(PEPPER_BYTES), {1: generate_key()}), replace=False)
+        fresh = Secrets(os.urandom(PEPPER_BYTES), {1: generate_key()}, {1: os.urandom(32)})
+        write(path, fresh, replace=False)
     return read(path)
 
 
@@ -85,6 +105,7 @@ def read(path: Path) -> Secrets:
         secrets = Secrets(
             base64.b64decode(data["pepper"]),
             {int(k): base64.b64decode(v) for k, v in data["token_keys"].items()},
+            {int(k): base64.b64decode(v) for k, v in data.get("return_path_keys", {}).items()},
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         problem = type(exc).__name__
@@ -94,6 +115,12 @@ def read(path: Path) -> Secrets:
     if any(len(key) != TOKEN_KEY_BYTES for key in secrets.token_keys.values()):
         raise SecretsError(
             f"store.secrets_file: {path}: token keys must be {TOKEN_KEY_BYTES} bytes"
+        )
+    ring = secrets.return_path_keys
+    if any(len(key) != RETURN_PATH_KEY_BYTES or not 1 <= kid <= 15 for kid, key in ring.items()):
+        raise SecretsError(
+            f"store.secrets_file: {path}: return-path keys are {RETURN_PATH_KEY_BYTES} bytes,"
+            " ids 1-15"
         )
     return secrets
 
@@ -106,6 +133,10 @@ def write(path: Path, secrets: Secrets, *, replace: bool = True) -> None:
         "pepper": base64.b64encode(secrets.pepper).decode(),
         "token_keys": {str(k): base64.b64encode(v).decode() for k, v in secrets.token_keys.items()},
     }
+    if secrets.return_path_keys:
+        payload["return_path_keys"] = {
+            str(k): base64.b64encode(v).decode() for k, v in secrets.return_path_keys.items()
+        }
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

@@ -123,6 +123,11 @@ class SmtpSettings(TlsSettingsMixin):
     max_sessions: Annotated[int, Field(ge=1)] = 500
     #: Idle time allowed between commands and inside DATA, seconds (RFC 5321 §4.5.3.2: 5 min).
     command_timeout: Annotated[float, Field(gt=0)] = 300.0
+    #: Seconds from the 354 to the final dot, whatever the rate (25 MiB at 44 kB/s).
+    data_deadline: Annotated[float, Field(gt=0)] = 600.0
+    #: Octets per second a client must average in DATA after ``command_timeout`` of grace
+    #: (Postfix's ``smtpd_min_data_rate``); 0: no minimum.
+    data_min_rate: Annotated[int, Field(ge=0)] = 500
     #: RFC 5322 §2.1.1: 998 octets plus CRLF.
     max_line_length: Annotated[int, Field(ge=78)] = 998
     #: AUTH failures before the session is closed.
@@ -132,6 +137,9 @@ class SmtpSettings(TlsSettingsMixin):
     shutdown_grace: Annotated[float, Field(ge=0, le=3600)] = 30.0
     #: Special-use names (RFC 6761: ``test``, ``local``, ...) accepted under envelope senders.
     special_use_sender_domains: list[str] = []
+    #: Commands in a row that do not advance a transaction before ``421 4.7.0`` and the close
+    #: (Postfix's ``smtpd_junk_command_limit``, counting more commands than its four).
+    junk_command_limit: Annotated[int, Field(ge=1)] = 20
     clients: list[SmtpClient] = []
 
     @field_validator("listen")
@@ -198,6 +206,10 @@ class RelaySettings(_Section):
     tls_ca_file: Path | None = None
     #: How long a delivered (Message-ID, recipient) pair is remembered, seconds.
     dedup_window: Annotated[int, Field(ge=0)] = 7 * 24 * 3600
+    #: Seconds from the final dot within which every copy of a message must be relayed; past it
+    #: the client gets 451 4.4.7 and the copies relayed are remembered for its retry. Below the
+    #: 100 s a before-queue Postfix waits for its proxy (and RFC 5321 §4.5.3.2.6's 10 minutes).
+    message_deadline: Annotated[float, Field(gt=0, le=600)] = 90.0
 
     @field_validator("url")
     @classmethod

@@ -124,3 +124,11 @@ def test_configure_logging_twice_keeps_one_handler(stream: io.StringIO) -> None:
     configure_logging("info", "json", stream=stream)
     logging.getLogger("gateway.test").info("once")
     assert len(lines(stream)) == 1
+
+
+def test_libraries_that_log_addresses_are_quieted() -> None:
+    """After configure_logging, aiosmtpd's envelope log stays at WARNING or above and
+    flufl.bounce (which logs report text on a crash) logs nothing."""
+    configure_logging("DEBUG", "json", stream=io.StringIO())
+    assert logging.getLogger("mail.log").level >= logging.WARNING
+    assert logging.getLogger("flufl.bounce").level == logging.CRITICAL

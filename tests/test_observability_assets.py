@@ -248,6 +248,119 @@ def test_alerts_fire_on_the_situations_they_describe(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+FEEDBACK_RULE_TESTS = """
+rule_files: [{rules}]
+evaluation_interval: 1m
+tests:
+  # 1,000 copies a minute. 0.2 % abuse complaints: the warning only; 0.5 %: both; not-spam
+  # reports, however many: silent.
+  - interval: 1m
+    input_series:
+      - series: 'suppression_gateway_recipients_total{{client="shop", decision="allow"}}'
+        values: '0+1000x120'
+      - series: >-
+          suppression_gateway_feedback_total{{source="fbl", class="complaint", reason="abuse"}}
+        values: '0+2x120'
+      - series: >-
+          suppression_gateway_feedback_total{{source="fbl", class="complaint", reason="not-spam"}}
+        values: '0+50x120'
+    alert_rule_test:
+      - {{eval_time: 20m, alertname: SuppressionGatewayComplaintRateHigh, exp_alerts: []}}
+      - eval_time: 90m
+        alertname: SuppressionGatewayComplaintRateHigh
+        exp_alerts:
+          - exp_labels: {{severity: warning}}
+      - {{eval_time: 90m, alertname: SuppressionGatewayComplaintRateCritical, exp_alerts: []}}
+  - interval: 1m
+    input_series:
+      - series: 'suppression_gateway_recipients_total{{client="shop", decision="would_block"}}'
+        values: '0+1000x120'
+      - series: >-
+          suppression_gateway_feedback_total{{source="mailbox", class="complaint", reason="abuse"}}
+        values: '0+3x120'
+      - series: >-
+          suppression_gateway_feedback_total{{source="fbl", class="complaint", reason="fraud"}}
+        values: '0+2x120'
+    alert_rule_test:
+      - eval_time: 90m
+        alertname: SuppressionGatewayComplaintRateCritical
+        exp_alerts:
+          - exp_labels: {{severity: critical}}
+      - eval_time: 90m
+        alertname: SuppressionGatewayComplaintRateHigh
+        exp_alerts:
+          - exp_labels: {{severity: warning}}
+
+  # 3 % hard bounces fire after 15 minutes; soft bounces do not count; 1 % is silent.
+  - interval: 1m
+    input_series:
+      - series: 'suppression_gateway_recipients_total{{client="shop", decision="allow"}}'
+        values: '0+1000x60'
+      - series: >-
+          suppression_gateway_feedback_total{{source="relay", class="hard", reason="userunknown"}}
+        values: '0+30x60'
+      - series: >-
+          suppression_gateway_feedback_total{{source="dsn", class="soft", reason="mailboxfull"}}
+        values: '0+100x60'
+    alert_rule_test:
+      - {{eval_time: 10m, alertname: SuppressionGatewayHardBounceRateHigh, exp_alerts: []}}
+      - eval_time: 40m
+        alertname: SuppressionGatewayHardBounceRateHigh
+        exp_alerts:
+          - exp_labels: {{severity: warning}}
+  - interval: 1m
+    input_series:
+      - series: 'suppression_gateway_recipients_total{{client="shop", decision="allow"}}'
+        values: '0+1000x60'
+      - series: >-
+          suppression_gateway_feedback_total{{source="relay", class="hard", reason="userunknown"}}
+        values: '0+10x60'
+    alert_rule_test:
+      - {{eval_time: 40m, alertname: SuppressionGatewayHardBounceRateHigh, exp_alerts: []}}
+
+  # A day without forged reports, then 5 a minute without a valid reference: fires. The same
+  # from the operator's mailbox (redacted complaints) is no forgery: silent.
+  - interval: 1m
+    input_series:
+      - series: >-
+          suppression_gateway_feedback_unattributed_total{{source="dsn", why="bad-reference"}}
+        values: '0x1440 0+5x60'
+      - series: >-
+          suppression_gateway_feedback_unattributed_total{{source="mailbox", why="no-recipient"}}
+        values: '0+50x1500'
+    alert_rule_test:
+      - {{eval_time: 1430m, alertname: SuppressionGatewayUnattributedReportsSurge, exp_alerts: []}}
+      - eval_time: 1480m
+        alertname: SuppressionGatewayUnattributedReportsSurge
+        exp_alerts:
+          - exp_labels: {{severity: warning}}
+"""
+
+
+@needs_promtool
+def test_feedback_alerts_fire_on_the_situations_they_describe(tmp_path: Path) -> None:
+    """promtool unit tests: the complaint-rate (0.1 % warning, 0.3 % critical), hard-bounce
+    (2 % of copies) and unattributed-surge alerts fire exactly when due."""
+    rules = tmp_path / "rules.yml"
+    rules.write_text(strip_annotations(ALERTS.read_text()))
+    tests = tmp_path / "tests.yml"
+    tests.write_text(FEEDBACK_RULE_TESTS.format(rules=json.dumps(str(rules))))
+    result = promtool("test", "rules", str(tests))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dashboard_has_a_panel_for_each_feedback_signal() -> None:
+    """The dashboard shows bounces and complaints, the complaint rate, the hard-bounce rate
+    and the reports that changed nothing."""
+    board = json.loads(DASHBOARD.read_text())
+    exprs = " ".join(dashboard_exprs())
+    titles = " ".join(p["title"] for p in board["panels"]).lower()
+    for word in ("complaint rate", "hard bounce rate", "unattributed", "bounces and complaints"):
+        assert word in titles
+    for metric in ("feedback_total", "feedback_unattributed_total", "feedback_unreadable_total"):
+        assert f"suppression_gateway_{metric}" in exprs
+
+
 def live_checks(prom: PrometheusServer) -> dict[str, Any]:
     """Queries a running Prometheus; runs in a thread so the loop keeps serving scrapes."""
     relayed = prom.wait_for(
@@ -303,5 +416,5 @@ async def test_real_prometheus_scrapes_render_output(tmp_path: Path) -> None:
     finally:
         await runner.cleanup()
     assert checks["up"][0]["value"][1] == "1"
-    assert len(checks["rules"]) == 9
+    assert len(checks["rules"]) == 13  # 9, and the feedback loop's 4
     assert not checks["failures"], checks["failures"]

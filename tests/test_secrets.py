@@ -57,3 +57,25 @@ def test_damaged_secrets_file_is_a_one_line_config_error(tmp_path: Path) -> None
     path.write_text("{not json")
     with pytest.raises(SecretsError, match=r"store\.secrets_file"):
         secrets_file.read(path)
+
+
+def test_return_path_keys_new_files_and_old_ones(tmp_path: Path) -> None:
+    """A new file holds a random return-path key; a file written before there were any
+    derives key 0 from its pepper, the same on every replica, and is not rewritten; neither
+    key appears in a repr."""
+    fresh = secrets_file.load_or_create(tmp_path / "new.json", store_has_data=False)
+    assert list(fresh.return_path_ring()) == [1] and len(fresh.return_path_keys[1]) == 32
+    old = tmp_path / "old.json"
+    secrets_file.write(old, Secrets(os.urandom(32), {1: os.urandom(32)}))
+    before = old.read_bytes()
+    assert b"return_path_keys" not in before
+    one, two = secrets_file.read(old), secrets_file.read(old)
+    assert list(one.return_path_ring()) == [0]
+    assert one.return_path_ring() == two.return_path_ring() != fresh.return_path_ring()
+    assert one.return_path_ring()[0] != one.pepper and old.read_bytes() == before
+    for s in (fresh, one):
+        assert all(k.hex() not in repr(s) for k in s.return_path_ring().values())
+    bad = tmp_path / "bad.json"
+    secrets_file.write(bad, Secrets(os.urandom(32), {1: os.urandom(32)}, {16: os.urandom(32)}))
+    with pytest.raises(SecretsError, match="return-path keys"):
+        secrets_file.read(bad)

@@ -227,17 +227,21 @@ def test_webhook_series_start_at_zero_with_bounded_labels() -> None:
 
 
 def test_the_dashboard_shows_provider_events_beside_the_smtp_side() -> None:
-    """The dashboard's feedback row: bounces and complaints by source (SMTP side and
-    providers together) and the webhook events and refusals by provider and outcome."""
+    """In the dashboard's bounces and complaints row, below the feedback by source (the SMTP
+    side's and the providers'), the webhook events by provider and outcome and the refused
+    requests, side by side."""
     board = json.loads(DASHBOARD.read_text())
     panels = {panel["title"]: panel for panel in board["panels"]}
-    side = panels["Bounces and complaints/s by source and class"]
-    hooks_panel = panels["Provider webhook events/s by provider and outcome"]
-    assert side["gridPos"]["y"] == hooks_panel["gridPos"]["y"]  # beside each other
-    assert "suppression_gateway_feedback_total" in side["targets"][0]["expr"]
-    exprs = " ".join(t["expr"] for t in hooks_panel["targets"])
-    assert "suppression_gateway_webhook_events_total" in exprs
-    assert "suppression_gateway_webhook_requests_total" in exprs
+    by_source = panels["Bounces and complaints/s by source and class"]
+    events = panels["Provider webhook events/s by provider and outcome"]
+    refused = panels["Provider webhook requests refused/s"]
+    assert "suppression_gateway_feedback_total" in by_source["targets"][0]["expr"]
+    assert "suppression_gateway_webhook_events_total" in events["targets"][0]["expr"]
+    assert "suppression_gateway_webhook_requests_total" in refused["targets"][0]["expr"]
+    assert events["gridPos"]["y"] == refused["gridPos"]["y"] > by_source["gridPos"]["y"]
+    rows = [p for p in board["panels"] if p["type"] == "row"]
+    below = [r for r in rows if r["gridPos"]["y"] > by_source["gridPos"]["y"]]
+    assert all(r["gridPos"]["y"] > events["gridPos"]["y"] for r in below)  # the same row
 
 
 async def test_no_secret_reaches_the_logs(hooks: Hooks, caplog: pytest.LogCaptureFixture) -> None:

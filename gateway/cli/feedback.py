@@ -19,6 +19,7 @@ from typing import Any
 from gateway.cli.env import ACTOR, Env, emit, run_with_store
 from gateway.feedback import mailboxes
 from gateway.feedback.intake import Intake, ReportOutcome, Summary
+from gateway.observability.logs import quiet_libraries
 from gateway.settings import ConfigError
 from suppression.feedback_reports import DEFAULT_LIMITS
 
@@ -80,6 +81,7 @@ async def _flush(intake: Intake, pending: list[ReportOutcome], summary: Summary)
 
 async def ingest_command(args: argparse.Namespace, env: Env) -> int:
     """Record the reports of a file, a Maildir or an mbox."""
+    quiet_libraries()  # reports are full of addresses: no library may log them
     intake = Intake(env.consents, actor=ACTOR)
     try:
         summary = await ingest(intake, messages(args))

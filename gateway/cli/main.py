@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import getpass
 import json
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -28,8 +27,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.observability.logs import configure_logging
 
     configure_logging(settings.log.level, settings.log.format)
-    # aiosmtpd logs every envelope address in clear at INFO; our transaction log replaces it.
-    logging.getLogger("mail.log").setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.workers > 1:
         from gateway.cli.workers import supervise
 

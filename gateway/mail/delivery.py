@@ -2,13 +2,14 @@
 
 Everything that can fail locally (header parsing, classification, the store lookup, token
 minting, header injection, DKIM signing) happens before the first byte of DATA goes upstream.
-Then each copy is relayed in its own upstream transaction and the client is answered only once
-all are settled (docs/mail-safety.md, rule 7):
+Then each copy is relayed in its own upstream transaction, all within ``[relay]
+message_deadline`` of the final dot, and the client is answered only once all are settled
+(docs/mail-safety.md, rule 7); :mod:`gateway.mail.settlement` is the table of
+replies, of what is remembered for the retry and of when a DSN goes to the sender.
 
-* all relayed: ``250``;
-* a failure after some copy was relayed: ``451``, with the relayed (Message-ID, recipient) pairs
-  remembered so that the client's retry skips them (no duplicates);
-* nothing relayed: the relay's class is kept (5xx stays 5xx, everything else is 451).
+A transaction the client leaves (or shutdown closes) stops after the copy in flight: see
+:attr:`Transaction.abandoned`. Even cancelled outright, it remembers the copies the relay
+accepted and writes its log line.
 """
 
 from __future__ import annotations
@@ -19,20 +20,20 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from gateway import replies
+from gateway.mail.handoff import Handoff
 from gateway.mail.headers import control_headers, inject, strip_control, unsubscribe_fields
 from gateway.mail.message import MalformedMessage, RawMessage
+from gateway.mail.settlement import Attempt
 from gateway.mail.signing import PreparedBody, Signer, SigningError
+from gateway.mail.transaction import Copy, Job, Transaction
 from gateway.observability.labels import MessageOutcome
 from gateway.observability.metrics import Metrics
 from gateway.policy_gate import Classification, DecidedRecipient, PolicyError, PolicyGate
-from gateway.relay.base import RelayFailure, UpstreamTransaction
 from gateway.replies import Reply
 from gateway.settings import Settings, SmtpClient
-from suppression.address import Mailbox
 from suppression.store import StoreError
 from suppression.tokens import TokenCodec
 
@@ -41,30 +42,6 @@ log = logging.getLogger("gateway.transaction")
 #: From this many personalised copies on, tokens and signatures are made in a worker thread
 #: (cryptography releases the GIL while signing; a thread hop costs less than two copies).
 OFF_LOOP_COPIES = 8
-
-
-@dataclass(slots=True)
-class Transaction:
-    """What the SMTP layer hands over after DATA."""
-
-    client: SmtpClient | None
-    sender: str
-    mail_options: Sequence[str]
-    mailboxes: Sequence[Mailbox]  # in RCPT order
-    content: bytes
-    upstream: UpstreamTransaction | None
-    rcpt_outcomes: dict[str, DecidedRecipient] = field(default_factory=dict)
-    log: dict[str, object] = field(default_factory=dict)
-    relay_replies: list[str] = field(default_factory=list)
-    relay_errors: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class Copy:
-    """One upstream transaction to run: recipients and the exact bytes."""
-
-    recipients: tuple[DecidedRecipient, ...]
-    content: bytes
 
 
 class Delivery:
@@ -86,6 +63,7 @@ class Delivery:
         self.metrics = metrics
         self.clock = clock
         self.store = gate.store
+        self.handoff = Handoff(settings, gate.store, metrics, clock)
         unsubscribe = settings.unsubscribe
         self.personalise = frozenset(unsubscribe.categories)
         self.mailto_domain = unsubscribe.mailto_domain
@@ -95,15 +73,25 @@ class Delivery:
 
     async def deliver(self, tx: Transaction) -> Reply:
         """Classify, decide, build, sign and relay; return the one reply for the client."""
-        client_name = tx.client.name if tx.client else None
         queue_id = secrets.token_hex(6)
+        deadline = asyncio.get_running_loop().time() + self.settings.relay.message_deadline
         try:
-            reply, outcome = await self._deliver(tx)
+            reply, outcome = await self._deliver(tx, deadline, self.clock())
         except PolicyError as exc:
             reply, outcome = exc.reply, _outcome_for(exc.reply)
+        except asyncio.CancelledError:
+            tx.log.setdefault("ended", "cancelled")
+            self._record(tx, queue_id, replies.CLIENT_GONE, MessageOutcome.TEMPFAILED)
+            raise
+        return self._record(tx, queue_id, reply, outcome)
+
+    def _record(
+        self, tx: Transaction, queue_id: str, reply: Reply, outcome: MessageOutcome
+    ) -> Reply:
+        """Count the message and write its log line; the reply with its queue id."""
         if reply.code == 250:  # as MTAs do, so a platform can quote it to support
             reply = reply.with_text(f"{reply.text} (queue id {queue_id})")
-        self.metrics.record_message(client_name, outcome)
+        self.metrics.record_message(tx.client.name if tx.client else None, outcome)
         tx.log.update(queue_id=queue_id, reply=str(reply), outcome=outcome.value)
         if tx.relay_replies:
             tx.log["relay"] = tx.relay_replies
@@ -112,7 +100,9 @@ class Delivery:
         log.info("transaction", extra={"event": tx.log})
         return reply
 
-    async def _deliver(self, tx: Transaction) -> tuple[Reply, MessageOutcome]:
+    async def _deliver(
+        self, tx: Transaction, deadline: float, arrival: datetime
+    ) -> tuple[Reply, MessageOutcome]:
         try:
             message = RawMessage.parse(tx.content)
         except MalformedMessage:
@@ -152,12 +142,26 @@ class Delivery:
             copies = self._build(body, classification, tx.client, pending)
         if copies is None:
             return replies.MALFORMED_MESSAGE, MessageOutcome.REJECTED
+        job = Job(
+            tx,
+            copies,
+            key,
+            reuse=len(pending) == len(outcomes) and len(copies) == 1,
+            deadline=deadline,
+            header=body.header_bytes(),
+            message_id=message_id,
+            arrival=arrival,
+        )
+        attempt = Attempt(earlier=len(pending) < len(allowed), null_sender=not tx.sender)
         started = time.perf_counter()
-        reply = await self._relay(tx, copies, key, everyone=len(pending) == len(outcomes))
-        tx.log["relay_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        try:
+            verdict = await self.handoff.run(job, attempt)
+        finally:
+            tx.log["relay_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        reply = verdict.reply
         if reply.code != 250:
             return reply, _outcome_for(reply)
-        partial = len(allowed) < len(outcomes)
+        partial = len(allowed) < len(outcomes) or verdict.row != 4
         return reply, MessageOutcome.PARTIALLY_RELAYED if partial else MessageOutcome.RELAYED
 
     async def _outcomes(
@@ -216,43 +220,6 @@ class Delivery:
         for domain, algorithm in prepared.signed_by:
             self.metrics.dkim_signed(domain, algorithm)
         return signed.to_bytes()
-
-    async def _relay(
-        self, tx: Transaction, copies: Sequence[Copy], key: str, *, everyone: bool
-    ) -> Reply:
-        upstream = tx.upstream
-        if upstream is None:
-            return replies.LOCAL_ERROR
-        delivered: list[str] = []
-        failures: list[RelayFailure] = []
-        reuse_envelope = everyone and len(copies) == 1
-        if not reuse_envelope:
-            await upstream.reset()
-        for copy in copies:
-            try:
-                if not reuse_envelope:
-                    await upstream.mail(tx.sender, tx.mail_options)
-                    for outcome in copy.recipients:
-                        await upstream.rcpt(outcome.mailbox.address)
-                text = await upstream.data(copy.content)
-                delivered.extend(o.identity for o in copy.recipients)
-                tx.relay_replies.append(replies.sanitise(text))
-            except RelayFailure as failure:
-                failures.append(failure)
-                self.metrics.relay_error(failure.kind)
-                tx.relay_errors.append(failure.detail)
-                await upstream.reset()
-        if not failures:
-            return replies.QUEUED
-        if delivered:
-            until = self.clock() + timedelta(seconds=self.settings.relay.dedup_window)
-            try:
-                await self.store.remember_delivered(key, delivered, until, self.clock())
-            except StoreError:
-                log.error("could not remember partial delivery of %s", key)
-            return replies.RELAY_TEMPFAIL
-        transient = [f for f in failures if not f.reply.is_permanent]
-        return (transient or failures)[0].reply
 
 
 def _message_key(message_id: str | None, content: bytes) -> str:

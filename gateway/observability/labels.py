@@ -51,6 +51,7 @@ class RejectionCode(StrEnum):
     POLICY = "policy"
     TLS = "tls"
     TIMEOUT = "timeout"
+    JUNK = "junk"  # too many commands that did not advance a transaction
     STORE = "store"
     INTERNAL = "internal"
 

@@ -114,6 +114,15 @@ def configure_logging(
         old.close()
     root.addHandler(handler)
     root.setLevel(level.upper())
+    quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    """Keep addresses out of the logs of libraries that log what they read: aiosmtpd logs every
+    envelope address at INFO (our transaction log replaces it), flufl.bounce each detector it
+    runs and, on a crash, the report's text."""
+    logging.getLogger("mail.log").setLevel(max(logging.WARNING, logging.getLogger().level))
+    logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 
 
 def address_for_log(address: str, *, clear: bool, hasher: Callable[[str], str]) -> str:

@@ -18,14 +18,15 @@ from typing import Any
 from gateway import replies
 from gateway.consents import RECIPIENT, Act, Consents
 from gateway.limits import ClientRate, Limited, RateLimits
-from gateway.mail.delivery import Delivery, Transaction
+from gateway.mail.delivery import Delivery
+from gateway.mail.transaction import Transaction
 from gateway.observability.labels import Channel, MessageOutcome, RejectionCode
 from gateway.observability.metrics import Metrics
 from gateway.policy_gate import PolicyError, PolicyGate
 from gateway.relay.base import Relay, RelayFailure
 from gateway.senders import check_sender
 from gateway.settings import Settings, SmtpClient
-from gateway.smtp.sessions import GatewayEnvelope, GatewaySession, release_upstream
+from gateway.smtp.sessions import GatewayEnvelope, GatewaySession, release, release_upstream
 from gateway.smtp.syntax import hook_names
 from suppression.address import AddressError, Mailbox, parse_mailbox
 from suppression.tokens import TokenCodec, TokenError
@@ -269,20 +270,24 @@ class GatewayHandler:
             return await self._unsubscribe_mail(session, envelope)
         content = envelope.content
         assert isinstance(content, bytes)
+        # The delivery owns the upstream transaction from here: it may outlive the session
+        # (a client gone mid-relay), and releases it when done.
+        upstream, envelope.upstream = envelope.upstream, None
         tx = Transaction(
             client=session.client,
             sender=_reverse_path(envelope),
             mail_options=self._upstream_options(envelope),
             mailboxes=envelope.recipients,
             content=content,
-            upstream=envelope.upstream,
+            upstream=upstream,
             rcpt_outcomes=envelope.decided_at_rcpt,
+            abandoned=envelope.abandoned,
             log={"peer": _peer(session)},
         )
         try:
             return str(await self.delivery.deliver(tx))
         finally:
-            await release_upstream(envelope)
+            await release(upstream)
 
     async def _unsubscribe_mail(self, session: GatewaySession, envelope: GatewayEnvelope) -> str:
         for claims in envelope.unsubscribes:

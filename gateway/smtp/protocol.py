@@ -4,8 +4,11 @@ aiosmtpd leaves much to the handler (see docs/mail-safety.md). This subclass:
 
 * reads DATA in large chunks and ends it only on ``CRLF . CRLF`` (RFC 5321 §4.1.1.4), then
   rejects bare CR or LF (SMTP smuggling, RFC 5321 §2.3.8) and NUL, and enforces the size and
-  line limits with enhanced status codes; the per-line reads of the stock reader are the
-  largest cost in a pass-through;
+  line limits as bytes arrive (:mod:`gateway.smtp.data`); the per-line reads of the stock
+  reader are the largest cost in a pass-through;
+* bounds every session: DATA by an overall deadline and a minimum rate, idle time by
+  ``command_timeout`` (which stops while the gateway itself works), and each timeout is
+  answered ``421`` before the close;
 * runs AUTH PLAIN/LOGIN through an async, thread-offloaded KDF and closes the session after
   repeated failures (AUTH is only offered after STARTTLS: ``auth_require_tls``);
 * caps concurrent sessions and drains on shutdown (``421 4.3.2``);
@@ -15,20 +18,27 @@ aiosmtpd leaves much to the handler (see docs/mail-safety.md). This subclass:
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
+import functools
 import logging
-import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from gateway import replies
 from gateway.observability.labels import RejectionCode
+from gateway.settings import SmtpSettings
+from gateway.smtp import sasl
 from gateway.smtp.access import Clients
-from gateway.smtp.sessions import GatewayEnvelope, GatewaySession, SessionRegistry, release_upstream
-from gateway.smtp.syntax import has_bare_cr_or_lf, hook_names, plain_angle_address
+from gateway.smtp.data import DataBuffer, DataClock
+from gateway.smtp.sessions import (
+    GatewayEnvelope,
+    GatewaySession,
+    SessionRegistry,
+    log_failure,
+    release_upstream,
+)
+from gateway.smtp.syntax import hook_names, plain_angle_address
 
 #: Every private name of aiosmtpd's ``SMTP`` this module overrides, calls or reads. They may
 #: change in any aiosmtpd release: pyproject.toml pins aiosmtpd below its next minor version and
@@ -41,11 +51,12 @@ AIOSMTPD_PRIVATE_NAMES = (
     "_handle_client",  # overridden: the session cap before the greeting
     "_original_transport",  # read: set once STARTTLS replaced the transport
     "_reader",  # read: DATA is read from it directly, in large chunks
-    "_reset_timeout",  # called: restart the idle timer while DATA arrives
+    "_reset_timeout",  # overridden and called: the idle timer, or DATA's deadlines
     "_set_post_data_state",  # overridden: release the upstream transaction
+    "_smtp_methods",  # replaced: each command counted against junk_command_limit
     "_timeout_cb",  # overridden: 421 before closing on a timeout
     "_timeout_handle",  # read: the idle timer, stopped while a handler hook works
-    "_writer",  # read: the 421 of a shutdown is written without awaiting a drain
+    "_writer",  # read: a closing 421 is written without awaiting a drain
 )
 #: asyncio ``StreamReader`` internals :meth:`GatewaySMTP._read_data` uses (checked likewise).
 STREAM_READER_PRIVATE_NAMES = ("_buffer", "_limit")
@@ -55,8 +66,8 @@ CLOSE_GRACE = 5.0
 
 log = logging.getLogger(__name__)
 
-_TERMINATOR = b"\r\n.\r\n"
 _CHUNK = 64 * 1024
+_Command = Callable[[Any], Awaitable[None]]
 
 
 class GatewaySMTP(SMTP):
@@ -68,20 +79,24 @@ class GatewaySMTP(SMTP):
         *,
         registry: SessionRegistry,
         clients: Clients,
-        max_line_length: int,
-        max_auth_failures: int,
+        limits: SmtpSettings,
         on_reject: Callable[[RejectionCode], None],
         **kwargs: Any,
     ) -> None:
         super().__init__(handler, **kwargs)
         self.registry = registry
         self.clients = clients
-        self.max_line_length = max_line_length
-        self.max_auth_failures = max_auth_failures
+        self.limits = limits
         self.on_reject = on_reject
         self._pending_tasks: set[asyncio.Task[None]] = set()
         #: What the client is told when the timer runs out (the idle timeout unless in DATA).
         self._expiry = replies.IDLE_TIMEOUT
+        #: Commands since the last one that advanced a transaction (see :meth:`_counted`).
+        self._junk = 0
+        self._smtp_methods = {
+            name: method if name == "QUIT" else self._counted(method)
+            for name, method in self._smtp_methods.items()
+        }
 
     def __dir__(self) -> list[str]:
         # aiosmtpd's __init__ runs inspect.getmembers(self) and dir(self) on every connection to
@@ -143,10 +158,34 @@ class GatewaySMTP(SMTP):
         assert self._timeout_handle is not None
         self._timeout_handle.cancel()
         try:
-            return await super()._call_handler_hook(command, *args)
+            status = await super()._call_handler_hook(command, *args)
         finally:
             if self.transport is not None and not self.transport.is_closing():
                 self._reset_timeout()
+        if command == "RCPT" and (self._known_client or str(status).startswith("2")):
+            self._junk = 0  # a recipient was taken, or decided for a known client
+        return status
+
+    def _counted(self, method: _Command) -> _Command:
+        """``method`` counted against ``[smtp] junk_command_limit``: commands that do not
+        advance a transaction (NOOP, RSET, HELP, VRFY, EHLO, refused MAIL or RCPT, ...) may not
+        hold a session for ever (Postfix's ``smtpd_junk_command_limit``). A recipient taken (or
+        decided for a known client) and the end of DATA start the count again."""
+
+        @functools.wraps(method)  # keeps aiosmtpd's syntax attributes, which HELP reads
+        async def counted(arg: Any) -> None:
+            self._junk += 1
+            if self._junk > self.limits.junk_command_limit:
+                self.on_reject(RejectionCode.JUNK)
+                self._close_with(replies.TOO_MANY_JUNK_COMMANDS)
+                return
+            await method(arg)
+
+        return counted
+
+    @property
+    def _known_client(self) -> bool:
+        return isinstance(self.session, GatewaySession) and self.session.client is not None
 
     async def say_goodbye(self) -> None:
         """421 4.3.2 and close (shutdown)."""
@@ -176,11 +215,10 @@ class GatewaySMTP(SMTP):
                 self.loop.call_later(CLOSE_GRACE, transport.abort)
 
     async def push(self, status: Any) -> None:
-        text = status.decode() if isinstance(status, bytes) else str(status)
-        missing = _NO_ENHANCED.match(text)
-        if missing:  # aiosmtpd's own replies often lack one (RFC 2034 asks for it on all)
-            code = int(missing.group(1))
-            text = f"{code} {_DEFAULT_ENHANCED.get(code, missing.group(1)[0] + '.0.0')} {text[4:]}"
+        # aiosmtpd's own replies often lack an enhanced code (RFC 2034 asks for it on all).
+        text = replies.with_enhanced_code(
+            status.decode() if isinstance(status, bytes) else str(status)
+        )
         await super().push(text)
         if text.startswith("421") and self.transport is not None:
             self.transport.close()
@@ -221,21 +259,36 @@ class GatewaySMTP(SMTP):
             return
         content, problem = read
         if problem is not None:
+            self._junk = 0  # a message was received, if refused
             self.on_reject(_REJECTION_CODE.get(problem, RejectionCode.CONTENT))
             self._set_post_data_state()
             await self.push(str(problem))
             return
         self.envelope.content = self.envelope.original_content = content
-        assert isinstance(self.session, GatewaySession)
-        self.session.busy = True
-        try:
-            status = await self._call_handler_hook("DATA")
-        finally:
-            self.session.busy = False
+        self._junk = 0  # a message was received
+        status = await self._deliver(self.envelope)
         self._set_post_data_state()
         await self.push(status)
         if self.registry.draining:
             await self.say_goodbye()
+
+    async def _deliver(self, envelope: Envelope) -> Any:
+        """Run the DATA hook in a task of its own that outlives this session. If the client
+        leaves (or shutdown closes it) meanwhile, the delivery is told, not cancelled: it stops
+        after the copy in flight and remembers what the relay accepted, so that the client's
+        retry sends nothing twice. The registry keeps the task until it is done."""
+        assert isinstance(self.session, GatewaySession) and isinstance(envelope, GatewayEnvelope)
+        work = self.loop.create_task(self._call_handler_hook("DATA"))
+        self.registry.hold(work)
+        self.session.busy = True
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            envelope.abandoned.set()
+            work.add_done_callback(log_failure)
+            raise
+        finally:
+            self.session.busy = False
 
     async def _read_data(self) -> tuple[bytes, replies.Reply | None] | None:
         """Read up to CRLF.CRLF; the unstuffed content or the reply refusing it (None: EOF)."""
@@ -248,73 +301,45 @@ class GatewaySMTP(SMTP):
             return await self._read_until_terminator()
         finally:
             reader._limit = line_limit  # type: ignore[attr-defined]
+            if self.transport is not None:
+                self._reset_timeout()  # the idle timer again, with its reply
 
     async def _read_until_terminator(self) -> tuple[bytes, replies.Reply | None] | None:
-        limit = self.data_size_limit or 0
-        buffer = bytearray(b"\r\n")  # the CRLF ending the DATA line, so "." alone ends at once
-        too_big = False
+        data = DataBuffer(self.data_size_limit or 0, self.limits.max_line_length)
+        limits = self.limits
+        clock = DataClock(
+            self.loop.time(), limits.command_timeout, limits.data_deadline, limits.data_min_rate
+        )
+        self._arm(*clock.expiry(self.loop.time(), 0))
         while True:
             chunk = await self._reader.read(_CHUNK)
             if not chunk:
                 return None
-            self._reset_timeout()
-            start = max(0, len(buffer) - 4)
-            buffer += chunk
-            end = buffer.find(_TERMINATOR, start)
-            if end >= 0:
+            if data.feed(chunk):
                 break
-            if limit and len(buffer) > limit + 2:
-                too_big = True
-                del buffer[: len(buffer) - 4]  # keep only what a split terminator needs
-        leftover = bytes(buffer[end + len(_TERMINATOR) :])
-        if leftover:  # pipelined commands after the final dot (RFC 2920)
-            self._reader._buffer[:0] = leftover  # type: ignore[attr-defined]
-        if too_big:
-            return b"", replies.MESSAGE_TOO_BIG
-        raw = bytes(buffer[: end + 2])
-        if limit and len(raw) - 2 > limit:
-            return b"", replies.MESSAGE_TOO_BIG
-        if b"\x00" in raw:
-            return b"", replies.NUL_IN_CONTENT
-        if has_bare_cr_or_lf(raw):
-            return b"", replies.BAD_LINE_ENDINGS
-        if max(map(len, raw.split(b"\r\n"))) > self.max_line_length:
-            return b"", replies.LINE_TOO_LONG
-        # RFC 5321 §4.5.2: remove the leading dot of every line that has one.
-        return raw.replace(b"\r\n.", b"\r\n")[2:], None
+            self._arm(*clock.expiry(self.loop.time(), data.received))
+        if data.leftover:  # pipelined commands after the final dot (RFC 2920)
+            self._reader._buffer[:0] = data.leftover  # type: ignore[attr-defined]
+        return data.content, data.problem
+
+    def _arm(self, at: float, reply: replies.Reply) -> None:
+        """Run the timer until ``at`` (loop time), then close with ``reply``."""
+        super()._reset_timeout(max(at - self.loop.time(), 0.001))
+        self._expiry = reply
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """aiosmtpd's idle timer (restarted on every command), answered by IDLE_TIMEOUT."""
+        super()._reset_timeout(duration)
+        self._expiry = replies.IDLE_TIMEOUT
 
     # --- AUTH (RFC 4954), with the KDF off the event loop -----------------------------
     async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
         """AUTH PLAIN (RFC 4616)."""
-        blob = await self._auth_blob(args, "")
-        if blob is None:
-            return AuthResult(success=False, handled=True)
-        try:
-            _authz, login, password = blob.split(b"\x00")
-        except ValueError:
-            await self.push("501 5.5.2 Can't split auth value")
-            return AuthResult(success=False, handled=True)
-        return await self._check_credentials(login, password)
+        return await sasl.plain(self, args, self._check_credentials)
 
     async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
         """AUTH LOGIN (draft-murchison-sasl-login)."""
-        login = await self._auth_blob(args, "Username:")
-        if login is None:
-            return AuthResult(success=False, handled=True)
-        password = await self.challenge_auth("Password:")
-        if not isinstance(password, bytes):
-            return AuthResult(success=False, handled=True)
-        return await self._check_credentials(login, password)
-
-    async def _auth_blob(self, args: list[str], challenge: str) -> bytes | None:
-        if len(args) == 1:
-            blob = await self.challenge_auth(challenge)
-            return blob if isinstance(blob, bytes) else None
-        try:
-            return base64.b64decode(args[1].encode(), validate=True)
-        except (binascii.Error, ValueError):
-            await self.push("501 5.5.2 Can't decode base64")
-            return None
+        return await sasl.login(self, args, self._check_credentials)
 
     async def _check_credentials(self, login: bytes, password: bytes) -> AuthResult:
         assert isinstance(self.session, GatewaySession)
@@ -324,26 +349,11 @@ class GatewaySMTP(SMTP):
             return AuthResult(success=True, auth_data=LoginPassword(login, b""))
         self.session.auth_failures += 1
         self.on_reject(RejectionCode.AUTH)
-        if self.session.auth_failures >= self.max_auth_failures:
+        if self.session.auth_failures >= self.limits.max_auth_failures:
             await self.push(str(replies.TOO_MANY_AUTH_FAILURES))
             return AuthResult(success=False, handled=True)
         return AuthResult(success=False, handled=False, message=str(replies.AUTH_FAILED))
 
-
-_NO_ENHANCED = re.compile(r"^([45]\d\d)[ -](?![245]\.\d{1,3}\.\d{1,3}\b)")
-_DEFAULT_ENHANCED = {
-    421: "4.3.2",
-    451: "4.3.0",
-    500: "5.5.1",
-    501: "5.5.4",
-    502: "5.5.1",
-    503: "5.5.1",
-    504: "5.5.4",
-    530: "5.7.0",
-    552: "5.3.4",
-    553: "5.1.3",
-    555: "5.5.4",
-}
 
 _REJECTION_CODE = {
     replies.MESSAGE_TOO_BIG: RejectionCode.SIZE,
