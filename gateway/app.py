@@ -25,11 +25,13 @@ from prometheus_client import CollectorRegistry
 from gateway import records
 from gateway import secrets as secrets_file
 from gateway.consents import Consents
+from gateway.feedback.providers.fetch import Fetch, HttpsFetch
 from gateway.feedback.relay_replies import RelayReplies
 from gateway.feedback.smtp_intake import SmtpFeedback
 from gateway.http.admin import AdminContext, setup_admin
 from gateway.http.server import build_app
 from gateway.http.unsubscribe import setup_unsubscribe
+from gateway.http.webhooks import WebhookContext, setup_webhooks
 from gateway.mail.delivery import Delivery
 from gateway.mail.references import References
 from gateway.mail.signing import Signer
@@ -264,10 +266,15 @@ def _feedback_loop(
 
 
 async def start_http(
-    settings: Settings, core: Core, clock: Callable[[], datetime], reuse_port: bool
+    settings: Settings,
+    core: Core,
+    clock: Callable[[], datetime],
+    reuse_port: bool,
+    fetch: Fetch | None = None,
 ) -> tuple[web.AppRunner, tuple[str, int]]:
-    """Serve health, metrics, the unsubscribe endpoint and the admin API; the runner and the
-    address it listens on."""
+    """Serve health, metrics, the unsubscribe endpoint, the admin API and the providers'
+    webhooks (``fetch``: SNS's certificates and confirmations); the runner and the address it
+    listens on."""
     store, relay = core.store, core.relay
 
     async def store_ready() -> str | None:
@@ -301,6 +308,10 @@ async def start_http(
         consents=core.consents,
         settings=settings.unsubscribe,
         clock=clock,
+    )
+    webhooks = settings.feedback.webhooks
+    setup_webhooks(
+        app, WebhookContext(webhooks, core.consents, core.metrics.webhooks, clock, fetch)
     )
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
@@ -339,8 +350,10 @@ async def running(
     clock: Clock = utcnow,
     registry: CollectorRegistry | None = None,
     reuse_port: bool = False,
+    fetch: Fetch | None = None,
 ) -> AsyncIterator[Gateway]:
-    """Start the gateway's listeners; on exit drain sessions and close everything."""
+    """Start the gateway's listeners; on exit drain sessions and close everything. ``fetch``
+    replaces the HTTPS GETs of the SES webhook (tests: no network)."""
     async with contextlib.AsyncExitStack() as stack:
         core = await build_core(settings, stack, clock, registry)
         sessions = SessionRegistry(
@@ -361,8 +374,13 @@ async def running(
         gateway.smtp_addresses = [s.sockets[0].getsockname()[:2] for s in gateway.smtp_servers]
         for server in gateway.smtp_servers:
             stack.callback(server.close)  # should the rest of the start fail
+        ses = settings.feedback.webhooks.ses
+        if fetch is None and ses is not None:
+            https = HttpsFetch(ses.fetch_timeout)
+            stack.push_async_callback(https.close)
+            fetch = https
         gateway.http_runner, gateway.http_address = await start_http(
-            settings, core, clock, reuse_port
+            settings, core, clock, reuse_port, fetch
         )
         stack.push_async_callback(gateway.http_runner.cleanup)
         start_background(core, stack, clock)

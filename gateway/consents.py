@@ -45,7 +45,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -144,6 +144,21 @@ class Act:
 def recorded_basis(purpose: Purpose, status: ConsentStatus) -> Basis:
     """The basis a consent record carries (the table in this module's docstring)."""
     return Basis.CONSENT if status is ConsentStatus.OPTED_IN else purpose.basis
+
+
+def unsubscribe_all(
+    identity: str, act: Act, at: datetime, email: str | None = None
+) -> NewSuppression:
+    """The suppression an opt-out of all marketing asks for."""
+    return NewSuppression(
+        scope=Scope.MARKETING,
+        reason=SuppressionReason.UNSUBSCRIBE,
+        source=act.ledger_source,
+        actor=act.actor,
+        at=at,
+        identity=identity,
+        email=email,
+    )
 
 
 def imported_consent(row: ConsentRow, identity: str, actor: str, now: datetime) -> ConsentChange:
@@ -261,16 +276,7 @@ class Consents:
         purpose_id = purpose or claims.purpose
         known = self.catalogue.get(purpose_id) if purpose_id else None
         if everything or known is None or self.link_is_wide(act.channel, purpose_id):
-            await self.store.add_suppression(
-                NewSuppression(
-                    scope=Scope.MARKETING,
-                    reason=SuppressionReason.UNSUBSCRIBE,
-                    source=act.ledger_source,
-                    actor=act.actor,
-                    at=self.clock(),
-                    identity=claims.identity,
-                )
-            )
+            await self.store.add_suppression(unsubscribe_all(claims.identity, act, self.clock()))
             self.count_opt_out(act.channel, None)
             return
         evidence = self._with_client(act.evidence, claims)
@@ -279,6 +285,30 @@ class Consents:
             self._change(claims.identity, None, known, status, act, evidence, explicit=True)
         )
         self.count_opt_out(act.channel, known.id)
+
+    async def opt_out_address(
+        self, email: str, act: Act, *, purpose: str | None, at: datetime
+    ) -> bool:
+        """Record an opt-out a trusted party reports for an address (a relay provider's
+        unsubscribe event): of ``purpose`` when it is in the catalogue, else of all marketing,
+        at ``at``, the time it reports (never later than now). The same report again changes
+        nothing. True when it changed the store."""
+        when = min(at, self.clock())
+        identity = self.identities.of(email)
+        known = self.catalogue.get(purpose) if purpose else None
+        write: ConsentChange | NewSuppression
+        if known is None:
+            write = unsubscribe_all(identity, act, when, email)
+        else:
+            status = ConsentStatus.OPTED_OUT
+            change = self._change(identity, email, known, status, act, act.evidence, explicit=True)
+            write = replace(change, at=when)  # the time the provider reports
+        # One write through the batch: it says whether the store changed (a suppression that
+        # was there, or a withdrawal not newer than the one held, is unchanged).
+        (result,) = await self.store.apply_batch([write])
+        if result.changed:
+            self.count_opt_out(act.channel, known.id if known else None)
+        return result.changed
 
     async def resume_marketing(self, identity: str, act: Act) -> None:
         """Lift the person's own all-marketing unsubscribes, never any other suppression."""

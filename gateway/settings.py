@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.webhook_settings import WebhooksSettings
 from suppression.address import AddressError, NormalisationRules, normalise_domain, parse_mailbox
 from suppression.bounce_decay import SoftBouncePolicy
 from suppression.feedback_rules import FeedbackPolicy
@@ -439,6 +440,9 @@ class FeedbackSettings(_Section):
         """True when copies carry references (a return path or a feedback-loop address)."""
         return bool(self.return_path_domain or self.fbl_address)
 
+    #: The relay providers' event webhooks (:mod:`gateway.webhook_settings`).
+    webhooks: WebhooksSettings = WebhooksSettings()
+
     def policy(self) -> FeedbackPolicy:
         """The configurable part of the feedback rules."""
         soft = SoftBouncePolicy(
@@ -488,6 +492,9 @@ class Settings(_Section):
                     f"smtp.clients[{index}].default_purpose: unknown purpose "
                     f"{client.default_purpose!r}"
                 )
+        for key, purpose in self.feedback.webhooks.purposes():
+            if purpose not in known:
+                raise ValueError(f"{key}.purpose: unknown purpose {purpose!r}")
         return self
 
 

@@ -69,6 +69,12 @@ class FeedbackSource(StrEnum):
     DSN = "dsn"  # a delivery report to the return path (attributed by its reference only)
     FBL = "fbl"  # a complaint to the feedback-loop address (attributed by its reference only)
     MAILBOX = "mailbox"  # the operator's own bounce mailbox (its recipient fields are trusted)
+    # A relay provider's signed event webhook (its recipient addresses are trusted: the operator
+    # configured the provider); gateway/feedback/providers/.
+    SES = "ses"  # Amazon SES notifications through SNS
+    SENDGRID = "sendgrid"  # the SendGrid Event Webhook
+    MAILGUN = "mailgun"
+    POSTMARK = "postmark"
 
 
 class FeedbackKind(StrEnum):

@@ -45,6 +45,15 @@ SOURCE_KINDS: dict[FeedbackSource, tuple[FeedbackKind, ...]] = {
     FeedbackSource.DSN: (FeedbackKind.BOUNCE,),
     FeedbackSource.FBL: (FeedbackKind.COMPLAINT,),
     FeedbackSource.MAILBOX: (FeedbackKind.BOUNCE, FeedbackKind.COMPLAINT),
+    **dict.fromkeys(
+        (
+            FeedbackSource.SES,
+            FeedbackSource.SENDGRID,
+            FeedbackSource.MAILGUN,
+            FeedbackSource.POSTMARK,
+        ),
+        (FeedbackKind.BOUNCE, FeedbackKind.COMPLAINT),
+    ),
 }
 #: Sources whose reports arrive as messages (relay replies are always attributed).
 REPORT_SOURCES = (FeedbackSource.DSN, FeedbackSource.FBL, FeedbackSource.MAILBOX)
@@ -91,8 +100,9 @@ class FeedbackMetrics:
                 for cls, reason in self._pairs(kind):
                     self._valid.add((source.value, cls, reason))
                     self.events.labels(source.value, cls, reason)
-        for source in REPORT_SOURCES:
+        for source in SOURCE_KINDS:
             self.duplicates.labels(source.value)
+        for source in REPORT_SOURCES:
             for why in Unattributed:
                 self.unattributed.labels(source.value, why.value)
             for why_not in Unreadable:

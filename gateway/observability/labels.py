@@ -65,6 +65,7 @@ class Channel(StrEnum):
     API = "api"
     CLI = "cli"
     IMPORT = "import"
+    PROVIDER = "provider"  # a relay provider's unsubscribe event (its webhook)
 
 
 def decision_label(decision: Decision, mode: PolicyMode) -> RecipientDecision:

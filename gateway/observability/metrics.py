@@ -27,6 +27,7 @@ from gateway.observability.labels import (
     RejectionCode,
     RelayErrorKind,
 )
+from gateway.observability.webhook_metrics import WebhookMetrics
 from suppression.model import Category, Reason, SuppressionReason
 
 NAMESPACE = "suppression_gateway"
@@ -78,6 +79,8 @@ class Metrics:
         self._preinitialise(dkim)
         #: Bounces and complaints (:mod:`gateway.observability.feedback_metrics`).
         self.feedback = FeedbackMetrics(registry, NAMESPACE)
+        #: The relay providers' webhooks (:mod:`gateway.observability.webhook_metrics`).
+        self.webhooks = WebhookMetrics(registry, NAMESPACE)
         self.build_info.labels(version).set(1)
 
     def _build_metrics(self) -> None:
