@@ -34,6 +34,25 @@ PURPOSES = ("newsletter", "partners")
 DOMAINS = 5_000
 RECIPIENTS = 50
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
+CONTACT_COLUMNS = [
+    "identity",
+    "email",
+    "audience",
+    "customer",
+    "customer_since",
+    "created_at",
+    "updated_at",
+]
+CONSENT_COLUMNS = [
+    "identity",
+    "purpose",
+    "status",
+    "basis",
+    "collected_at",
+    "source",
+    "evidence",
+    "withdrawn_at",
+]
 
 
 def identity(n: int) -> str:
@@ -59,12 +78,13 @@ def build_sqlite(path: Path, contacts: int) -> None:
     conn.execute("BEGIN")
     ids = sorted(rows(contacts), key=lambda r: r[1])  # key order: fast WITHOUT ROWID inserts
     conn.executemany(
-        "INSERT INTO contacts VALUES (?, ?, 'b2c', ?, NULL, ?, ?)",
+        "INSERT INTO contacts (identity, email, audience, customer, customer_since, created_at,"
+        " updated_at) VALUES (?, ?, 'b2c', ?, NULL, ?, ?)",
         ((i, f"user{n}@{domain(n)}", n % 3 == 0, ts, ts) for n, i in ids),
     )
     conn.executemany(
-        "INSERT INTO consents VALUES (?, ?, ?, 'consent', ?, 'bench', '{\"ip\":\"192.0.2.1\"}',"
-        " NULL)",
+        "INSERT INTO consents (identity, purpose, status, basis, collected_at, source, evidence,"
+        " withdrawn_at) VALUES (?, ?, ?, 'consent', ?, 'bench', '{\"ip\":\"192.0.2.1\"}', NULL)",
         ((i, p, "opted_out" if n % 10 == 0 else "opted_in", ts) for n, i in ids for p in PURPOSES),
     )
     conn.executemany(
@@ -100,6 +120,7 @@ async def build_postgres(url: str, contacts: int) -> None:
         await conn.copy_records_to_table(
             "contacts",
             records=[(i, f"user{n}@{domain(n)}", "b2c", n % 3 == 0, None, at, at) for n, i in ids],
+            columns=CONTACT_COLUMNS,
         )
         evidence = '{"ip":"192.0.2.1"}'
 
@@ -111,7 +132,7 @@ async def build_postgres(url: str, contacts: int) -> None:
             for n, i in ids
             for p in PURPOSES
         ]
-        await conn.copy_records_to_table("consents", records=consents)
+        await conn.copy_records_to_table("consents", records=consents, columns=CONSENT_COLUMNS)
         await conn.executemany(
             "INSERT INTO suppressions (identity, scope, reason, source, created_at)"
             " VALUES ($1, 'all', 'bounce', 'bench', $2)",

@@ -47,6 +47,61 @@ def only_migrations(monkeypatch: pytest.MonkeyPatch, count: int = 1) -> Iterator
         yield
 
 
+#: Columns a later migration added that today's store code reads and writes, with the
+#: migration that added them and their type per dialect. A store kept at an older schema gets
+#: them for the time it is filled through today's store API (:func:`later_columns`), and
+#: loses them again before the real upgrade, which then meets the older schema exactly.
+LATER_COLUMNS = [
+    (5, "consents", "collection", "TEXT", "text"),
+    (5, "contacts", "last_contact_at", "INTEGER", "timestamptz"),
+    (5, "contacts", "customer_until", "INTEGER", "timestamptz"),
+]
+
+
+async def _raw_ddl(store: Store, statements: list[str]) -> None:
+    """Run DDL beside the open ``store`` on a connection of its own."""
+    if isinstance(store, SQLiteStore):
+        with contextlib.closing(sqlite3.connect(store.path)) as conn, conn:
+            for statement in statements:
+                conn.execute(statement)
+        return
+    import asyncpg
+
+    assert isinstance(store, PostgresStore)
+    conn = await asyncpg.connect(DSN, server_settings={"search_path": store.schema or "public"})
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def add_later_columns(store: Store, version: int) -> None:
+    """Give a store at schema ``version`` the columns later migrations add (see
+    :data:`LATER_COLUMNS`), so that today's code can write to it."""
+    sqlite = isinstance(store, SQLiteStore)
+    await _raw_ddl(
+        store,
+        [
+            f"ALTER TABLE {table} ADD COLUMN {column} {lite if sqlite else pg}"
+            for added, table, column, lite, pg in LATER_COLUMNS
+            if added > version
+        ],
+    )
+
+
+async def drop_later_columns(store: Store, version: int) -> None:
+    """Undo :func:`add_later_columns`."""
+    await _raw_ddl(
+        store,
+        [
+            f"ALTER TABLE {table} DROP COLUMN {column}"
+            for added, table, column, _, _ in LATER_COLUMNS
+            if added > version
+        ],
+    )
+
+
 async def fill(store: Store) -> None:
     """Ledger events of every kind the API writes, with and without evidence, one erased."""
     await store.record_consent(change())
@@ -75,7 +130,9 @@ async def filled_at_version(
     with only_migrations(monkeypatch, count):
         await store.open()
         try:
+            await add_later_columns(store, count)
             await fill_with(store)
+            await drop_later_columns(store, count)
         finally:
             await store.close()
 
@@ -212,7 +269,10 @@ async def test_sqlite_0002_keeps_the_ledger_and_drops_the_hash_index(
         assert fk[2:5] == ("ledger", "seq", "seq")
         assert sqlite_rows(path, "PRAGMA foreign_key_check") == []
         assert sqlite_rows(path, "PRAGMA integrity_check") == [("ok",)]
-        triggers = "SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger' ORDER BY name"
+        triggers = (
+            "SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger'"
+            " AND tbl_name LIKE 'ledger%' ORDER BY name"
+        )
         assert sqlite_rows(path, triggers) == [
             ("ledger_evidence_no_update", "ledger_evidence"),
             ("ledger_no_delete", "ledger"),

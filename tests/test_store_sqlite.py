@@ -21,6 +21,7 @@ from suppression.sql import migrations
 from suppression.sql.sqlite import SQLiteStore
 from suppression.store import StoreError, StoreOptions
 from tests.store_contract import Backend, StoreContract, at, change
+from tests.store_contract_evidence import EvidenceContract
 
 
 @pytest.fixture
@@ -43,6 +44,10 @@ async def backend(tmp_path: Path) -> AsyncIterator[Backend]:
 
 class TestSQLiteContract(StoreContract):
     """The store contract on SQLite."""
+
+
+class TestSQLiteEvidence(EvidenceContract):
+    """The evidence of consent on SQLite."""
 
 
 async def test_pragmas_are_in_effect_on_both_connections(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from suppression.changes import (
     Write,
     WriteResult,
 )
+from suppression.criteria import Notice, NoticeKey
 from suppression.model import (
     Audience,
     Contact,
@@ -28,10 +29,18 @@ from suppression.model import (
     RecipientKey,
     Suppression,
 )
+from suppression.sql import notices as notice_ops
 from suppression.sql import ops, reads
 from suppression.sql.engine import Engine
 from suppression.sql.rows import facts_sql, lookup_sql
-from suppression.store import ConsentEntry, ContactRecord, Lookup, SuppressionFilter
+from suppression.store import (
+    ConsentCount,
+    ConsentEntry,
+    ContactRecord,
+    Lookup,
+    NoticeResult,
+    SuppressionFilter,
+)
 
 E = TypeVar("E", bound=Engine)
 
@@ -80,10 +89,33 @@ class SqlStore(Generic[E]):
         audience: Audience | None = None,
         customer: bool | None = None,
         customer_since: datetime | None = None,
+        customer_until: datetime | None = None,
     ) -> Contact:
         """See :meth:`Store.upsert_contact`."""
-        update = ContactUpdate(identity, email, actor, at, audience, customer, customer_since)
+        update = ContactUpdate(
+            identity, email, actor, at, audience, customer, customer_since, customer_until
+        )
         return await self.engine.write(ops.upsert_contact, update)
+
+    async def record_activity(
+        self, identity: str, email: str | None, *, kind: str, actor: str, at: datetime
+    ) -> tuple[bool, Contact]:
+        """See :meth:`Store.record_activity`."""
+        op = ops.record_activity
+        return await self.engine.write(op, identity, email, kind=kind, actor=actor, at=at)
+
+    async def put_notice(self, notice: Notice, *, actor: str, at: datetime) -> NoticeResult:
+        """See :meth:`Store.put_notice`."""
+        return await self.engine.write(notice_ops.put_notice, notice, actor=actor, at=at)
+
+    async def notices(self, keys: Sequence[NoticeKey] | None = None) -> Sequence[Notice]:
+        """See :meth:`Store.notices`."""
+        return await self.engine.read(reads.notices, keys)
+
+    async def count_consents(self) -> Sequence[ConsentCount]:
+        """See :meth:`Store.count_consents`: a full scan, in a snapshot (as
+        :meth:`count_suppressions`)."""
+        return await self.engine.snapshot(reads.count_consents)
 
     async def add_suppression(self, new: NewSuppression) -> Suppression:
         """See :meth:`Store.add_suppression`."""

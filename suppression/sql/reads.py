@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from suppression.criteria import Notice, NoticeKey
 from suppression.model import (
+    ConsentStatus,
     Contact,
     LedgerEvent,
     RecipientFacts,
@@ -26,14 +28,23 @@ from suppression.sql.rows import (
     CONSENT_COLS,
     CONTACT_COLS,
     LEDGER_COLS,
+    NOTICE_COLS,
     SUPPRESSION_COLS,
     build_facts,
+    collection_from,
     consent_from,
     contact_from,
     ledger_from,
+    notice_from,
     suppression_from,
 )
-from suppression.store import ConsentEntry, ContactRecord, Lookup, SuppressionFilter
+from suppression.store import (
+    ConsentCount,
+    ConsentEntry,
+    ContactRecord,
+    Lookup,
+    SuppressionFilter,
+)
 
 #: Largest page a list operation returns.
 MAX_PAGE = 1000
@@ -91,13 +102,35 @@ async def list_consents(db: Db, after: tuple[str, str] | None, limit: int) -> li
     )
     cols = ", ".join(f"k.{c.strip()}" for c in CONSENT_COLS.split(","))
     rows = await db.fetch(
-        f"SELECT k.identity, c.email, {cols} FROM consents k"
+        f"SELECT k.identity, c.email, c.last_contact_at, {cols} FROM consents k"
         f" LEFT JOIN contacts c ON c.identity = k.identity {where}"
         " ORDER BY k.identity, k.purpose LIMIT ?",
         *params,
         max(1, min(limit, MAX_PAGE)),
     )
-    return [ConsentEntry(r[0], r[1], consent_from(r[2:], db.dt)) for r in rows]
+    return [
+        ConsentEntry(r[0], r[1], consent_from(r[3:], db.dt), None if r[2] is None else db.dt(r[2]))
+        for r in rows
+    ]
+
+
+async def count_consents(db: Db) -> list[ConsentCount]:
+    """See :meth:`Store.count_consents`: one grouped scan."""
+    rows = await db.fetch(
+        "SELECT purpose, status, collection, count(*) FROM consents"
+        " GROUP BY purpose, status, collection ORDER BY purpose, status"
+    )
+    return [ConsentCount(r[0], ConsentStatus(r[1]), collection_from(r[2]), int(r[3])) for r in rows]
+
+
+async def notices(db: Db, keys: Sequence[NoticeKey] | None) -> list[Notice]:
+    """See :meth:`Store.notices`."""
+    rows = await db.fetch(f"SELECT {NOTICE_COLS} FROM notices ORDER BY id, version")
+    found = [notice_from(r, db.dt) for r in rows]
+    if keys is None:
+        return found
+    wanted = set(keys)
+    return [n for n in found if n.key in wanted]
 
 
 async def list_contacts(db: Db, after: str | None, limit: int) -> list[Contact]:

@@ -10,12 +10,14 @@ the backends pass a converter for it.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from suppression.ledger import aware
+from suppression.criteria import UNKNOWN_COLLECTION, Collection, ConsentMethod, Notice
+from suppression.ledger import aware, dumps
 from suppression.model import (
     NO_FACTS,
     Audience,
@@ -35,8 +37,15 @@ Row = Sequence[Any]
 #: Turns a stored, non-null timestamp into an aware UTC datetime.
 ToDatetime = Callable[[Any], datetime]
 
-CONTACT_COLS = "identity, email, audience, customer, customer_since, created_at, updated_at"
-CONSENT_COLS = "purpose, status, basis, collected_at, source, evidence, withdrawn_at"
+CONTACT_COLS = (
+    "identity, email, audience, customer, customer_since, created_at, updated_at,"
+    " last_contact_at, customer_until"
+)
+CONSENT_COLS = "purpose, status, basis, collected_at, source, evidence, withdrawn_at, collection"
+NOTICE_COLS = (
+    "id, version, language, purposes, controller, right_to_withdraw, sha256, text, url,"
+    " created_at, locked_at"
+)
 SUPPRESSION_COLS = "id, identity, domain, scope, purpose, reason, source, created_at, expires_at"
 LEDGER_COLS = (
     "l.seq, l.at, l.kind, l.identity, l.purpose, l.source, l.actor, e.evidence, l.detail,"
@@ -67,6 +76,7 @@ _STATUS: dict[str, ConsentStatus] = {m.value: m for m in ConsentStatus}
 _BASIS: dict[str, Basis] = {m.value: m for m in Basis}
 _SCOPE: dict[str, Scope] = {m.value: m for m in Scope}
 _REASON: dict[str, SuppressionReason] = {m.value: m for m in SuppressionReason}
+_METHOD: dict[str, ConsentMethod] = {m.value: m for m in ConsentMethod}
 
 
 def to_micros(value: datetime) -> int:
@@ -95,6 +105,8 @@ def contact_from(r: Row, dt: ToDatetime) -> Contact:
         customer_since=_opt(r[4], dt),
         created_at=_opt(r[5], dt),
         updated_at=_opt(r[6], dt),
+        last_contact_at=_opt(r[7], dt),
+        customer_until=_opt(r[8], dt),
     )
 
 
@@ -108,6 +120,59 @@ def consent_from(r: Row, dt: ToDatetime) -> Consent:
         source=r[4],
         evidence={} if r[5] == "{}" else json.loads(r[5]),
         withdrawn_at=_opt(r[6], dt),
+        collection=collection_from(r[7]),
+    )
+
+
+def collection_fields(c: Collection) -> dict[str, str | bool]:
+    """What is on record of a :class:`Collection`, by field name (the ledger detail of a
+    consent event carries them too)."""
+    fields = {
+        "method": c.method.value if c.method is not None else None,
+        "notice_id": c.notice_id,
+        "notice_version": c.notice_version,
+        "pre_ticked": c.pre_ticked,
+        "bundled": c.bundled,
+        "conditional": c.conditional,
+        "provider": c.provider,
+        "provider_contract": c.provider_contract,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def collection_json(c: Collection) -> str | None:
+    """The stored form of a :class:`Collection`: canonical JSON of what is on record, or
+    ``NULL`` when nothing is (every consent from before migration 0005)."""
+    if c == UNKNOWN_COLLECTION:
+        return None
+    return dumps(collection_fields(c))
+
+
+@functools.lru_cache(maxsize=4096)
+def collection_from(text: str | None) -> Collection:
+    """Inverse of :func:`collection_json`. Cached by text: a form, a notice version and a
+    method are shared by thousands of consents, so the SMTP path rarely parses one."""
+    if text is None:
+        return UNKNOWN_COLLECTION
+    data = dict(json.loads(text))
+    method = data.pop("method", None)
+    return Collection(method=None if method is None else _METHOD[method], **data)
+
+
+def notice_from(r: Row, dt: ToDatetime) -> Notice:
+    """A :class:`Notice` from a row of :data:`NOTICE_COLS`."""
+    return Notice(
+        id=r[0],
+        version=r[1],
+        language=r[2],
+        purposes=tuple(json.loads(r[3])),
+        controller=r[4],
+        right_to_withdraw=bool(r[5]),
+        sha256=r[6],
+        text=r[7],
+        url=r[8],
+        created_at=_opt(r[9], dt),
+        locked_at=_opt(r[10], dt),
     )
 
 
@@ -148,20 +213,22 @@ def facts_sql(any_of: Callable[[str], str]) -> str:
 
     ``any_of(column)`` renders "column is in the list parameter" for the backend. Parameters:
     identities, identities, identities, now, domains, now. The four arms share one column
-    layout: kind, identity, then eight columns whose meaning depends on the kind (see
-    :func:`build_facts`).
+    layout: kind, identity, then eleven columns whose meaning depends on the kind (see
+    :func:`build_facts`); a column holds one type in every arm (PostgreSQL's UNION wants it).
     """
     live = "(s.expires_at IS NULL OR s.expires_at > ?)"
     supp = (
         "SELECT 's', s.identity, s.id, s.domain, s.scope, s.purpose, s.reason, s.source,"
-        " s.created_at, s.expires_at, NULL FROM suppressions s WHERE "
+        " s.created_at, s.expires_at, NULL, NULL, NULL, NULL FROM suppressions s WHERE "
     )
     return (
         "SELECT 'c', c.identity, CAST(c.customer AS INTEGER), c.email, c.audience, NULL, NULL,"
-        " NULL, c.customer_since, c.created_at, c.updated_at FROM contacts c WHERE "
+        " NULL, c.customer_since, c.created_at, c.updated_at, c.last_contact_at,"
+        " c.customer_until, NULL FROM contacts c WHERE "
         + any_of("c.identity")
         + " UNION ALL SELECT 'k', k.identity, NULL, k.purpose, k.status, k.basis, k.source,"
-        " CAST(k.evidence AS TEXT), k.collected_at, k.withdrawn_at, NULL FROM consents k WHERE "
+        " CAST(k.evidence AS TEXT), k.collected_at, k.withdrawn_at, NULL, NULL, NULL,"
+        " k.collection FROM consents k WHERE "
         + any_of("k.identity")
         + f" UNION ALL {supp}{any_of('s.identity')} AND {live}"
         + f" UNION ALL {supp}{any_of('s.domain')} AND {live}"
@@ -173,7 +240,7 @@ def lookup_sql(any_of: Callable[[str], str]) -> str:
 
     Extra parameters after those of :func:`facts_sql`: message key, now, identities.
     """
-    nulls = ", ".join(["NULL"] * 9)
+    nulls = ", ".join(["NULL"] * 12)
     return (
         facts_sql(any_of)
         + f" UNION ALL SELECT 'd', d.identity, {nulls} FROM deliveries d"
@@ -193,9 +260,10 @@ def build_facts(
     for r in rows:
         kind = r[0]
         if kind == "c":
-            contacts[r[1]] = contact_from((r[1], r[3], r[4], r[2], r[8], r[9], r[10]), dt)
+            row = (r[1], r[3], r[4], r[2], r[8], r[9], r[10], r[11], r[12])
+            contacts[r[1]] = contact_from(row, dt)
         elif kind == "k":
-            consent = consent_from((r[3], r[4], r[5], r[8], r[6], r[7], r[9]), dt)
+            consent = consent_from((r[3], r[4], r[5], r[8], r[6], r[7], r[9], r[13]), dt)
             consents.setdefault(r[1], {})[consent.purpose] = consent
         elif kind == "s":
             s = suppression_from((r[2], r[1], r[3], r[4], r[5], r[6], r[7], r[8], r[9]), dt)
