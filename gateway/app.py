@@ -30,6 +30,7 @@ from gateway.http.server import build_app
 from gateway.http.unsubscribe import setup_unsubscribe
 from gateway.mail.delivery import Delivery
 from gateway.mail.signing import Signer
+from gateway.notices import NoticeBook
 from gateway.observability.metrics import Metrics
 from gateway.policy_gate import PolicyGate
 from gateway.relay.base import Relay, RelayFailure, advertised_size
@@ -117,6 +118,7 @@ class Core:
     relay: Relay
     gate: PolicyGate
     consents: Consents
+    notices: NoticeBook
 
 
 async def build_core(
@@ -161,8 +163,10 @@ async def build_core(
         clock=clock,
         count_opt_out=metrics.unsubscribe,
     )
-    gate = PolicyGate(settings.policy, store, identities, metrics, clock)
-    return Core(store, secrets, identities, tokens, metrics, relay, gate, consents)
+    notices = NoticeBook(store)
+    await notices.load()
+    gate = PolicyGate(settings.policy, store, identities, metrics, clock, notices)
+    return Core(store, secrets, identities, tokens, metrics, relay, gate, consents, notices)
 
 
 async def start_smtp(
@@ -235,7 +239,7 @@ async def start_http(
         return None if relay.capabilities.reachable else "relay unreachable at last probe"
 
     app = build_app(core.metrics, {"store": store_ready, "relay": relay_ready})
-    dry_run = records.dry_run_gate(settings, store, core.identities, clock)
+    dry_run = records.dry_run_gate(settings, store, core.identities, clock, core.notices)
     setup_admin(app, AdminContext(settings, store, core.identities, dry_run, core.consents, clock))
     setup_unsubscribe(
         app,

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from prometheus_client import CollectorRegistry
 
 from gateway import schemas as m
+from gateway.notices import NoticeBook
 from gateway.observability.metrics import Metrics
 from gateway.policy_gate import Classification, PolicyGate
 from gateway.settings import Settings, SmtpClient
@@ -124,7 +125,11 @@ def access_answer(email: str, identity: str, record: ContactRecord) -> m.Contact
 
 
 def dry_run_gate(
-    settings: Settings, store: Store, identities: Identities, clock: Callable[[], datetime]
+    settings: Settings,
+    store: Store,
+    identities: Identities,
+    clock: Callable[[], datetime],
+    notices: NoticeBook,
 ) -> PolicyGate:
     """A gate on the same policy as SMTP whose metrics go to a private registry, so that
     checks (``POST /check``, the ``check`` command) count nothing."""
@@ -134,7 +139,7 @@ def dry_run_gate(
         purposes=list(settings.policy.catalogue()),
         version="dry-run",
     )
-    return PolicyGate(settings.policy, store, identities, shadow, clock)
+    return PolicyGate(settings.policy, store, identities, shadow, clock, notices)
 
 
 async def emails_of(store: Store, identities: Iterable[str], now: datetime) -> dict[str, str]:
@@ -195,7 +200,13 @@ async def check(
         d = next(outcomes).decision
         results.append(
             m.CheckResult(
-                email=mailbox.address, decision=d.verdict.value, reason=d.reason.value, rule=d.rule
+                email=mailbox.address,
+                decision=d.verdict.value,
+                reason=d.reason.value,
+                rule=d.rule,
+                grade=d.grading.grade if d.grading else None,
+                missing=list(d.grading.missing) if d.grading else [],
+                expires_at=d.expires_at,
             )
         )
     return m.CheckOut(

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from suppression.criteria import Criterion, Grade
 from suppression.model import Audience, Basis, ConsentStatus, Scope, SuppressionReason
 
 #: RFC 5321 §4.5.3.1.3 bounds an address at 254 octets; 320 leaves room for what we refuse.
@@ -172,12 +173,17 @@ class ErasureOut(_Response):
 
 
 class CheckResult(_Response):
-    """One recipient's decision (``block`` in monitor mode is reported, not enforced)."""
+    """One recipient's decision (``block`` in monitor mode is reported, not enforced), with
+    the grade of the consent held for the purpose, if any, and the criteria it lacks."""
 
     email: str
     decision: Literal["allow", "block"]
     reason: str
     rule: str
+    grade: Grade | None = None
+    missing: list[Criterion] = []
+    #: When the consent (or a former customer's soft opt-in) lapses under ``max_age``.
+    expires_at: datetime | None = None
 
 
 class CheckOut(_Response):

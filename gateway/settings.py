@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from suppression.address import NormalisationRules
+from suppression.criteria import Grade
 from suppression.model import Basis, Category, PolicyMode, Purpose
 from suppression.special_use import SPECIAL_USE_NAMES
 
@@ -281,6 +282,10 @@ class StoreSettings(_Section):
         return value
 
 
+#: The consent grades a minimum may name (``invalid`` never carries marketing).
+MinimumGrade = Literal[Grade.WEAK, Grade.VALID, Grade.VERIFIED]
+
+
 class PurposeSettings(_Section):
     """``[[policy.purposes]]``: one processing purpose of the catalogue."""
 
@@ -289,12 +294,21 @@ class PurposeSettings(_Section):
     description: str = ""
     basis: Literal[Basis.CONSENT, Basis.LEGITIMATE_INTEREST] = Basis.CONSENT
     soft_opt_in: bool = False
+    #: Overrides ``[policy] minimum_consent`` for this purpose.
+    minimum_consent: MinimumGrade | None = None
 
     _id = field_validator("id")(classmethod(lambda cls, v: _not_reserved(v)))
 
-    def to_purpose(self) -> Purpose:
-        """The domain object."""
-        return Purpose(self.id, self.label, self.description, Basis(self.basis), self.soft_opt_in)
+    def to_purpose(self, minimum_consent: Grade = Grade.WEAK) -> Purpose:
+        """The domain object (``minimum_consent``: the default when the purpose sets none)."""
+        return Purpose(
+            self.id,
+            self.label,
+            self.description,
+            Basis(self.basis),
+            self.soft_opt_in,
+            minimum_consent=Grade(self.minimum_consent or minimum_consent),
+        )
 
 
 class PolicySettings(_Section):
@@ -305,6 +319,11 @@ class PolicySettings(_Section):
     default_category: Category = Category.MARKETING
     #: What transactional mail does while the store cannot answer (marketing always tempfails).
     on_store_error: Literal["tempfail", "allow"] = "tempfail"
+    #: The weakest consent grade that carries marketing (:mod:`suppression.grading`); ``weak``
+    #: lets every consent recorded before grades existed through.
+    minimum_consent: MinimumGrade = Grade.WEAK
+    #: ``monitor``: the consent grade and lifetime checks only report what they would block.
+    consent_checks: PolicyMode = PolicyMode.ENFORCE
     purposes: list[PurposeSettings] = []
     #: Domains whose local parts are case-sensitive (not folded).
     case_sensitive_domains: list[str] = []
@@ -320,7 +339,7 @@ class PolicySettings(_Section):
 
     def catalogue(self) -> dict[str, Purpose]:
         """Purposes by id."""
-        return {p.id: p.to_purpose() for p in self.purposes}
+        return {p.id: p.to_purpose(Grade(self.minimum_consent)) for p in self.purposes}
 
     def normalisation_rules(self) -> NormalisationRules:
         """How addresses are folded before they are keyed (:mod:`suppression.address`)."""

@@ -89,6 +89,10 @@ class Reason(StrEnum):
     DOMAIN_SUPPRESSED = "domain-suppressed"
     ERASED = "erased"
     INVALID_ADDRESS = "invalid-address"
+    # block: a consent on record that cannot carry marketing (suppression.grading, lifetime)
+    WEAK_CONSENT = "weak-consent"
+    INVALID_CONSENT = "invalid-consent"
+    CONSENT_EXPIRED = "consent-expired"
 
 
 class PolicyMode(StrEnum):

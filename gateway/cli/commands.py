@@ -42,7 +42,7 @@ def _purpose(env: Env, purpose: str | None) -> str | None:
 
 async def check(args: argparse.Namespace, env: Env) -> int:
     """Decide recipients with the gateway's policy path."""
-    gate = records.dry_run_gate(env.settings, env.store, env.identities, now)
+    gate = records.dry_run_gate(env.settings, env.store, env.identities, now, env.notices)
     client = next((c for c in env.settings.smtp.clients if c.name == args.client), None)
     if args.client is not None and client is None:
         raise ConfigError(f"unknown client {args.client!r}")
@@ -51,7 +51,12 @@ async def check(args: argparse.Namespace, env: Env) -> int:
     except PolicyError as exc:
         raise ConfigError(exc.reply.text) from None
     out = await records.check(gate, client, cls, args.recipients)
-    lines = [f"{r.email}\t{r.decision}\t{r.reason}\t{r.rule}" for r in out.results]
+    lines = [
+        f"{r.email}\t{r.decision}\t{r.reason}\t{r.rule}"
+        + (f"\t{r.grade}" if r.grade else "")
+        + (f" (missing: {', '.join(r.missing)})" if r.missing else "")
+        for r in out.results
+    ]
     emit(args, out, "\n".join(lines))
     return 0
 

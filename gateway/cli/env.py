@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from gateway import secrets as secrets_file
 from gateway.bulk.importing import Progress
 from gateway.consents import Consents
+from gateway.notices import NoticeBook
 from gateway.settings import ConfigError, Settings, load_settings
 from suppression.address import AddressError, Identities, parse_mailbox
 from suppression.backends import open_store
@@ -37,6 +38,7 @@ class Env:
     identities: Identities
     secrets: secrets_file.Secrets
     consents: Consents
+    notices: NoticeBook
 
     def email(self, raw: str) -> str:
         """The canonical address, or a one-line error."""
@@ -66,7 +68,9 @@ async def opened(settings: Settings) -> AsyncIterator[Env]:
             link_scope=settings.unsubscribe.one_click_scope,
             clock=now,
         )
-        yield Env(settings, store, identities, secrets, consents)
+        notices = NoticeBook(store)
+        await notices.load()
+        yield Env(settings, store, identities, secrets, consents, notices)
     finally:
         await store.close()
 
