@@ -155,16 +155,17 @@ async def build_core(
         await relay.probe()
     except RelayFailure as exc:
         log.warning("relay not reachable at start: %s", exc.detail)
+    notices = NoticeBook(store)
+    await notices.load()
     consents = Consents(
         store,
         identities,
         catalogue,
         link_scope=settings.unsubscribe.one_click_scope,
         clock=clock,
+        notices=notices,
         count_opt_out=metrics.unsubscribe,
     )
-    notices = NoticeBook(store)
-    await notices.load()
     gate = PolicyGate(settings.policy, store, identities, metrics, clock, notices)
     return Core(store, secrets, identities, tokens, metrics, relay, gate, consents, notices)
 

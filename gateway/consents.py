@@ -22,19 +22,27 @@ imported row          the row's own basis            a record made elsewhere, re
 An opt-in is *explicit* (it may lift an earlier opt-out, :mod:`suppression.consent_rules`) only
 when it carries evidence of the person's act: the page always records its own; the API and the
 command line need the caller's ``evidence``; an import never lifts an opt-out on its own.
+
+**How an opt-in was collected** (:class:`~suppression.criteria.Collection`, what its grade is
+computed from) comes with the act: the caller's for the API and the command line; for the
+preference page its own (a button on a page that bundles and conditions nothing, with the
+purpose's ``notice`` if it has one). A notice version named must be held and ask for the
+purpose (:class:`ConsentError` otherwise, naming the field).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
+from gateway.notices import NoticeBook
 from gateway.observability.labels import Channel
 from suppression.address import Identities
 from suppression.changes import ConsentChange, ConsentResult, NewSuppression
+from suppression.criteria import UNKNOWN_COLLECTION, Collection, ConsentMethod
 from suppression.model import (
     Audience,
     Basis,
@@ -63,6 +71,17 @@ RECIPIENT = "recipient"
 
 #: Counts one opt-out: (channel, purpose or None for all marketing).
 OptOutCounter = Callable[[Channel, str | None], None]
+#: How the preference page collects an opt-in: the person's click on a button of a page
+#: that bundles nothing and makes nothing conditional on it.
+PAGE_COLLECTION = Collection(ConsentMethod.PREFERENCE_PAGE, bundled=False, conditional=False)
+
+
+class ConsentError(ValueError):
+    """A consent act that cannot be recorded as given; ``field`` names the culprit."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +116,7 @@ class Consents:
         *,
         link_scope: Literal["purpose", "marketing"],
         clock: Callable[[], datetime],
+        notices: NoticeBook,
         count_opt_out: OptOutCounter = lambda channel, purpose: None,
     ) -> None:
         self.store = store
@@ -104,15 +124,29 @@ class Consents:
         self.catalogue = catalogue
         self.link_scope = link_scope
         self.clock = clock
+        self.notices = notices
         self.count_opt_out = count_opt_out
 
     # -- the person's and the operator's consent -----------------------------------------
 
     async def record(
-        self, email: str, purpose: Purpose, status: ConsentStatus, act: Act
+        self,
+        email: str,
+        purpose: Purpose,
+        status: ConsentStatus,
+        act: Act,
+        *,
+        collection: Collection = UNKNOWN_COLLECTION,
+        at: datetime | None = None,
     ) -> ConsentResult:
         """Record an opt-in or a withdrawal for an address (API, command line); an opt-in
-        lifts an earlier opt-out only with evidence."""
+        lifts an earlier opt-out only with evidence. ``collection``: how an opt-in was
+        collected; ``at``: when (default now; never in the future)."""
+        now = self.clock()
+        if at is not None and at > now:
+            raise ConsentError("collected_at", "is in the future")
+        if status is ConsentStatus.OPTED_IN:
+            await self.check_notice(collection, purpose)
         result = await self.store.record_consent(
             ConsentChange(
                 identity=self.identities.of(email),
@@ -122,14 +156,41 @@ class Consents:
                 basis=recorded_basis(purpose, status),
                 source=act.ledger_source,
                 actor=act.actor,
-                at=self.clock(),
+                at=at or now,
                 evidence=act.evidence,
                 explicit=bool(act.evidence),
+                collection=collection if status is ConsentStatus.OPTED_IN else UNKNOWN_COLLECTION,
             )
         )
         if result.applied and status is ConsentStatus.OPTED_OUT:
             self.count_opt_out(act.channel, purpose.id)
         return result
+
+    async def check_notice(self, collection: Collection, purpose: Purpose) -> None:
+        """Refuse a collection naming a notice version that is not held or does not ask
+        for ``purpose`` (:class:`ConsentError`)."""
+        key = collection.notice
+        if key is None:
+            if collection.notice_id is not None or collection.notice_version is not None:
+                raise ConsentError("notice_version", "notice_id and notice_version go together")
+            return
+        if self.notices.stale([key]):
+            await self.notices.refresh([key])
+        notice = self.notices.notices.get(key)
+        if notice is None:
+            raise ConsentError("notice_id", f"unknown notice {key[0]!r} version {key[1]!r}")
+        if purpose.id not in notice.purposes:
+            raise ConsentError(
+                "purpose", f"notice {key[0]!r} version {key[1]!r} does not ask for {purpose.id!r}"
+            )
+
+    def page_collection(self, purpose: Purpose) -> Collection:
+        """How the preference page collects an opt-in to ``purpose``."""
+        if purpose.notice is None:
+            return PAGE_COLLECTION
+        return replace(
+            PAGE_COLLECTION, notice_id=purpose.notice[0], notice_version=purpose.notice[1]
+        )
 
     async def opt_in_from_page(self, claims: TokenClaims, purpose: Purpose, act: Act) -> None:
         """The person re-grants consent on the preference page (always explicit: the page
@@ -146,6 +207,7 @@ class Consents:
                 at=self.clock(),
                 evidence={**act.evidence, "client": claims.client},
                 explicit=True,
+                collection=self.page_collection(purpose),
             )
         )
 

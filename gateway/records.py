@@ -16,6 +16,7 @@ from gateway.policy_gate import Classification, PolicyGate
 from gateway.settings import Settings, SmtpClient
 from suppression.address import AddressError, Identities, Mailbox, parse_mailbox
 from suppression.changes import ConsentResult
+from suppression.criteria import Collection
 from suppression.model import (
     Consent,
     Contact,
@@ -41,6 +42,20 @@ def contact(c: Contact) -> m.ContactOut:
     )
 
 
+def collection(c: Collection) -> m.CollectionOut:
+    """Response model of how a consent was collected."""
+    return m.CollectionOut(
+        method=c.method,
+        notice_id=c.notice_id,
+        notice_version=c.notice_version,
+        pre_ticked=c.pre_ticked,
+        bundled=c.bundled,
+        conditional=c.conditional,
+        provider=c.provider,
+        provider_contract=c.provider_contract,
+    )
+
+
 def consent(c: Consent) -> m.ConsentOut:
     """Response model of a consent."""
     return m.ConsentOut(
@@ -51,6 +66,7 @@ def consent(c: Consent) -> m.ConsentOut:
         source=c.source,
         evidence=dict(c.evidence),
         withdrawn_at=c.withdrawn_at,
+        collection=collection(c.collection),
     )
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from suppression.criteria import Criterion, Grade
+from suppression.criteria import Collection, ConsentMethod, Criterion, Grade
 from suppression.model import Audience, Basis, ConsentStatus, Scope, SuppressionReason
 
 #: RFC 5321 §4.5.3.1.3 bounds an address at 254 octets; 320 leaves room for what we refuse.
@@ -20,6 +20,9 @@ Email = Annotated[str, Field(min_length=1, max_length=320)]
 Domain = Annotated[str, Field(min_length=1, max_length=253)]
 Name = Annotated[str, Field(min_length=1, max_length=64)]
 Text = Annotated[str, Field(min_length=1, max_length=200)]
+#: A notice version ("3", "2026-01", ...).
+Version = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")]
+NoticeId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 #: Most recipients one ``/check`` decides (a message's RCPT limit is of the same order).
 MAX_CHECK_RECIPIENTS = 1000
 MAX_EVIDENCE_KEYS = 32
@@ -35,7 +38,48 @@ class _Response(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ConsentIn(_Request):
+class CollectionFields(_Request):
+    """How an opt-in was asked for and given: what its grade is computed from (absent: not
+    on record)."""
+
+    #: ``double-opt-in``, ``unticked-checkbox``, ``button``, ``signed-form``,
+    #: ``preference-page``, ``import`` or ``implied`` (no positive act).
+    method: ConsentMethod | None = None
+    #: The notice version the person agreed to (``POST /notices``, ``[[policy.notices]]``).
+    notice_id: NoticeId | None = None
+    notice_version: Version | None = None
+    #: The form's flags: the box was ticked in advance; consent bundled with other terms; a
+    #: service made conditional on it. Each makes the consent invalid.
+    pre_ticked: bool | None = None
+    bundled: bool | None = None
+    conditional: bool | None = None
+    #: A list provider that collected it (absent: first party), and the contract reference.
+    provider: Text | None = None
+    provider_contract: Text | None = None
+
+    @model_validator(mode="after")
+    def _pairs(self) -> CollectionFields:
+        if (self.notice_id is None) != (self.notice_version is None):
+            raise ValueError("notice_id and notice_version go together")
+        if self.provider_contract is not None and self.provider is None:
+            raise ValueError("provider_contract needs a provider")
+        return self
+
+    def collection(self) -> Collection:
+        """The domain value."""
+        return Collection(
+            self.method,
+            self.notice_id,
+            self.notice_version,
+            self.pre_ticked,
+            self.bundled,
+            self.conditional,
+            self.provider,
+            self.provider_contract,
+        )
+
+
+class ConsentIn(CollectionFields):
     """``POST /consents``: record consent or its withdrawal for one address and purpose."""
 
     email: Email
@@ -46,6 +90,16 @@ class ConsentIn(_Request):
     evidence: dict[str, Annotated[str, Field(max_length=1000)]] = Field(
         default_factory=dict, max_length=MAX_EVIDENCE_KEYS
     )
+    #: When the person acted (default: now); the IP address and user agent they acted from
+    #: (kept with the evidence, erased with it).
+    collected_at: AwareDatetime | None = None
+    ip: Annotated[str, Field(min_length=2, max_length=45)] | None = None
+    user_agent: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+
+    def act_evidence(self) -> dict[str, str]:
+        """The evidence with the IP address and user agent in it."""
+        extra = {"ip": self.ip, "user_agent": self.user_agent}
+        return {**self.evidence, **{k: v for k, v in extra.items() if v is not None}}
 
 
 class ContactPatch(_Request):
@@ -83,6 +137,19 @@ class CheckIn(_Request):
     recipients: list[Email] = Field(min_length=1, max_length=MAX_CHECK_RECIPIENTS)
 
 
+class CollectionOut(_Response):
+    """How a consent was collected, as on record (null: not on record)."""
+
+    method: ConsentMethod | None
+    notice_id: str | None
+    notice_version: str | None
+    pre_ticked: bool | None
+    bundled: bool | None
+    conditional: bool | None
+    provider: str | None
+    provider_contract: str | None
+
+
 class ConsentOut(_Response):
     """One consent as stored."""
 
@@ -93,6 +160,7 @@ class ConsentOut(_Response):
     source: str
     evidence: dict[str, Any]
     withdrawn_at: datetime | None
+    collection: CollectionOut
 
 
 class ConsentResultOut(_Response):

@@ -110,6 +110,22 @@ class Collection:
         return (self.notice_id, self.notice_version)
 
 
+def collection_fields(c: Collection) -> dict[str, str | bool]:
+    """What is on record of a :class:`Collection`, by field name (the ledger detail of a
+    consent event carries them too)."""
+    fields = {
+        "method": c.method.value if c.method is not None else None,
+        "notice_id": c.notice_id,
+        "notice_version": c.notice_version,
+        "pre_ticked": c.pre_ticked,
+        "bundled": c.bundled,
+        "conditional": c.conditional,
+        "provider": c.provider,
+        "provider_contract": c.provider_contract,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
 #: Nothing on record about how a consent was collected (every consent before migration 0005).
 UNKNOWN_COLLECTION = Collection()
 

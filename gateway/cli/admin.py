@@ -10,13 +10,33 @@ from typing import Any
 
 from gateway.bulk.importing import BATCH_SIZE as IMPORT_BATCH
 from gateway.cli import commands as c
+from gateway.cli import evidence
 from gateway.cli.env import run_with_store, run_with_store_only
+from suppression.criteria import ConsentMethod
 
 
 def _common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
+
+
+def _collection_options(p: argparse.ArgumentParser) -> None:
+    """How an opt-in was collected: what its grade is computed from."""
+    p.add_argument("--method", choices=[m.value for m in ConsentMethod])
+    p.add_argument("--notice", metavar="ID", help="the notice the person agreed to")
+    p.add_argument("--notice-version", metavar="VERSION")
+    for flag, what in (
+        ("pre-ticked", "the box was ticked in advance"),
+        ("bundled", "consent was bundled with other terms"),
+        ("conditional", "a service was made conditional on it"),
+    ):
+        p.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction, help=what)
+    p.add_argument("--provider", help="the list provider that collected it (else first party)")
+    p.add_argument("--provider-contract", metavar="REF", help="the provider's contract reference")
+    p.add_argument("--collected-at", metavar="ISO8601", help="when the person acted (default now)")
+    p.add_argument("--ip", help="the IP address the person acted from (kept as evidence)")
+    p.add_argument("--user-agent", help="the browser the person acted from (kept as evidence)")
 
 
 def register(commands: Any) -> None:
@@ -42,7 +62,9 @@ def register(commands: Any) -> None:
             metavar="KEY=VALUE",
             help="proof of the person's act; makes an opt-in explicit",
         )
-        p.set_defaults(func=run_with_store(c.consent), status=status)
+        if status == "opted_in":
+            _collection_options(p)
+        p.set_defaults(func=run_with_store(evidence.consent), status=status)
 
     suppress = commands.add_parser("suppress", help="manage suppressions")
     suppress_sub = suppress.add_subparsers(dest="suppress_command", required=True)

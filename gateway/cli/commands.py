@@ -19,7 +19,7 @@ from typing import TextIO
 from gateway import records
 from gateway import secrets as secrets_file
 from gateway.bulk import exporting
-from gateway.bulk.importing import Importer
+from gateway.bulk.importing import Importer, notice_problem
 from gateway.cli.env import ACTOR, Env, emit, import_progress, now, settings_of
 from gateway.consents import Act
 from gateway.observability.labels import Channel
@@ -30,7 +30,7 @@ from suppression import import_files, importers
 from suppression.address import AddressError, normalise_domain
 from suppression.import_files import FileLines
 from suppression.ledger_check import Anchor, ChainCheck
-from suppression.model import ConsentStatus, Scope, SuppressionReason
+from suppression.model import Scope, SuppressionReason
 from suppression.store import Conflict, Store
 
 
@@ -59,25 +59,6 @@ async def check(args: argparse.Namespace, env: Env) -> int:
     ]
     emit(args, out, "\n".join(lines))
     return 0
-
-
-async def consent(args: argparse.Namespace, env: Env) -> int:
-    """Record an opt-in or a withdrawal."""
-    email = env.email(args.email)
-    purpose = env.settings.policy.catalogue().get(args.purpose)
-    if purpose is None:
-        raise ConfigError(f"unknown purpose {args.purpose!r}")
-    evidence = {}
-    for item in args.evidence:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"evidence must be KEY=VALUE, not {item!r}")
-        evidence[key] = value
-    act = Act(Channel.CLI, ACTOR, args.source, evidence)
-    result = await env.consents.record(email, purpose, ConsentStatus(args.status), act)
-    out = records.consent_result(result)
-    emit(args, out, "applied" if result.applied else f"not applied: {result.reason}")
-    return 0 if result.applied or result.reason == "unchanged" else 1
 
 
 async def suppress_add(args: argparse.Namespace, env: Env) -> int:
@@ -184,6 +165,7 @@ async def _import_file(args: argparse.Namespace, env: Env) -> int:
         now=now(),
         batch_size=max(1, args.batch_size),
         temp_dir=args.temp_dir,
+        notices=env.notices.notices,
     )
     if args.strict:
         with path.open("rb") as handle:
@@ -194,6 +176,10 @@ async def _import_file(args: argparse.Namespace, env: Env) -> int:
             for row in rows:
                 if isinstance(row, import_files.RowError):
                     importer.summary.error(row)
+                elif isinstance(row, importers.ConsentRow):
+                    problem = notice_problem(row, importer.notices)
+                    if problem is not None:
+                        importer.summary.error(import_files.RowError(row.line, problem))
         if importer.summary.failed:
             _report(args, importer, strict_abort=True)
             return 1

@@ -61,15 +61,16 @@ async def opened(settings: Settings) -> AsyncIterator[Env]:
         secrets = await secrets_file.open_secrets(settings.store, store, now())
         policy = settings.policy
         identities = Identities(secrets.pepper, policy.normalisation_rules())
+        notices = NoticeBook(store)
+        await notices.load()
         consents = Consents(
             store,
             identities,
             policy.catalogue(),
             link_scope=settings.unsubscribe.one_click_scope,
             clock=now,
+            notices=notices,
         )
-        notices = NoticeBook(store)
-        await notices.load()
         yield Env(settings, store, identities, secrets, consents, notices)
     finally:
         await store.close()

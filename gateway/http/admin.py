@@ -24,7 +24,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from gateway import records
-from gateway.consents import Act, Consents
+from gateway.consents import Act, ConsentError, Consents
 from gateway.http import admin_views as views
 from gateway.http.admin_auth import ACTOR_KEY, Handler, auth_middleware, requires
 from gateway.http.admin_scopes import OPERATIONS
@@ -110,8 +110,18 @@ class AdminApi:
         body = _body(ConsentIn, await _json(request))
         email = self._mailbox(body.email)
         purpose = self.catalogue[self._purpose(body.purpose)]
-        act = _act(request, body.source, body.evidence)
-        result = await self.ctx.consents.record(email, purpose, body.status, act)
+        act = _act(request, body.source, body.act_evidence())
+        try:
+            result = await self.ctx.consents.record(
+                email,
+                purpose,
+                body.status,
+                act,
+                collection=body.collection(),
+                at=body.collected_at,
+            )
+        except ConsentError as exc:
+            raise Problem(422, "The consent cannot be recorded.", [(exc.field, str(exc))]) from None
         if not result.applied and result.reason != "unchanged":
             raise Problem(409, "The change was not applied.", reason=result.reason)
         return _ok(records.consent_result(result))

@@ -25,6 +25,7 @@ from suppression.changes import (
     Write,
     WriteResult,
 )
+from suppression.criteria import collection_fields
 from suppression.ledger import LedgerChain, dumps, supp_detail
 from suppression.model import (
     ConsentStatus,
@@ -43,7 +44,6 @@ from suppression.sql.rows import (
     ENSURE_CONTACT,
     INSERT_SUPPRESSION,
     SUPPRESSION_COLS,
-    collection_fields,
     collection_json,
     consent_from,
     contact_from,

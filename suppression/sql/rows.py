@@ -16,7 +16,13 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from suppression.criteria import UNKNOWN_COLLECTION, Collection, ConsentMethod, Notice
+from suppression.criteria import (
+    UNKNOWN_COLLECTION,
+    Collection,
+    ConsentMethod,
+    Notice,
+    collection_fields,
+)
 from suppression.ledger import aware, dumps
 from suppression.model import (
     NO_FACTS,
@@ -122,22 +128,6 @@ def consent_from(r: Row, dt: ToDatetime) -> Consent:
         withdrawn_at=_opt(r[6], dt),
         collection=collection_from(r[7]),
     )
-
-
-def collection_fields(c: Collection) -> dict[str, str | bool]:
-    """What is on record of a :class:`Collection`, by field name (the ledger detail of a
-    consent event carries them too)."""
-    fields = {
-        "method": c.method.value if c.method is not None else None,
-        "notice_id": c.notice_id,
-        "notice_version": c.notice_version,
-        "pre_ticked": c.pre_ticked,
-        "bundled": c.bundled,
-        "conditional": c.conditional,
-        "provider": c.provider,
-        "provider_contract": c.provider_contract,
-    }
-    return {k: v for k, v in fields.items() if v is not None}
 
 
 def collection_json(c: Collection) -> str | None:
