@@ -30,7 +30,7 @@ from gateway.http.server import build_app
 from gateway.http.unsubscribe import setup_unsubscribe
 from gateway.mail.delivery import Delivery
 from gateway.mail.signing import Signer
-from gateway.notices import NoticeBook
+from gateway.notices import NoticeBook, publish_configured
 from gateway.observability.metrics import Metrics
 from gateway.policy_gate import PolicyGate
 from gateway.relay.base import Relay, RelayFailure, advertised_size
@@ -156,7 +156,7 @@ async def build_core(
     except RelayFailure as exc:
         log.warning("relay not reachable at start: %s", exc.detail)
     notices = NoticeBook(store)
-    await notices.load()
+    await publish_configured(settings.policy, notices, clock())
     consents = Consents(
         store,
         identities,

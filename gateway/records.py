@@ -16,7 +16,7 @@ from gateway.policy_gate import Classification, PolicyGate
 from gateway.settings import Settings, SmtpClient
 from suppression.address import AddressError, Identities, Mailbox, parse_mailbox
 from suppression.changes import ConsentResult
-from suppression.criteria import Collection
+from suppression.criteria import Collection, Notice
 from suppression.model import (
     Consent,
     Contact,
@@ -108,6 +108,23 @@ def ledger(e: LedgerEvent) -> m.LedgerOut:
         detail=dict(e.detail),
         prev_hash=e.prev_hash,
         hash=e.hash,
+    )
+
+
+def notice(n: Notice) -> m.NoticeOut:
+    """Response model of a notice version."""
+    return m.NoticeOut(
+        id=n.id,
+        version=n.version,
+        language=n.language,
+        purposes=list(n.purposes),
+        controller=n.controller,
+        right_to_withdraw=n.right_to_withdraw,
+        sha256=n.sha256,
+        text=n.text,
+        url=n.url,
+        created_at=n.created_at,
+        locked_at=n.locked_at,
     )
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from suppression.criteria import Collection, ConsentMethod, Criterion, Grade
+from suppression.criteria import Collection, ConsentMethod, Criterion, Grade, Notice, notice_sha256
 from suppression.model import Audience, Basis, ConsentStatus, Scope, SuppressionReason
 
 #: RFC 5321 §4.5.3.1.3 bounds an address at 254 octets; 320 leaves room for what we refuse.
@@ -100,6 +100,43 @@ class ConsentIn(CollectionFields):
         """The evidence with the IP address and user agent in it."""
         extra = {"ip": self.ip, "user_agent": self.user_agent}
         return {**self.evidence, **{k: v for k, v in extra.items() if v is not None}}
+
+
+class NoticeIn(_Request):
+    """``POST /notices``: a version of the wording people agree to (its text, or the SHA-256
+    and URL of a text kept elsewhere). A version no consent names yet may be sent again
+    corrected; once one does, it never changes."""
+
+    id: NoticeId
+    version: Version
+    language: Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}$")] = "en"
+    purposes: list[Name] = Field(min_length=1, max_length=64)
+    controller: Text
+    #: True when the text states the right to withdraw consent at any time (art. 7(3)).
+    right_to_withdraw: bool
+    text: Annotated[str, Field(min_length=1, max_length=20_000)] | None = None
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    url: Annotated[str, Field(pattern=r"^https?://", max_length=2000)] | None = None
+
+    @model_validator(mode="after")
+    def _text_or_hash(self) -> NoticeIn:
+        notice_sha256(self.text, self.sha256, self.url)
+        return self
+
+    def notice(self) -> Notice:
+        """The domain value."""
+        digest = notice_sha256(self.text, self.sha256, self.url)
+        return Notice(
+            self.id,
+            self.version,
+            self.language,
+            tuple(self.purposes),
+            self.controller,
+            self.right_to_withdraw,
+            digest,
+            self.text,
+            self.url,
+        )
 
 
 class ContactPatch(_Request):
@@ -277,6 +314,28 @@ class PurposeList(_Response):
     """``GET /purposes``."""
 
     items: list[PurposeOut]
+
+
+class NoticeOut(_Response):
+    """A notice version; ``locked_at``: since when a consent names it (it never changes)."""
+
+    id: str
+    version: str
+    language: str
+    purposes: list[str]
+    controller: str
+    right_to_withdraw: bool
+    sha256: str
+    text: str | None
+    url: str | None
+    created_at: datetime | None
+    locked_at: datetime | None
+
+
+class NoticeList(_Response):
+    """``GET /notices``: every version, by id and version."""
+
+    items: list[NoticeOut]
 
 
 class FieldError(_Response):

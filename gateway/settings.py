@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from suppression.address import NormalisationRules
-from suppression.criteria import Grade
+from suppression.criteria import Grade, Notice, notice_sha256
 from suppression.model import Basis, Category, PolicyMode, Purpose
 from suppression.special_use import SPECIAL_USE_NAMES
 
@@ -219,13 +219,14 @@ class RelaySettings(_Section):
 class AdminScope(StrEnum):
     """What an admin API token may do; a token without ``scopes`` may do everything."""
 
-    CHECK = "check"  # POST /check, GET /purposes
+    CHECK = "check"  # POST /check, GET /purposes, GET /notices
     CONSENTS_WRITE = "consents:write"  # POST /consents
     CONTACTS_READ = "contacts:read"  # GET /contacts/{email}
     CONTACTS_WRITE = "contacts:write"  # PATCH /contacts/{email}
     CONTACTS_ERASE = "contacts:erase"  # DELETE /contacts/{email}
     SUPPRESSIONS_READ = "suppressions:read"  # GET /suppressions
     SUPPRESSIONS_WRITE = "suppressions:write"  # POST /suppressions, DELETE /suppressions/{id}
+    NOTICES_WRITE = "notices:write"  # POST /notices
 
 
 class AdminToken(_Section):
@@ -284,6 +285,45 @@ class StoreSettings(_Section):
 
 #: The consent grades a minimum may name (``invalid`` never carries marketing).
 MinimumGrade = Literal[Grade.WEAK, Grade.VALID, Grade.VERIFIED]
+NOTICE_ID = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+NOTICE_VERSION = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
+#: A language tag (BCP 47, the common forms: ``en``, ``fr``, ``fr-CA``).
+LANGUAGE = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}$"
+#: Longest notice text kept (a consent wording, not a privacy policy: link that).
+MAX_NOTICE_TEXT = 20_000
+
+
+class NoticeSettings(_Section):
+    """``[[policy.notices]]``: one version of the wording people agree to."""
+
+    id: Annotated[str, Field(pattern=NOTICE_ID)]
+    version: Annotated[str, Field(pattern=NOTICE_VERSION)]
+    language: Annotated[str, Field(pattern=LANGUAGE)] = "en"
+    purposes: Annotated[list[str], Field(min_length=1, max_length=64)]
+    controller: Annotated[str, Field(min_length=1, max_length=200)]
+    right_to_withdraw: bool
+    text: Annotated[str, Field(min_length=1, max_length=MAX_NOTICE_TEXT)] | None = None
+    sha256: str | None = None
+    url: Annotated[str, Field(pattern=r"^https?://", max_length=2000)] | None = None
+
+    @model_validator(mode="after")
+    def _text_or_hash(self) -> NoticeSettings:
+        notice_sha256(self.text, self.sha256, self.url)
+        return self
+
+    def to_notice(self) -> Notice:
+        """The domain object."""
+        return Notice(
+            self.id,
+            self.version,
+            self.language,
+            tuple(self.purposes),
+            self.controller,
+            self.right_to_withdraw,
+            notice_sha256(self.text, self.sha256, self.url),
+            self.text,
+            self.url,
+        )
 
 
 class PurposeSettings(_Section):
@@ -296,8 +336,18 @@ class PurposeSettings(_Section):
     soft_opt_in: bool = False
     #: Overrides ``[policy] minimum_consent`` for this purpose.
     minimum_consent: MinimumGrade | None = None
+    #: The notice version (``[[policy.notices]]``) the preference page shows and records
+    #: for an opt-in to this purpose.
+    notice_id: Annotated[str, Field(pattern=NOTICE_ID)] | None = None
+    notice_version: Annotated[str, Field(pattern=NOTICE_VERSION)] | None = None
 
     _id = field_validator("id")(classmethod(lambda cls, v: _not_reserved(v)))
+
+    @model_validator(mode="after")
+    def _notice_pair(self) -> PurposeSettings:
+        if (self.notice_id is None) != (self.notice_version is None):
+            raise ValueError("notice_id and notice_version go together")
+        return self
 
     def to_purpose(self, minimum_consent: Grade = Grade.WEAK) -> Purpose:
         """The domain object (``minimum_consent``: the default when the purpose sets none)."""
@@ -308,6 +358,9 @@ class PurposeSettings(_Section):
             Basis(self.basis),
             self.soft_opt_in,
             minimum_consent=Grade(self.minimum_consent or minimum_consent),
+            notice=(self.notice_id, self.notice_version)
+            if self.notice_id is not None and self.notice_version is not None
+            else None,
         )
 
 
@@ -325,6 +378,8 @@ class PolicySettings(_Section):
     #: ``monitor``: the consent grade and lifetime checks only report what they would block.
     consent_checks: PolicyMode = PolicyMode.ENFORCE
     purposes: list[PurposeSettings] = []
+    #: Notice versions published at start (``POST /api/v1/notices`` adds others).
+    notices: list[NoticeSettings] = []
     #: Domains whose local parts are case-sensitive (not folded).
     case_sensitive_domains: list[str] = []
     #: Domains where ``user+tag`` is the same mailbox as ``user``.
@@ -335,6 +390,26 @@ class PolicySettings(_Section):
         ids = [p.id for p in self.purposes]
         if len(set(ids)) != len(ids):
             raise ValueError("purposes: ids must be unique")
+        versions = {(n.id, n.version): n for n in self.notices}
+        if len(versions) != len(self.notices):
+            raise ValueError("notices: each id and version once")
+        for index, n in enumerate(self.notices):
+            unknown = sorted(set(n.purposes) - set(ids))
+            if unknown:
+                raise ValueError(f"notices[{index}].purposes: unknown purpose {unknown[0]!r}")
+        for index, p in enumerate(self.purposes):
+            if p.notice_id is None:
+                continue
+            notice = versions.get((p.notice_id, p.notice_version or ""))
+            if notice is None:
+                raise ValueError(
+                    f"purposes[{index}].notice_id: no [[policy.notices]] {p.notice_id!r}"
+                    f" version {p.notice_version!r}"
+                )
+            if p.id not in notice.purposes:
+                raise ValueError(
+                    f"purposes[{index}].notice_id: that notice does not ask for {p.id!r}"
+                )
         return self
 
     def catalogue(self) -> dict[str, Purpose]:

@@ -6,9 +6,13 @@ Plain, immutable data; nothing here does I/O.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class Grade(StrEnum):
@@ -128,6 +132,21 @@ def collection_fields(c: Collection) -> dict[str, str | bool]:
 
 #: Nothing on record about how a consent was collected (every consent before migration 0005).
 UNKNOWN_COLLECTION = Collection()
+
+
+def notice_sha256(text: str | None, sha256: str | None, url: str | None) -> str:
+    """The SHA-256 a notice version is kept with: its text's (UTF-8), or, for a text kept
+    elsewhere, the one given with its ``url``. ``ValueError`` says what is wrong."""
+    if text is None:
+        if sha256 is None or url is None:
+            raise ValueError("give the text, or its sha256 and a url")
+        if not _SHA256.fullmatch(sha256):
+            raise ValueError("sha256 must be 64 lower-case hex digits")
+        return sha256
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if sha256 is not None and sha256 != digest:
+        raise ValueError("sha256 is not the SHA-256 of the text")
+    return digest
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,10 +80,12 @@ class ConsentCount:
 
 @dataclass(frozen=True, slots=True)
 class NoticeResult:
-    """What :meth:`Store.put_notice` did: ``changed`` False when the same version was held."""
+    """What :meth:`Store.put_notice` did: ``changed`` False when the same version was held,
+    ``added`` True when the version was new."""
 
     changed: bool
     notice: Notice
+    added: bool = False
 
 
 @dataclass(frozen=True, slots=True)

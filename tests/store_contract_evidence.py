@@ -101,13 +101,13 @@ class EvidenceContract:
         so does the database itself)."""
         store = backend.store
         added = await store.put_notice(notice(), actor="dpo", at=at(0))
-        assert added.changed and added.notice.created_at == at(0)
+        assert added.changed and added.added and added.notice.created_at == at(0)
         assert added.notice.locked_at is None
         again = await store.put_notice(notice(), actor="dpo", at=at(1))
         assert not again.changed and again.notice == added.notice
         fixed = notice(text=TEXT + " Typo fixed.")
         replaced = await store.put_notice(fixed, actor="dpo", at=at(2))
-        assert replaced.changed and replaced.notice.text == fixed.text
+        assert replaced.changed and not replaced.added and replaced.notice.text == fixed.text
         await store.record_consent(replace(change(minute=3), collection=DOUBLE))
         (held,) = await store.notices([("signup", "1")])
         assert held.locked_at == at(3) and held.text == fixed.text

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from gateway import secrets as secrets_file
 from gateway.bulk.importing import Progress
 from gateway.consents import Consents
-from gateway.notices import NoticeBook
+from gateway.notices import NoticeBook, publish_configured
 from gateway.settings import ConfigError, Settings, load_settings
 from suppression.address import AddressError, Identities, parse_mailbox
 from suppression.backends import open_store
@@ -62,7 +62,7 @@ async def opened(settings: Settings) -> AsyncIterator[Env]:
         policy = settings.policy
         identities = Identities(secrets.pepper, policy.normalisation_rules())
         notices = NoticeBook(store)
-        await notices.load()
+        await publish_configured(policy, notices, now())
         consents = Consents(
             store,
             identities,

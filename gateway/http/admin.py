@@ -30,6 +30,7 @@ from gateway.http.admin_auth import ACTOR_KEY, Handler, auth_middleware, require
 from gateway.http.admin_scopes import OPERATIONS
 from gateway.http.admin_views import Problem
 from gateway.http.openapi import document
+from gateway.notices import publish
 from gateway.observability.labels import Channel
 from gateway.policy_gate import PolicyError, PolicyGate
 from gateway.schemas import (
@@ -37,12 +38,14 @@ from gateway.schemas import (
     ConsentIn,
     ContactPatch,
     ErasureOut,
+    NoticeIn,
+    NoticeList,
     SuppressionIn,
 )
 from gateway.settings import AdminToken, Settings
 from suppression.address import AddressError, Identities, normalise_domain, parse_mailbox
 from suppression.model import Scope, SuppressionReason
-from suppression.store import Conflict, NotFound, Store, StoreError
+from suppression.store import NOTICE_LOCKED, Conflict, NotFound, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +230,33 @@ class AdminApi:
     async def purposes(self, request: web.Request) -> web.Response:
         """``GET /purposes``."""
         return _ok(records.purposes(self.catalogue.values()))
+
+    async def notice_put(self, request: web.Request) -> web.Response:
+        """``POST /notices``: 201 when added, 200 when held as sent or corrected, 409 when a
+        consent names the version and the wording differs."""
+        body = _body(NoticeIn, await _json(request))
+        for index, purpose in enumerate(body.purposes):
+            self._purpose(purpose, f"purposes.{index}")
+        book = self.ctx.consents.notices
+        try:
+            result = await publish(
+                book, body.notice(), actor=request[ACTOR_KEY], at=self.ctx.clock()
+            )
+        except Conflict:
+            raise Problem(
+                409,
+                "A consent names this notice version: it never changes. Publish a new version.",
+                reason=NOTICE_LOCKED,
+            ) from None
+        return _ok(records.notice(result.notice), status=201 if result.added else 200)
+
+    async def notice_list(self, request: web.Request) -> web.Response:
+        """``GET /notices``."""
+        await self.ctx.consents.notices.load()
+        items = self.ctx.consents.notices.notices.values()
+        return _ok(
+            NoticeList(items=[records.notice(n) for n in sorted(items, key=lambda n: n.key)])
+        )
 
     async def openapi(self, request: web.Request) -> web.Response:
         """``GET /openapi.json``."""

@@ -22,6 +22,8 @@ OPERATIONS: dict[tuple[str, str], tuple[str, AdminScope]] = {
     ("DELETE", "/suppressions/{id}"): ("suppression_delete", AdminScope.SUPPRESSIONS_WRITE),
     ("POST", "/check"): ("check", AdminScope.CHECK),
     ("GET", "/purposes"): ("purposes", AdminScope.CHECK),
+    ("POST", "/notices"): ("notice_put", AdminScope.NOTICES_WRITE),
+    ("GET", "/notices"): ("notice_list", AdminScope.CHECK),
 }
 #: The scope each operation needs.
 OPERATION_SCOPES = {operation: scope for operation, (_, scope) in OPERATIONS.items()}

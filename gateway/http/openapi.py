@@ -16,7 +16,13 @@ from gateway.http.admin_scopes import OPERATION_SCOPES
 from gateway.schemas import SuppressionQuery
 
 _REF = "#/components/schemas/{model}"
-_REQUESTS: list[type[BaseModel]] = [m.ConsentIn, m.ContactPatch, m.SuppressionIn, m.CheckIn]
+_REQUESTS: list[type[BaseModel]] = [
+    m.ConsentIn,
+    m.ContactPatch,
+    m.SuppressionIn,
+    m.CheckIn,
+    m.NoticeIn,
+]
 _RESPONSES: list[type[BaseModel]] = [
     m.ConsentResultOut,
     m.ContactOut,
@@ -26,6 +32,8 @@ _RESPONSES: list[type[BaseModel]] = [
     m.SuppressionPage,
     m.CheckOut,
     m.PurposeList,
+    m.NoticeOut,
+    m.NoticeList,
     m.Problem,
 ]
 
@@ -149,6 +157,18 @@ def _paths() -> dict[str, Any]:
         },
         "/purposes": {
             "get": _op("The purpose catalogue", {"200": _json(m.PurposeList, "The purposes.")})
+        },
+        "/notices": {
+            "post": _op(
+                "Publish a notice version (or correct one no consent names yet)",
+                {
+                    "201": _json(m.NoticeOut, "Added."),
+                    "200": _json(m.NoticeOut, "Already held as sent, or corrected."),
+                    **_problems(400, 409, 413, 415, 422),
+                },
+                requestBody=_body(m.NoticeIn),
+            ),
+            "get": _op("The notice catalogue", {"200": _json(m.NoticeList, "Every version.")}),
         },
         "/openapi.json": {
             "get": _op(

@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from html import escape
 from importlib.resources import files
 from typing import Literal
@@ -71,6 +72,16 @@ def text(lang: Lang, key: str, **values: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class NoticeView:
+    """The notice of one purpose as the page shows it: the version agreed to, with the day,
+    or the one an opt-in here would agree to (``agreed_on`` None)."""
+
+    text: str | None
+    url: str | None
+    agreed_on: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PurposeRow:
     """One purpose of the catalogue as the recipient sees it."""
 
@@ -78,6 +89,7 @@ class PurposeRow:
     label: str
     description: str
     state: State
+    notice: NoticeView | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +139,24 @@ def _form(view: PageView, fields: dict[str, str], button: str, cls: str, describ
     )
 
 
+def _notice(lang: Lang, notice: NoticeView | None) -> str:
+    """The notice of a row, folded (a ``details`` element works without JavaScript)."""
+    if notice is None:
+        return ""
+    summary = (
+        text(lang, "notice_agreed", date=notice.agreed_on.isoformat())
+        if notice.agreed_on is not None
+        else text(lang, "notice_offered")
+    )
+    body = f'<p class="notice-text">{escape(notice.text)}</p>' if notice.text else ""
+    if notice.url:
+        body += (
+            f'<p><a href="{escape(notice.url)}" rel="noopener noreferrer">'
+            f"{escape(text(lang, 'notice_link'))}</a></p>"
+        )
+    return f'<details class="notice"><summary>{escape(summary)}</summary>{body}</details>'
+
+
 def _row(view: PageView, index: int, row: PurposeRow) -> str:
     lang = view.lang
     ident = f"p{index}"
@@ -138,6 +168,7 @@ def _row(view: PageView, index: int, row: PurposeRow) -> str:
         fields = {"action": "opt-in", "purpose": row.id, "nonce": view.nonce}
         action = _form(view, fields, text(lang, "opt_in"), "positive", ident)
     description = f"<p>{escape(row.description)}</p>" if row.description else ""
+    description += _notice(lang, row.notice)
     return (
         f'<li class="card"><div class="row"><div id="{ident}">'
         f"<h3>{escape(row.label)}</h3>{description}"

@@ -96,4 +96,4 @@ async def put_notice(db: Db, notice: Notice, *, actor: str, at: datetime) -> Not
     kind = "notice-added" if held is None else "notice-replaced"
     chain.add(kind, None, None, "notices", actor, at, _notice_detail(stored))
     await flush_chain(db, chain)
-    return NoticeResult(True, stored)
+    return NoticeResult(True, stored, added=held is None)
