@@ -25,8 +25,10 @@ from prometheus_client import CollectorRegistry
 from gateway import records
 from gateway import secrets as secrets_file
 from gateway.consents import Consents
+from gateway.double_opt_in import DoubleOptIn
 from gateway.http.admin import AdminContext, setup_admin
 from gateway.http.server import build_app
+from gateway.http.subscribe import setup_subscribe
 from gateway.http.unsubscribe import setup_unsubscribe
 from gateway.mail.delivery import Delivery
 from gateway.mail.signing import Signer
@@ -43,6 +45,7 @@ from gateway.smtp.protocol import GatewaySMTP
 from gateway.smtp.sessions import SessionRegistry
 from suppression.address import Identities
 from suppression.backends import open_store
+from suppression.confirm_tokens import ConfirmTokens
 from suppression.store import Store, StoreError, StoreOptions
 from suppression.tokens import TokenCodec
 
@@ -250,6 +253,15 @@ async def start_http(
         settings=settings.unsubscribe,
         clock=clock,
     )
+    if settings.subscribe.enabled:
+        setup_subscribe(
+            app,
+            build_double_opt_in(settings, core, clock),
+            settings.subscribe,
+            core.secrets.token_keys,
+            page_rate_per_minute=settings.unsubscribe.rate_limit_per_minute,
+            clock=clock,
+        )
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     host, port = parse_hostport(settings.http.listen)
@@ -262,6 +274,22 @@ async def start_http(
         await runner.cleanup()
         raise
     return runner, sock.getsockname()[:2]
+
+
+def build_double_opt_in(settings: Settings, core: Core, clock: Clock) -> DoubleOptIn:
+    """The double opt-in flow: confirmation mails signed and relayed like the gateway's own."""
+    return DoubleOptIn(
+        settings.subscribe,
+        settings.http.public_url,
+        core.consents,
+        core.relay,
+        Signer.from_settings(settings.dkim.keys),
+        ConfirmTokens(
+            core.secrets.token_keys, ttl=timedelta(days=settings.subscribe.confirm_ttl_days)
+        ),
+        core.metrics,
+        clock,
+    )
 
 
 def _listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:

@@ -39,9 +39,18 @@ from datetime import datetime
 from typing import Any, Literal
 
 from gateway.notices import NoticeBook
-from gateway.observability.labels import Channel
+from gateway.observability.labels import Channel, Confirmation
 from suppression.address import Identities
 from suppression.changes import ConsentChange, ConsentResult, NewSuppression
+from suppression.confirm_tokens import ConfirmRequest
+from suppression.confirmation_rules import (
+    BLANKET_SCOPES,
+    DOUBLE_OPT_IN,
+    DOUBLE_OPT_IN_SOURCE,
+    blocks_confirmation,
+    same_request,
+    withdrawn_since,
+)
 from suppression.criteria import UNKNOWN_COLLECTION, Collection, ConsentMethod
 from suppression.model import (
     Audience,
@@ -64,8 +73,6 @@ LEDGER_SOURCES = {
 }
 #: Channels acting on a link without a choice of scope: they follow ``one_click_scope``.
 LINK_CHANNELS = frozenset({Channel.ONE_CLICK, Channel.MAILTO})
-#: Suppressions that stop all marketing (what "resume" lifts when the person asks).
-BLANKET_SCOPES = (Scope.MARKETING, Scope.ALL)
 #: Who acts when the recipient uses a link or the page.
 RECIPIENT = "recipient"
 
@@ -210,6 +217,78 @@ class Consents:
                 collection=self.page_collection(purpose),
             )
         )
+
+    async def confirm_double_opt_in(
+        self, request: ConfirmRequest, act: Act
+    ) -> dict[str, Confirmation]:
+        """Record a confirmed double opt-in request: one consent per purpose, method
+        ``double-opt-in``, with both times and both IPs, and the confirmation as the
+        person's last contact. Idempotent: the same request confirmed again records nothing.
+
+        A purpose the person withdrew from, or unsubscribed from, after the request was
+        made is ``superseded`` (a replayed link never undoes a later opt-out); an address
+        that must not be mailed (erased, bounced, complained, suppressed) is ``refused``.
+        """
+        identity = self.identities.of(request.email)
+        key = self.identities.key(request.email)
+        now = self.clock()
+        facts = (await self.store.facts([key], now))[identity]
+        if blocks_confirmation(facts, now):
+            return dict.fromkeys(request.purposes, Confirmation.REFUSED)
+        requested = request.requested_at.isoformat()
+        evidence = {
+            **act.evidence,
+            "requested_at": requested,
+            "request_ip": request.request_ip,
+            "language": request.language,
+        }
+        outcomes: dict[str, Confirmation] = {}
+        writes: list[ConsentChange] = []
+        for purpose_id in request.purposes:
+            purpose = self.catalogue.get(purpose_id)
+            current = facts.consents.get(purpose_id)
+            if purpose is None:
+                outcomes[purpose_id] = Confirmation.REFUSED
+            elif same_request(current, requested):
+                outcomes[purpose_id] = Confirmation.REPEATED
+            elif withdrawn_since(facts, purpose_id, request.requested_at):
+                outcomes[purpose_id] = Confirmation.SUPERSEDED
+            else:
+                outcomes[purpose_id] = Confirmation.CONFIRMED
+                writes.append(
+                    ConsentChange(
+                        identity=identity,
+                        email=request.email,
+                        purpose=purpose_id,
+                        status=ConsentStatus.OPTED_IN,
+                        basis=recorded_basis(purpose, ConsentStatus.OPTED_IN),
+                        source=DOUBLE_OPT_IN_SOURCE,
+                        actor=act.actor,
+                        at=now,
+                        evidence=evidence,
+                        collection=replace(
+                            DOUBLE_OPT_IN,
+                            notice_id=request.notice[0],
+                            notice_version=request.notice[1],
+                        ),
+                    )
+                )
+        for write, result in zip(writes, await self.store.apply_batch(writes), strict=True):
+            if not result.changed:
+                outcomes[write.purpose] = Confirmation.REFUSED
+        if Confirmation.CONFIRMED in outcomes.values():
+            await self.record_contact(request.email, "double-opt-in", act.actor)
+        return outcomes
+
+    async def record_contact(self, email: str, kind: str, actor: str) -> bool:
+        """Record a contact that came from the person (a confirmation, a page action, a
+        click or an order the platform reports): where a consent's lifetime restarts. Kept
+        to the day (UTC), so more activity the same day writes nothing; True when it moved."""
+        day = self.clock().replace(hour=0, minute=0, second=0, microsecond=0)
+        moved, _ = await self.store.record_activity(
+            self.identities.of(email), email, kind=kind, actor=actor, at=day
+        )
+        return moved
 
     def link_is_wide(self, channel: Channel, purpose: str | None) -> bool:
         """True when an opt-out through ``channel`` for ``purpose`` stops all marketing: the

@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from suppression.address import NormalisationRules
+from suppression.address import AddressError, NormalisationRules, parse_mailbox
 from suppression.criteria import Grade, Notice, notice_sha256
 from suppression.model import Basis, Category, PolicyMode, Purpose
 from suppression.special_use import SPECIAL_USE_NAMES
@@ -437,6 +437,46 @@ class UnsubscribeSettings(_Section):
     rate_limit_per_minute: Annotated[int, Field(ge=1)] = 60
 
 
+class SubscribeSettings(_Section):
+    """``[subscribe]``: double opt-in for the platform's sign-up forms (``POST /subscribe``,
+    ``/confirm/{token}``)."""
+
+    enabled: bool = False
+    #: Origins (``https://www.example.com``) whose pages may post the sign-up form.
+    allowed_origins: list[Annotated[str, Field(pattern=r"^https?://[^/\s]+$")]] = []
+    #: Keys a platform's server sends as ``Authorization: Bearer`` instead of an Origin.
+    keys: list[SecretStr] = []
+    #: From address of the confirmation mail; its domain needs a ``[[dkim.keys]]`` entry.
+    sender: str | None = None
+    sender_name: Annotated[str, Field(max_length=100)] = ""
+    #: How long a confirmation link works.
+    confirm_ttl_days: Annotated[int, Field(ge=1, le=30)] = 7
+    #: At most one confirmation mail per address in this many hours (subscription bombing).
+    per_address_hours: Annotated[int, Field(ge=1, le=24 * 30)] = 24
+    #: Sign-up requests per minute per client IP.
+    per_ip_per_minute: Annotated[int, Field(ge=1)] = 10
+    #: A fixed page the confirmation page links to (never taken from the request).
+    confirmed_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return parse_mailbox(value, smtputf8=False).address
+        except AddressError as exc:
+            raise ValueError(f"not an address: {exc.reason}") from None
+
+    @model_validator(mode="after")
+    def _usable(self) -> SubscribeSettings:
+        if self.enabled and self.sender is None:
+            raise ValueError("sender: needed when double opt-in is enabled")
+        if self.enabled and not (self.allowed_origins or self.keys):
+            raise ValueError("allowed_origins or keys: needed, or nobody may post the form")
+        return self
+
+
 class DkimKeySettings(_Section):
     """``[[dkim.keys]]``: a signing key for a From domain."""
 
@@ -477,9 +517,22 @@ class Settings(_Section):
     store: StoreSettings = StoreSettings()
     policy: PolicySettings = PolicySettings()
     unsubscribe: UnsubscribeSettings = UnsubscribeSettings()
+    subscribe: SubscribeSettings = SubscribeSettings()
     dkim: DkimSettings = DkimSettings()
     log: LogSettings = LogSettings()
     server: ServerSettings = ServerSettings()
+
+    @model_validator(mode="after")
+    def _confirmation_signed(self) -> Settings:
+        sender = self.subscribe.sender
+        if self.subscribe.enabled and sender is not None:
+            domain = sender.rpartition("@")[2].strip().rstrip(".").lower()
+            if domain not in {k.domain.strip().rstrip(".").lower() for k in self.dkim.keys}:
+                raise ValueError(
+                    f"subscribe.sender: no [[dkim.keys]] for {domain!r}: confirmation mails"
+                    " must be DKIM-signed"
+                )
+        return self
 
     @model_validator(mode="after")
     def _purposes_known(self) -> Settings:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from gateway.consents import BLANKET_SCOPES
 from gateway.http.pages import NoticeView, State
+from suppression.confirmation_rules import BLANKET_SCOPES
 from suppression.criteria import Notice, NoticeKey
 from suppression.model import Category, Consent, Purpose, Reason, RecipientFacts, SuppressionReason
 from suppression.policy import decide, is_active

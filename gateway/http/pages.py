@@ -20,7 +20,9 @@ from typing import Literal
 
 Lang = Literal["en", "fr"]
 State = Literal["in", "sent", "out", "none", "paused", "blocked"]
-ErrorKind = Literal["invalid", "expired", "rate", "unavailable", "bad-request"]
+ErrorKind = Literal[
+    "invalid", "expired", "rate", "unavailable", "bad-request", "confirm-invalid", "confirm-expired"
+]
 
 #: Recorded with every consent given on the page: which wording the person saw.
 WORDING_VERSION = "page-2026-11-v1"
@@ -111,7 +113,7 @@ class PageView:
     flash_error: bool = False
 
 
-def _document(lang: Lang, title: str, body: str) -> str:
+def document(lang: Lang, title: str, body: str) -> str:
     return (
         f'<!doctype html>\n<html lang="{lang}">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
@@ -225,7 +227,7 @@ def render_page(view: PageView) -> str:
         f'<p class="note">{escape(text(lang, "transactional_note"))}</p>\n'
         f'<p class="note">{escape(text(lang, "evidence_note"))}</p>\n'
     )
-    return _document(lang, text(lang, "title"), body)
+    return document(lang, text(lang, "title"), body)
 
 
 def render_done(lang: Lang, token: str, message: str) -> str:
@@ -235,7 +237,7 @@ def render_done(lang: Lang, token: str, message: str) -> str:
         f'<p><a href="{escape(token)}">{escape(text(lang, "manage"))}</a></p>\n'
         f'<p class="note">{escape(text(lang, "transactional_note"))}</p>\n'
     )
-    return _document(lang, text(lang, "done_title"), body)
+    return document(lang, text(lang, "done_title"), body)
 
 
 def render_error(lang: Lang, kind: ErrorKind) -> str:
@@ -245,4 +247,4 @@ def render_error(lang: Lang, kind: ErrorKind) -> str:
         f"<h1>{escape(title)}</h1>\n<p>{escape(text(lang, f'error_{kind}'))}</p>\n"
         f'<p class="note">{escape(text(lang, "nothing_changed"))}</p>\n'
     )
-    return _document(lang, title, body)
+    return document(lang, title, body)

@@ -21,6 +21,8 @@ from gateway.limits import Limited
 from gateway.observability.export import ENV_MULTIPROC_DIR, render
 from gateway.observability.labels import (
     Channel,
+    Confirmation,
+    ConfirmationMail,
     MessageOutcome,
     RecipientDecision,
     RejectionCode,
@@ -130,6 +132,14 @@ class Metrics:
             # Every worker refreshes the same numbers: the newest live value is the truth.
             multiprocess_mode="livemostrecent",
         )
+        self.confirmation_mails = counter(
+            "confirmation_mails", "Double opt-in requests by what became of them.", ("outcome",)
+        )
+        self.confirmations = counter(
+            "confirmations",
+            "Double opt-in confirmations by purpose and outcome.",
+            ("purpose", "outcome"),
+        )
         self.dkim_signatures = counter(
             "dkim_signatures", "DKIM signatures added.", ("domain", "algorithm")
         )
@@ -164,6 +174,11 @@ class Metrics:
                 self.unsubscribes.labels(channel.value, purpose)
         for domain, algorithm in dkim:
             self.dkim_signatures.labels(domain, algorithm)
+        for mail in ConfirmationMail:
+            self.confirmation_mails.labels(mail.value)
+        for purpose in self._purposes:
+            for confirmation in Confirmation:
+                self.confirmations.labels(purpose, confirmation.value)
 
     # -- label mapping -------------------------------------------------------------------------
 
@@ -260,6 +275,14 @@ class Metrics:
             totals[key] = totals.get(key, 0) + count
         for key, total in totals.items():
             self.suppressions.labels(key).set(total)
+
+    def confirmation_mail(self, outcome: ConfirmationMail) -> None:
+        """Count one double opt-in request by what became of it."""
+        self.confirmation_mails.labels(ConfirmationMail(outcome).value).inc()
+
+    def confirmation(self, purpose: str, outcome: Confirmation) -> None:
+        """Count one purpose of a double opt-in confirmation."""
+        self.confirmations.labels(self.purpose_label(purpose), Confirmation(outcome).value).inc()
 
     def dkim_signed(self, domain: str, algorithm: str) -> None:
         """Count one DKIM signature."""
