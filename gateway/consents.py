@@ -35,7 +35,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from gateway.notices import NoticeBook
@@ -277,18 +277,28 @@ class Consents:
             if not result.changed:
                 outcomes[write.purpose] = Confirmation.REFUSED
         if Confirmation.CONFIRMED in outcomes.values():
-            await self.record_contact(request.email, "double-opt-in", act.actor)
+            await self.record_contact("double-opt-in", act.actor, email=request.email)
         return outcomes
 
-    async def record_contact(self, email: str, kind: str, actor: str) -> bool:
+    async def record_contact(
+        self,
+        kind: str,
+        actor: str,
+        *,
+        email: str | None = None,
+        identity: str | None = None,
+        at: datetime | None = None,
+    ) -> tuple[bool, Contact]:
         """Record a contact that came from the person (a confirmation, a page action, a
-        click or an order the platform reports): where a consent's lifetime restarts. Kept
-        to the day (UTC), so more activity the same day writes nothing; True when it moved."""
-        day = self.clock().replace(hour=0, minute=0, second=0, microsecond=0)
-        moved, _ = await self.store.record_activity(
-            self.identities.of(email), email, kind=kind, actor=actor, at=day
-        )
-        return moved
+        click, an order or a reply the platform reports; an opened email is not one): where
+        a consent's lifetime restarts. Kept to the day (UTC), so more activity the same day
+        writes nothing; True when it moved. ``at``: when (default now; never in the future)."""
+        now = self.clock()
+        if at is not None and at > now:
+            raise ConsentError("at", "is in the future")
+        day = (at or now).astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        who = identity if identity is not None else self.identities.of(email or "")
+        return await self.store.record_activity(who, email, kind=kind, actor=actor, at=day)
 
     def link_is_wide(self, channel: Channel, purpose: str | None) -> bool:
         """True when an opt-out through ``channel`` for ``purpose`` stops all marketing: the
@@ -395,16 +405,27 @@ class Consents:
         audience: Audience | None = None,
         customer: bool | None = None,
         customer_since: datetime | None = None,
+        customer_until: datetime | None = None,
     ) -> Contact:
-        """Create the contact or update the given attributes (``None`` leaves one as is)."""
+        """Create the contact or update the given attributes (``None`` leaves one as is). A
+        customer who stops being one ends the relationship now unless ``customer_until``
+        says when (a former customer's soft opt-in lasts ``max_age`` from then)."""
+        identity = self.identities.of(email)
+        now = self.clock()
+        if customer is False and customer_until is None:
+            key = self.identities.key(email)
+            held = (await self.store.facts([key], now))[identity].contact
+            if held is not None and held.customer:
+                customer_until = now
         return await self.store.upsert_contact(
-            self.identities.of(email),
+            identity,
             email,
             actor=act.actor,
-            at=self.clock(),
+            at=now,
             audience=audience,
             customer=customer,
             customer_since=customer_since,
+            customer_until=customer_until,
         )
 
     async def erase(self, email: str, act: Act) -> str:

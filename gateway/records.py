@@ -39,6 +39,8 @@ def contact(c: Contact) -> m.ContactOut:
         customer_since=c.customer_since,
         created_at=c.created_at,
         updated_at=c.updated_at,
+        last_contact_at=c.last_contact_at,
+        customer_until=c.customer_until,
     )
 
 

@@ -145,6 +145,17 @@ class ContactPatch(_Request):
     audience: Audience | None = None
     customer: bool | None = None
     customer_since: AwareDatetime | None = None
+    #: When the customer relationship ended (default: now, when ``customer`` turns false).
+    customer_until: AwareDatetime | None = None
+
+
+class ActivityIn(_Request):
+    """``POST /contacts/{email}/activity``: a contact that came from the person, where the
+    lifetime of their consents restarts (an opened email is not one)."""
+
+    kind: Literal["click", "order", "reply", "visit", "login", "call", "form"]
+    #: When it happened (default: now); kept to the day.
+    at: AwareDatetime | None = None
 
 
 class SuppressionIn(_Request):
@@ -218,6 +229,10 @@ class ContactOut(_Response):
     customer_since: datetime | None
     created_at: datetime | None
     updated_at: datetime | None
+    #: The last contact that came from the person (to the day), and the end of a customer
+    #: relationship: where consents' and soft opt-ins' lifetimes count from.
+    last_contact_at: datetime | None = None
+    customer_until: datetime | None = None
 
 
 class SuppressionOut(_Response):

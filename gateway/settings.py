@@ -11,15 +11,18 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import socket
 import tomllib
 from collections.abc import Mapping
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -227,6 +230,7 @@ class AdminScope(StrEnum):
     SUPPRESSIONS_READ = "suppressions:read"  # GET /suppressions
     SUPPRESSIONS_WRITE = "suppressions:write"  # POST /suppressions, DELETE /suppressions/{id}
     NOTICES_WRITE = "notices:write"  # POST /notices
+    ACTIVITY_WRITE = "activity:write"  # POST /contacts/{email}/activity
 
 
 class AdminToken(_Section):
@@ -283,6 +287,27 @@ class StoreSettings(_Section):
         return value
 
 
+_DURATION = re.compile(r"^\s*(\d{1,6})\s*([dwy])\s*$")
+_DURATION_DAYS = {"d": 1, "w": 7, "y": 365}
+
+
+def parse_duration(value: object) -> timedelta:
+    """``30d``, ``6w``, ``3y`` (a year is 365 days) as a timedelta; ValueError otherwise. A
+    timedelta (or pydantic's own forms) passes through."""
+    if isinstance(value, timedelta):
+        return value
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError("expected a duration such as 30d, 6w or 3y")
+    days = int(match.group(1)) * _DURATION_DAYS[match.group(2)]
+    if days < 1:
+        raise ValueError("a duration must be at least a day")
+    return timedelta(days=days)
+
+
+#: A number of days, weeks or years: ``1095d``, ``3y``.
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
 #: The consent grades a minimum may name (``invalid`` never carries marketing).
 MinimumGrade = Literal[Grade.WEAK, Grade.VALID, Grade.VERIFIED]
 NOTICE_ID = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
@@ -336,6 +361,9 @@ class PurposeSettings(_Section):
     soft_opt_in: bool = False
     #: Overrides ``[policy] minimum_consent`` for this purpose.
     minimum_consent: MinimumGrade | None = None
+    #: How long a consent lasts from its collection or the person's last contact, whichever
+    #: is later, and a former customer's soft opt-in from the end of the relationship.
+    max_age: Duration | None = None
     #: The notice version (``[[policy.notices]]``) the preference page shows and records
     #: for an opt-in to this purpose.
     notice_id: Annotated[str, Field(pattern=NOTICE_ID)] | None = None
@@ -358,6 +386,7 @@ class PurposeSettings(_Section):
             Basis(self.basis),
             self.soft_opt_in,
             minimum_consent=Grade(self.minimum_consent or minimum_consent),
+            max_age=self.max_age,
             notice=(self.notice_id, self.notice_version)
             if self.notice_id is not None and self.notice_version is not None
             else None,

@@ -177,12 +177,19 @@ def consent_expires_at(
 ) -> datetime | None:
     """When an opt-in lapses under ``purpose.max_age``: from its collection or from the
     contact's last contact, whichever is later (``None``: the purpose sets no limit)."""
+    last = contact.last_contact_at if contact is not None else None
+    return lifetime_end(consent.collected_at, last, purpose)
+
+
+def lifetime_end(
+    collected_at: datetime, last_contact_at: datetime | None, purpose: Purpose
+) -> datetime | None:
+    """:func:`consent_expires_at` from the two dates alone."""
     if purpose.max_age is None:
         return None
-    start = consent.collected_at
-    last = contact.last_contact_at if contact is not None else None
-    if last is not None and last > start:
-        start = last
+    start = collected_at
+    if last_contact_at is not None and last_contact_at > start:
+        start = last_contact_at
     return start + purpose.max_age
 
 

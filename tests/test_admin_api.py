@@ -103,6 +103,7 @@ async def test_scoped_tokens_get_403_outside_their_scopes(start_gateway: Gateway
             "text": "Monthly news.",
         },
         ("GET", "/notices"): None,
+        ("POST", "/contacts/a@example.com/activity"): {"kind": "click"},
     }
     assert {
         (m, p.replace("a@example.com", "{email}").replace("/1", "/{id}")) for m, p in calls

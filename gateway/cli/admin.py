@@ -154,6 +154,26 @@ def register(commands: Any) -> None:
     )
     verify.set_defaults(func=run_with_store_only(c.ledger_verify))
 
+    report = commands.add_parser("report", help="consent reports")
+    report_sub = report.add_subparsers(dest="report_command", required=True)
+    expiring = _common(
+        report_sub.add_parser(
+            "expiring",
+            help="whom to ask again: consents lapsing soon under a purpose's max_age",
+        )
+    )
+    expiring.add_argument("--within", default="30d", help="how far ahead (30d, 6w, 1y)")
+    expiring.add_argument("--purpose", help="only this purpose")
+    expiring.set_defaults(func=run_with_store(evidence.report_expiring))
+    consents = _common(
+        report_sub.add_parser(
+            "consents",
+            help="per purpose: consents by grade, method and source, missing criteria",
+        )
+    )
+    consents.add_argument("--soon", default="30d", help="what counts as lapsing soon (30d)")
+    consents.set_defaults(func=run_with_store(evidence.report_consents))
+
     token = commands.add_parser("token", help="unsubscribe token tools")
     token_sub = token.add_subparsers(dest="token_command", required=True)
     inspect = _common(token_sub.add_parser("inspect", help="show a token's claims"))

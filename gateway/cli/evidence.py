@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+from datetime import timedelta
+from typing import Any
 
 from pydantic import ValidationError
 
-from gateway import records
-from gateway.cli.env import ACTOR, Env, emit
+from gateway import records, reports
+from gateway.cli.env import ACTOR, Env, emit, now
 from gateway.consents import Act, ConsentError
 from gateway.observability.labels import Channel
 from gateway.schemas import CollectionFields
-from gateway.settings import ConfigError
+from gateway.settings import ConfigError, parse_duration
 from suppression import importers
 from suppression.criteria import UNKNOWN_COLLECTION
 from suppression.model import ConsentStatus
@@ -57,3 +59,56 @@ async def consent(args: argparse.Namespace, env: Env) -> int:
     out = records.consent_result(result)
     emit(args, out, "applied" if result.applied else f"not applied: {result.reason}")
     return 0 if result.applied or result.reason == "unchanged" else 1
+
+
+def _duration(option: str, value: str) -> timedelta:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError(f"{option}: {exc}") from None
+
+
+async def report_expiring(args: argparse.Namespace, env: Env) -> int:
+    """Whom to ask again: consents (and former customers' soft opt-ins) lapsing soon."""
+    within = _duration("--within", args.within)
+    catalogue = env.settings.policy.catalogue()
+    if args.purpose is not None and args.purpose not in catalogue:
+        raise ConfigError(f"unknown purpose {args.purpose!r}")
+    rows = await reports.expiring(env.store, catalogue, now(), within)
+    if args.purpose is not None:
+        rows = [r for r in rows if r.purpose == args.purpose]
+    lines = [
+        f"{r.expires_at.date().isoformat()}\t{r.purpose}\t{r.basis.value}\t{r.email or r.identity}"
+        for r in rows
+    ]
+    emit(args, {"within_days": within.days, "items": [r.as_dict() for r in rows]}, "\n".join(lines))
+    return 0
+
+
+async def report_consents(args: argparse.Namespace, env: Env) -> int:
+    """Per purpose: consents by grade, method and source, missing criteria, lapsing soon."""
+    soon = _duration("--soon", args.soon)
+    found = await reports.consent_report(
+        env.store, env.settings.policy.catalogue(), env.notices.notices, now(), soon
+    )
+    data = {"soon_days": soon.days, "purposes": [r.as_dict() for r in found]}
+    emit(args, data, "\n\n".join(_report_text(r.as_dict()) for r in found))
+    return 0
+
+
+def _report_text(r: dict[str, Any]) -> str:
+    def pairs(counts: dict[str, int]) -> str:
+        return ", ".join(f"{k} {v}" for k, v in counts.items()) or "-"
+
+    lifetime = f"{r['max_age_days']} days" if r["max_age_days"] else "no limit"
+    return "\n".join(
+        [
+            f"{r['purpose']}: {r['opted_in']} opted in, {r['withdrawn']} withdrawn"
+            f" (minimum {r['minimum_consent']}, lifetime {lifetime})",
+            f"  grades:   {pairs(r['by_grade'])}  ({r['below_minimum']} below the minimum)",
+            f"  methods:  {pairs(r['by_method'])}",
+            f"  sources:  {pairs(r['by_source'])}",
+            f"  missing:  {pairs(r['missing'])}",
+            f"  lapsed {r['expired']}, lapsing soon {r['expiring_soon']}",
+        ]
+    )

@@ -34,6 +34,7 @@ from gateway.notices import publish
 from gateway.observability.labels import Channel
 from gateway.policy_gate import PolicyError, PolicyGate
 from gateway.schemas import (
+    ActivityIn,
     CheckIn,
     ConsentIn,
     ContactPatch,
@@ -148,7 +149,22 @@ class AdminApi:
             audience=body.audience,
             customer=body.customer,
             customer_since=body.customer_since,
+            customer_until=body.customer_until,
         )
+        return _ok(records.contact(contact))
+
+    async def contact_activity(self, request: web.Request) -> web.Response:
+        """``POST /contacts/{email}/activity``: the person's last contact moves forward."""
+        email = self._mailbox(request.match_info["email"])
+        body = _body(ActivityIn, await _json(request))
+        try:
+            _, contact = await self.ctx.consents.record_contact(
+                body.kind, request[ACTOR_KEY], email=email, at=body.at
+            )
+        except ConsentError as exc:
+            raise Problem(
+                422, "The activity cannot be recorded.", [(exc.field, str(exc))]
+            ) from None
         return _ok(records.contact(contact))
 
     async def contact_delete(self, request: web.Request) -> web.Response:

@@ -22,6 +22,7 @@ _REQUESTS: list[type[BaseModel]] = [
     m.SuppressionIn,
     m.CheckIn,
     m.NoticeIn,
+    m.ActivityIn,
 ]
 _RESPONSES: list[type[BaseModel]] = [
     m.ConsentResultOut,
@@ -122,6 +123,17 @@ def _paths() -> dict[str, Any]:
             "delete": _op(
                 "Erase the address (GDPR erasure)",
                 {"200": _json(m.ErasureOut, "Erased."), **_problems(422)},
+            ),
+        },
+        "/contacts/{email}/activity": {
+            "parameters": [_EMAIL],
+            "post": _op(
+                "Record a contact that came from the person (a click, an order, a reply)",
+                {
+                    "200": _json(m.ContactOut, "The contact, with its last contact."),
+                    **_problems(400, 413, 415, 422),
+                },
+                requestBody=_body(m.ActivityIn),
             ),
         },
         "/suppressions": {

@@ -176,9 +176,11 @@ class UnsubscribeEndpoint:
         purpose = self.catalogue.get(purpose_id) if purpose_id else None
         if action == "out-all":
             await self._opt_out(request, ctx, Channel.PAGE, None, True)
+            await self._touched(ctx)
             return await self._page(ctx, text(ctx.lang, "done_out_all"))
         if action == "opt-out" and purpose is not None:
             await self._opt_out(request, ctx, Channel.PAGE, purpose.id, False)
+            await self._touched(ctx)
             return await self._page(ctx, text(ctx.lang, "done_out", purpose=purpose.label))
         if action not in ("opt-in", "in-all") or (action == "opt-in" and purpose is None):
             return _error(ctx.lang, "bad-request", 400)
@@ -196,6 +198,7 @@ class UnsubscribeEndpoint:
         }
         if action == "in-all":
             await self.consents.resume_marketing(ctx.claims.identity, Act(Channel.PAGE, RECIPIENT))
+            await self._touched(ctx)
             return await self._page(ctx, text(ctx.lang, "done_in_all"))
         assert purpose is not None
         record = await self.store.contact_record(ctx.claims.identity)
@@ -210,7 +213,14 @@ class UnsubscribeEndpoint:
         if state != "in":
             act = Act(Channel.PAGE, RECIPIENT, evidence=evidence)
             await self.consents.opt_in_from_page(ctx.claims, purpose, act)
+        await self._touched(ctx)
         return await self._page(ctx, text(ctx.lang, "done_in", purpose=purpose.label))
+
+    async def _touched(self, ctx: _Context) -> None:
+        """A choice made on the page is a contact from the person (consents' lifetime)."""
+        await self.consents.record_contact(
+            "preference-page", RECIPIENT, identity=ctx.claims.identity
+        )
 
     async def _opt_out(
         self,
