@@ -10,8 +10,8 @@ that set a ``max_age``.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,7 +19,7 @@ from suppression.criteria import Criterion, Grade, Notice, NoticeKey
 from suppression.grading import grade_with
 from suppression.model import Basis, Consent, ConsentStatus, Purpose
 from suppression.policy import is_opt_out, lifetime_end
-from suppression.store import ConsentEntry, Store
+from suppression.store import ConsentCount, ConsentEntry, Store
 
 #: Label of consents collected first party (no list provider).
 FIRST_PARTY = "first-party"
@@ -198,3 +198,17 @@ async def consent_report(
             elif end <= now + soon:
                 reports[purpose.id].expiring_soon += 1
     return list(reports.values())
+
+
+def grade_counts(
+    counts: Sequence[ConsentCount], notices: Mapping[NoticeKey, Notice], now: datetime
+) -> dict[tuple[str, Grade], int]:
+    """Live opt-ins per (purpose, grade), from :meth:`Store.count_consents` (the gauge)."""
+    out: Counter[tuple[str, Grade]] = Counter()
+    for count in counts:
+        if count.status is not ConsentStatus.OPTED_IN:
+            continue
+        consent = Consent(count.purpose, count.status, Basis.CONSENT, now, "", {}, None)
+        graded = grade_with(replace(consent, collection=count.collection), notices)
+        out[(count.purpose, graded.grade)] += count.count
+    return dict(out)

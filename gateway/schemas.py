@@ -285,6 +285,55 @@ class ContactRecordOut(_Response):
     ledger: list[LedgerOut]
 
 
+class NoticeOut(_Response):
+    """A notice version; ``locked_at``: since when a consent names it (it never changes)."""
+
+    id: str
+    version: str
+    language: str
+    purposes: list[str]
+    controller: str
+    right_to_withdraw: bool
+    sha256: str
+    text: str | None
+    url: str | None
+    created_at: datetime | None
+    locked_at: datetime | None
+
+
+class NoticeList(_Response):
+    """``GET /notices``: every version, by id and version."""
+
+    items: list[NoticeOut]
+
+
+class ProofConsentOut(ConsentOut):
+    """One consent in a proof bundle: as stored, graded, with the notice version agreed to."""
+
+    grade: Grade | None
+    grade_rule: str | None
+    missing: list[Criterion]
+    #: When it lapses under the purpose's ``max_age`` (null: no limit, or withdrawn).
+    expires_at: datetime | None
+    notice: NoticeOut | None
+
+
+class ProofOut(_Response):
+    """One person's proof of consent (GDPR art. 7(1)): each consent with the act, the
+    evidence and the notice text agreed to, and every ledger event with its chain hashes
+    (``suppression-gateway ledger verify`` checks the whole chain)."""
+
+    email: str
+    identity: str
+    generated_at: datetime
+    contact: ContactOut | None
+    consents: list[ProofConsentOut]
+    #: Every notice version the consents or the ledger events name.
+    notices: list[NoticeOut]
+    suppressions: list[SuppressionOut]
+    ledger: list[LedgerOut]
+
+
 class ErasureOut(_Response):
     """``DELETE /contacts/{email}``: erased; only the keyed hash stays, suppressed."""
 
@@ -329,28 +378,6 @@ class PurposeList(_Response):
     """``GET /purposes``."""
 
     items: list[PurposeOut]
-
-
-class NoticeOut(_Response):
-    """A notice version; ``locked_at``: since when a consent names it (it never changes)."""
-
-    id: str
-    version: str
-    language: str
-    purposes: list[str]
-    controller: str
-    right_to_withdraw: bool
-    sha256: str
-    text: str | None
-    url: str | None
-    created_at: datetime | None
-    locked_at: datetime | None
-
-
-class NoticeList(_Response):
-    """``GET /notices``: every version, by id and version."""
-
-    items: list[NoticeOut]
 
 
 class FieldError(_Response):

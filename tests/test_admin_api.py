@@ -104,12 +104,17 @@ async def test_scoped_tokens_get_403_outside_their_scopes(start_gateway: Gateway
         },
         ("GET", "/notices"): None,
         ("POST", "/contacts/a@example.com/activity"): {"kind": "click"},
+        ("GET", "/contacts/a@example.com/proof"): None,
     }
     assert {
         (m, p.replace("a@example.com", "{email}").replace("/1", "/{id}")) for m, p in calls
     } == (set(OPERATION_SCOPES))
     allowed = {
-        support: {("GET", "/contacts/a@example.com"), ("GET", "/suppressions")},
+        support: {
+            ("GET", "/contacts/a@example.com"),
+            ("GET", "/suppressions"),
+            ("GET", "/contacts/a@example.com/proof"),
+        },
         platform: {
             ("POST", "/consents"),
             ("POST", "/check"),

@@ -129,8 +129,9 @@ def register(commands: Any) -> None:
     imp.set_defaults(func=run_with_store(c.import_file))
 
     exp = _common(commands.add_parser("export", help="export in our re-importable format"))
-    exp.add_argument("kind", choices=["suppressions", "consents", "contacts", "ledger"])
-    exp.add_argument("--email", help="the contact whose ledger to export")
+    exp.add_argument("kind", choices=["suppressions", "consents", "contacts", "ledger", "proof"])
+    exp.add_argument("--email", help="the contact whose ledger or proof bundle to export")
+    exp.add_argument("--html", action="store_true", help="proof: the printable page, not JSON")
     exp.add_argument("--data-format", choices=["csv", "jsonl"], default="csv")
     exp.add_argument("--output", "-o", help="file (default: standard output)")
     exp.set_defaults(func=run_with_store(c.export))

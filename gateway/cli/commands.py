@@ -21,6 +21,7 @@ from gateway import secrets as secrets_file
 from gateway.bulk import exporting
 from gateway.bulk.importing import Importer, notice_problem
 from gateway.cli.env import ACTOR, Env, emit, import_progress, now, settings_of
+from gateway.cli.evidence import export_proof
 from gateway.consents import Act
 from gateway.observability.labels import Channel
 from gateway.policy_gate import PolicyError
@@ -232,8 +233,11 @@ def _output(name: str | None) -> Iterator[TextIO]:
 
 async def export(args: argparse.Namespace, env: Env) -> int:
     """Export in our format (CSV or JSON Lines)."""
-    if args.kind == "ledger" and not args.email:
-        raise ConfigError("export ledger needs --email")
+    if args.kind in ("ledger", "proof") and not args.email:
+        raise ConfigError(f"export {args.kind} needs --email")
+    if args.kind == "proof":
+        with _output(args.output) as out:
+            return await export_proof(args, env, out)
     with _output(args.output) as out:
         ledger = args.kind == "ledger"
         writer: exporting.RowWriter

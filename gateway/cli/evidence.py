@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import timedelta
-from typing import Any
+from typing import Any, TextIO
 
 from pydantic import ValidationError
 
@@ -12,6 +12,7 @@ from gateway import records, reports
 from gateway.cli.env import ACTOR, Env, emit, now
 from gateway.consents import Act, ConsentError
 from gateway.observability.labels import Channel
+from gateway.proof import proof_bundle, purpose_labels, render_html
 from gateway.schemas import CollectionFields
 from gateway.settings import ConfigError, parse_duration
 from suppression import importers
@@ -112,3 +113,19 @@ def _report_text(r: dict[str, Any]) -> str:
             f"  lapsed {r['expired']}, lapsing soon {r['expiring_soon']}",
         ]
     )
+
+
+async def export_proof(args: argparse.Namespace, env: Env, out: TextIO) -> int:
+    """One person's proof bundle: JSON, or the printable page with ``--html``."""
+    email = env.email(args.email)
+    catalogue = env.settings.policy.catalogue()
+    bundle = await proof_bundle(
+        env.store, env.notices, catalogue, email, env.identities.of(email), now()
+    )
+    if bundle is None:
+        raise ConfigError(f"nothing is held about {email}")
+    if args.html:
+        out.write(render_html(bundle, purpose_labels(catalogue)))
+    else:
+        out.write(bundle.model_dump_json(indent=2) + "\n")
+    return 0

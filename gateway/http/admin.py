@@ -33,6 +33,7 @@ from gateway.http.openapi import document
 from gateway.notices import publish
 from gateway.observability.labels import Channel
 from gateway.policy_gate import PolicyError, PolicyGate
+from gateway.proof import HTML_HEADERS, proof_bundle, purpose_labels, render_html
 from gateway.schemas import (
     ActivityIn,
     CheckIn,
@@ -152,6 +153,26 @@ class AdminApi:
             customer_until=body.customer_until,
         )
         return _ok(records.contact(contact))
+
+    async def contact_proof(self, request: web.Request) -> web.Response:
+        """``GET /contacts/{email}/proof``: JSON, or the printable page for text/html."""
+        email = self._mailbox(request.match_info["email"])
+        bundle = await proof_bundle(
+            self.ctx.store,
+            self.ctx.consents.notices,
+            self.catalogue,
+            email,
+            self.ctx.identities.of(email),
+            self.ctx.clock(),
+        )
+        if bundle is None:
+            raise Problem(404, "Nothing is held about this address.")
+        if _prefers_html(request.headers.get("Accept", "")):
+            page = render_html(bundle, purpose_labels(self.catalogue))
+            response = web.Response(text=page, content_type="text/html", charset="utf-8")
+            response.headers.update(HTML_HEADERS)
+            return response
+        return _ok(bundle)
 
     async def contact_activity(self, request: web.Request) -> web.Response:
         """``POST /contacts/{email}/activity``: the person's last contact moves forward."""
@@ -277,6 +298,15 @@ class AdminApi:
     async def openapi(self, request: web.Request) -> web.Response:
         """``GET /openapi.json``."""
         return web.json_response(document())
+
+
+def _prefers_html(accept: str) -> bool:
+    """True when ``text/html`` comes before any JSON in an Accept header (no q-values needed
+    for the browsers and tools that ask for a page)."""
+    media = [item.split(";")[0].strip().lower() for item in accept.split(",")]
+    html = media.index("text/html") if "text/html" in media else None
+    json_at = [i for i, t in enumerate(media) if t in ("application/json", "*/*")]
+    return html is not None and (not json_at or html < min(json_at))
 
 
 def _middlewares(tokens: Sequence[AdminToken]) -> list[Any]:

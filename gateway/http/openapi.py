@@ -35,6 +35,7 @@ _RESPONSES: list[type[BaseModel]] = [
     m.PurposeList,
     m.NoticeOut,
     m.NoticeList,
+    m.ProofOut,
     m.Problem,
 ]
 
@@ -123,6 +124,22 @@ def _paths() -> dict[str, Any]:
             "delete": _op(
                 "Erase the address (GDPR erasure)",
                 {"200": _json(m.ErasureOut, "Erased."), **_problems(422)},
+            ),
+        },
+        "/contacts/{email}/proof": {
+            "parameters": [_EMAIL],
+            "get": _op(
+                "One person's proof of consent (JSON, or a printable page for Accept: text/html)",
+                {
+                    "200": {
+                        "description": "The proof bundle.",
+                        "content": {
+                            "application/json": {"schema": _ref(m.ProofOut)},
+                            "text/html": {"schema": {"type": "string"}},
+                        },
+                    },
+                    **_problems(404, 422),
+                },
             ),
         },
         "/contacts/{email}/activity": {
