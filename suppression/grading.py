@@ -41,6 +41,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from suppression.criteria import (
+    UNKNOWN_COLLECTION,
+    Collection,
     ConsentMethod,
     Criterion,
     Grade,
@@ -99,8 +101,32 @@ def missing_criteria(consent: Consent, notice: Notice | None) -> tuple[Criterion
     return tuple(missing)
 
 
+#: The grade of a consent with nothing on record (every consent before migration 0005).
+NOTHING_ON_RECORD = Grading(Grade.WEAK, WEAK_MISSING, tuple(Criterion))
+#: Grades already given, by (collection, purpose, notice) identities: the SMTP path grades
+#: the same few ways of collection (one per form and notice version) thousands of times.
+#: Each value keeps its collection and notice alive, so their ids cannot be reused meanwhile.
+_GRADED: dict[tuple[int, str, int], tuple[Collection, Notice | None, Grading]] = {}
+_GRADED_MAX = 4096
+
+
 def grade(consent: Consent, notice: Notice | None) -> Grading:
     """The grade of one consent record; ``notice`` is the notice version it names, if known."""
+    c = consent.collection
+    if c is UNKNOWN_COLLECTION:
+        return NOTHING_ON_RECORD
+    key = (id(c), consent.purpose, id(notice))
+    held = _GRADED.get(key)
+    if held is not None and held[0] is c and held[1] is notice:
+        return held[2]
+    graded = _grade(consent, notice)
+    if len(_GRADED) >= _GRADED_MAX:
+        _GRADED.clear()
+    _GRADED[key] = (c, notice, graded)
+    return graded
+
+
+def _grade(consent: Consent, notice: Notice | None) -> Grading:
     c = consent.collection
     missing = missing_criteria(consent, notice)
     if c.pre_ticked:
@@ -120,7 +146,10 @@ def grade(consent: Consent, notice: Notice | None) -> Grading:
 
 def grade_with(consent: Consent, notices: Mapping[NoticeKey, Notice]) -> Grading:
     """:func:`grade` with the notice looked up in a catalogue of notice versions."""
-    key = consent.collection.notice
+    c = consent.collection
+    if c is UNKNOWN_COLLECTION:
+        return NOTHING_ON_RECORD
+    key = c.notice
     return grade(consent, notices.get(key) if key is not None else None)
 
 

@@ -260,7 +260,8 @@ def decide(
     shortfall: tuple[Reason, str] | None = None
     if consent is not None and consent.status is ConsentStatus.OPTED_IN:
         grading = grade_with(consent, notices)
-        expires = consent_expires_at(consent, contact, purpose)
+        if purpose.max_age is not None:
+            expires = consent_expires_at(consent, contact, purpose)
         if grading.grade.rank < purpose.minimum_consent.rank:
             invalid = grading.grade is Grade.INVALID
             shortfall = (

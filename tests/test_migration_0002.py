@@ -47,15 +47,42 @@ def only_migrations(monkeypatch: pytest.MonkeyPatch, count: int = 1) -> Iterator
         yield
 
 
-#: Columns a later migration added that today's store code reads and writes, with the
-#: migration that added them and their type per dialect. A store kept at an older schema gets
-#: them for the time it is filled through today's store API (:func:`later_columns`), and
-#: loses them again before the real upgrade, which then meets the older schema exactly.
-LATER_COLUMNS = [
-    (5, "consents", "collection", "TEXT", "text"),
-    (5, "contacts", "last_contact_at", "INTEGER", "timestamptz"),
-    (5, "contacts", "customer_until", "INTEGER", "timestamptz"),
-]
+#: What a later migration added that today's store code reads and writes: per migration,
+#: the statements adding it and those removing it again, per dialect. A store kept at an
+#: older schema gets it for the time it is filled through today's store API, and loses it
+#: before the real upgrade, which then meets the older schema exactly.
+LATER_SCHEMA: dict[int, dict[str, tuple[list[str], list[str]]]] = {
+    5: {
+        "sqlite": (
+            [
+                "CREATE TABLE collections (id INTEGER PRIMARY KEY, spec TEXT NOT NULL UNIQUE)",
+                "ALTER TABLE consents ADD COLUMN collection_id INTEGER",
+                "ALTER TABLE contacts ADD COLUMN last_contact_at INTEGER",
+                "ALTER TABLE contacts ADD COLUMN customer_until INTEGER",
+            ],
+            [
+                "ALTER TABLE consents DROP COLUMN collection_id",
+                "ALTER TABLE contacts DROP COLUMN last_contact_at",
+                "ALTER TABLE contacts DROP COLUMN customer_until",
+                "DROP TABLE collections",
+            ],
+        ),
+        "postgres": (
+            [
+                "CREATE TABLE collections (id bigint PRIMARY KEY, spec text NOT NULL UNIQUE)",
+                "ALTER TABLE consents ADD COLUMN collection_id bigint",
+                "ALTER TABLE contacts ADD COLUMN last_contact_at timestamptz",
+                "ALTER TABLE contacts ADD COLUMN customer_until timestamptz",
+            ],
+            [
+                "ALTER TABLE consents DROP COLUMN collection_id",
+                "ALTER TABLE contacts DROP COLUMN last_contact_at",
+                "ALTER TABLE contacts DROP COLUMN customer_until",
+                "DROP TABLE collections",
+            ],
+        ),
+    }
+}
 
 
 async def _raw_ddl(store: Store, statements: list[str]) -> None:
@@ -76,30 +103,20 @@ async def _raw_ddl(store: Store, statements: list[str]) -> None:
         await conn.close()
 
 
+def _later(store: Store, version: int, part: int) -> list[str]:
+    dialect = "sqlite" if isinstance(store, SQLiteStore) else "postgres"
+    return [sql for v, by in LATER_SCHEMA.items() if v > version for sql in by[dialect][part]]
+
+
 async def add_later_columns(store: Store, version: int) -> None:
-    """Give a store at schema ``version`` the columns later migrations add (see
-    :data:`LATER_COLUMNS`), so that today's code can write to it."""
-    sqlite = isinstance(store, SQLiteStore)
-    await _raw_ddl(
-        store,
-        [
-            f"ALTER TABLE {table} ADD COLUMN {column} {lite if sqlite else pg}"
-            for added, table, column, lite, pg in LATER_COLUMNS
-            if added > version
-        ],
-    )
+    """Give a store at schema ``version`` what later migrations add (see
+    :data:`LATER_SCHEMA`), so that today's code can write to it."""
+    await _raw_ddl(store, _later(store, version, 0))
 
 
 async def drop_later_columns(store: Store, version: int) -> None:
     """Undo :func:`add_later_columns`."""
-    await _raw_ddl(
-        store,
-        [
-            f"ALTER TABLE {table} DROP COLUMN {column}"
-            for added, table, column, _, _ in LATER_COLUMNS
-            if added > version
-        ],
-    )
+    await _raw_ddl(store, _later(store, version, 1))
 
 
 async def fill(store: Store) -> None:

@@ -91,7 +91,9 @@ async def test_sqlite_0005_adds_evidence_columns_and_notices(
         assert [r[:7] for r in sqlite_rows(path, contacts)] == before[1]
         assert {r[7:] for r in sqlite_rows(path, contacts)} == {(None, None)}
         collections = sqlite_rows(
-            path, "SELECT identity, purpose, collection FROM consents WHERE collection IS NOT NULL"
+            path,
+            "SELECT k.identity, k.purpose, x.spec FROM consents k JOIN collections x"
+            " ON x.id = k.collection_id",
         )
         assert collections == [
             ("id-page", "newsletter", '{"bundled":false,"conditional":false,'
@@ -135,7 +137,7 @@ async def test_postgres_0005_adds_evidence_columns_and_notices(
         assert [tuple(r) for r in versions] == [(m.version, m.name) for m in known]
         assert [tuple(r) for r in await raw.fetch(consents)] == before
         assert [tuple(r) for r in await raw.fetch("SELECT * FROM ledger ORDER BY seq")] == ledger
-        page = await raw.fetch("SELECT identity FROM consents WHERE collection IS NOT NULL")
+        page = await raw.fetch("SELECT identity FROM consents WHERE collection_id IS NOT NULL")
         assert [r[0] for r in page] == ["id-page"]
         await check_migrated(store)
         with pytest.raises(asyncpg.RaiseError):

@@ -20,7 +20,7 @@ from suppression.changes import (
     Write,
     WriteResult,
 )
-from suppression.criteria import Notice, NoticeKey
+from suppression.criteria import Collection, Notice, NoticeKey
 from suppression.model import (
     Audience,
     Contact,
@@ -52,6 +52,8 @@ class SqlStore(Generic[E]):
         self.engine = engine
         self._facts_sql = facts_sql(engine.any_of)
         self._lookup_sql = lookup_sql(engine.any_of)
+        #: The collections table in memory (ids never change): see :func:`reads.known`.
+        self._collections: dict[int, Collection] = {}
 
     async def open(self) -> None:
         """See :meth:`Store.open`."""
@@ -69,11 +71,12 @@ class SqlStore(Generic[E]):
         self, keys: Sequence[RecipientKey], now: datetime
     ) -> Mapping[str, RecipientFacts]:
         """See :meth:`Store.facts`: one statement, one round trip."""
-        return await self.engine.read(reads.facts, self._facts_sql, keys, now)
+        return await self.engine.read(reads.facts, self._facts_sql, keys, now, self._collections)
 
     async def lookup(self, keys: Sequence[RecipientKey], now: datetime, message_key: str) -> Lookup:
         """See :meth:`Store.lookup`: one statement, one round trip."""
-        return await self.engine.read(reads.lookup, self._lookup_sql, keys, now, message_key)
+        sql, held = self._lookup_sql, self._collections
+        return await self.engine.read(reads.lookup, sql, keys, now, message_key, held)
 
     async def record_consent(self, change: ConsentChange) -> ConsentResult:
         """See :meth:`Store.record_consent`."""

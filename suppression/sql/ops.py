@@ -25,7 +25,7 @@ from suppression.changes import (
     Write,
     WriteResult,
 )
-from suppression.criteria import collection_fields
+from suppression.criteria import Collection, collection_fields
 from suppression.ledger import LedgerChain, dumps, supp_detail
 from suppression.model import (
     ConsentStatus,
@@ -40,6 +40,7 @@ from suppression.sql.engine import Db
 from suppression.sql.notices import lock_notice
 from suppression.sql.rows import (
     CONSENT_COLS,
+    CONSENTS,
     CONTACT_COLS,
     ENSURE_CONTACT,
     INSERT_SUPPRESSION,
@@ -71,13 +72,28 @@ async def record_consent(db: Db, change: ConsentChange) -> ConsentResult:
 
 _UPSERT_CONSENT = (
     "INSERT INTO consents (identity, purpose, status, basis, collected_at, source, evidence,"
-    " withdrawn_at, collection) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " withdrawn_at, collection_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (identity, purpose) DO UPDATE"
     " SET status = excluded.status, basis = excluded.basis,"
     " collected_at = excluded.collected_at, source = excluded.source,"
     " evidence = excluded.evidence, withdrawn_at = excluded.withdrawn_at,"
-    " collection = excluded.collection"
+    " collection_id = excluded.collection_id"
 )
+
+
+async def _collection_id(db: Db, collection: Collection) -> int | None:
+    """The id of a way of collecting consent, added on first use (``None``: nothing on
+    record). Usually one indexed read: a store holds few."""
+    spec = collection_json(collection)
+    if spec is None:
+        return None
+    found = await db.fetch("SELECT id FROM collections WHERE spec = ?", spec)
+    if not found:
+        await db.execute(
+            "INSERT INTO collections (spec) VALUES (?) ON CONFLICT (spec) DO NOTHING", spec
+        )
+        found = await db.fetch("SELECT id FROM collections WHERE spec = ?", spec)
+    return int(found[0][0])
 
 
 def _log(
@@ -100,7 +116,7 @@ async def _record_consent(db: Db, chain: LedgerChain, change: ConsentChange) -> 
     await lock_notice(db, change.collection.notice, change.at)
     await _ensure_contact(db, change.identity, change.email, change.at)
     rows = await db.fetch(
-        f"SELECT {CONSENT_COLS} FROM consents WHERE identity = ? AND purpose = ?",
+        f"SELECT {CONSENT_COLS} FROM {CONSENTS} WHERE k.identity = ? AND k.purpose = ?",
         change.identity,
         change.purpose,
     )
@@ -130,7 +146,7 @@ async def _record_consent(db: Db, chain: LedgerChain, change: ConsentChange) -> 
         new.source,
         dumps(new.evidence),
         _opt_ts(db, new.withdrawn_at),
-        collection_json(new.collection),
+        await _collection_id(db, new.collection),
     )
     given = change.status is ConsentStatus.OPTED_IN
     _log(chain, "consent-given" if given else "consent-withdrawn", change, detail, change.evidence)

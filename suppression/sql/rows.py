@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,7 +47,12 @@ CONTACT_COLS = (
     "identity, email, audience, customer, customer_since, created_at, updated_at,"
     " last_contact_at, customer_until"
 )
-CONSENT_COLS = "purpose, status, basis, collected_at, source, evidence, withdrawn_at, collection"
+#: A consent's columns, read from :data:`CONSENTS` (its collection joined in as JSON).
+CONSENT_COLS = (
+    "k.purpose, k.status, k.basis, k.collected_at, k.source, k.evidence, k.withdrawn_at, x.spec"
+)
+#: The consents with the collection each names (``k`` and ``x``).
+CONSENTS = "consents k LEFT JOIN collections x ON x.id = k.collection_id"
 NOTICE_COLS = (
     "id, version, language, purposes, controller, right_to_withdraw, sha256, text, url,"
     " created_at, locked_at"
@@ -131,8 +136,9 @@ def consent_from(r: Row, dt: ToDatetime) -> Consent:
 
 
 def collection_json(c: Collection) -> str | None:
-    """The stored form of a :class:`Collection`: canonical JSON of what is on record, or
-    ``NULL`` when nothing is (every consent from before migration 0005)."""
+    """The stored form of a :class:`Collection` (``collections.spec``): canonical JSON of
+    what is on record, or ``None`` when nothing is (a consent's ``collection_id`` is then
+    ``NULL``, as for every consent from before migration 0005)."""
     if c == UNKNOWN_COLLECTION:
         return None
     return dumps(collection_fields(c))
@@ -141,7 +147,7 @@ def collection_json(c: Collection) -> str | None:
 @functools.lru_cache(maxsize=4096)
 def collection_from(text: str | None) -> Collection:
     """Inverse of :func:`collection_json`. Cached by text: a form, a notice version and a
-    method are shared by thousands of consents, so the SMTP path rarely parses one."""
+    method are shared by thousands of consents, so reads rarely parse one."""
     if text is None:
         return UNKNOWN_COLLECTION
     data = dict(json.loads(text))
@@ -218,7 +224,7 @@ def facts_sql(any_of: Callable[[str], str]) -> str:
         + any_of("c.identity")
         + " UNION ALL SELECT 'k', k.identity, NULL, k.purpose, k.status, k.basis, k.source,"
         " CAST(k.evidence AS TEXT), k.collected_at, k.withdrawn_at, NULL, NULL, NULL,"
-        " k.collection FROM consents k WHERE "
+        " k.collection_id FROM consents k WHERE "
         + any_of("k.identity")
         + f" UNION ALL {supp}{any_of('s.identity')} AND {live}"
         + f" UNION ALL {supp}{any_of('s.domain')} AND {live}"
@@ -240,20 +246,45 @@ def lookup_sql(any_of: Callable[[str], str]) -> str:
 
 
 def build_facts(
-    rows: Iterable[Row], keys: Sequence[RecipientKey], dt: ToDatetime
+    rows: Iterable[Row],
+    keys: Sequence[RecipientKey],
+    dt: ToDatetime,
+    collections: Mapping[int, Collection],
 ) -> dict[str, RecipientFacts]:
-    """Group the rows of :func:`facts_sql` into facts per identity (domain rows fan out)."""
+    """Group the rows of :func:`facts_sql` into facts per identity (domain rows fan out);
+    ``collections`` resolves the consents' ``collection_id`` (it must hold every id)."""
     contacts: dict[str, Contact] = {}
     consents: dict[str, dict[str, Consent]] = {}
     by_identity: dict[str, list[Suppression]] = {}
     by_domain: dict[str, list[Suppression]] = {}
     for r in rows:
         kind = r[0]
+        # Contacts and consents are built in place (no intermediate row tuple, no call):
+        # this loop runs for every consent of every recipient of every message.
         if kind == "c":
-            row = (r[1], r[3], r[4], r[2], r[8], r[9], r[10], r[11], r[12])
-            contacts[r[1]] = contact_from(row, dt)
+            contacts[r[1]] = Contact(
+                r[1],
+                r[3],
+                _AUDIENCE[r[4]],
+                bool(r[2]),
+                None if r[8] is None else dt(r[8]),
+                None if r[9] is None else dt(r[9]),
+                None if r[10] is None else dt(r[10]),
+                None if r[11] is None else dt(r[11]),
+                None if r[12] is None else dt(r[12]),
+            )
         elif kind == "k":
-            consent = consent_from((r[3], r[4], r[5], r[8], r[6], r[7], r[9], r[13]), dt)
+            evidence = r[7]
+            consent = Consent(
+                r[3],
+                _STATUS[r[4]],
+                _BASIS[r[5]],
+                dt(r[8]),
+                r[6],
+                {} if evidence == "{}" else json.loads(evidence),
+                None if r[9] is None else dt(r[9]),
+                UNKNOWN_COLLECTION if r[13] is None else collections[r[13]],
+            )
             consents.setdefault(r[1], {})[consent.purpose] = consent
         elif kind == "s":
             s = suppression_from((r[2], r[1], r[3], r[4], r[5], r[6], r[7], r[8], r[9]), dt)

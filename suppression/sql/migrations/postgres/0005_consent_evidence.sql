@@ -1,9 +1,18 @@
--- As sqlite/0005_consent_evidence.sql: how each consent was collected (consents.collection,
--- canonical JSON kept as text so that equal values group and compare as written), the
--- notice catalogue, and what a consent's lifetime counts from. ADD COLUMN without a default
--- rewrites no row; the UPDATE touches only the preference page's own opt-ins.
-ALTER TABLE consents ADD COLUMN collection text;
-UPDATE consents SET collection = '{"bundled":false,"conditional":false,"method":"preference-page"}'
+-- As sqlite/0005_consent_evidence.sql: each distinct way of collecting consent once
+-- (collections, canonical JSON kept as text so that equal values compare as written),
+-- consents naming theirs by id, the notice catalogue, and what a consent's lifetime counts
+-- from. ADD COLUMN without a default rewrites no row; the UPDATE touches only the preference
+-- page's own opt-ins.
+CREATE TABLE collections (
+    id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    spec text NOT NULL UNIQUE
+);
+ALTER TABLE consents ADD COLUMN collection_id bigint REFERENCES collections (id);
+INSERT INTO collections (spec)
+SELECT '{"bundled":false,"conditional":false,"method":"preference-page"}'
+WHERE EXISTS (SELECT 1 FROM consents WHERE source = 'preference-page' AND status = 'opted_in');
+UPDATE consents SET collection_id = (SELECT id FROM collections WHERE spec =
+    '{"bundled":false,"conditional":false,"method":"preference-page"}')
 WHERE source = 'preference-page' AND status = 'opted_in';
 
 ALTER TABLE contacts ADD COLUMN last_contact_at timestamptz;
