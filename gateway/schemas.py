@@ -12,7 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from suppression.criteria import Collection, ConsentMethod, Criterion, Grade, Notice, notice_sha256
+from gateway.settings import NoticeSettings
+from suppression.criteria import Collection, ConsentMethod, Criterion, Grade
 from suppression.model import Audience, Basis, ConsentStatus, Scope, SuppressionReason
 
 #: RFC 5321 §4.5.3.1.3 bounds an address at 254 octets; 320 leaves room for what we refuse.
@@ -102,41 +103,10 @@ class ConsentIn(CollectionFields):
         return {**self.evidence, **{k: v for k, v in extra.items() if v is not None}}
 
 
-class NoticeIn(_Request):
+class NoticeIn(NoticeSettings):
     """``POST /notices``: a version of the wording people agree to (its text, or the SHA-256
-    and URL of a text kept elsewhere). A version no consent names yet may be sent again
-    corrected; once one does, it never changes."""
-
-    id: NoticeId
-    version: Version
-    language: Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}$")] = "en"
-    purposes: list[Name] = Field(min_length=1, max_length=64)
-    controller: Text
-    #: True when the text states the right to withdraw consent at any time (art. 7(3)).
-    right_to_withdraw: bool
-    text: Annotated[str, Field(min_length=1, max_length=20_000)] | None = None
-    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
-    url: Annotated[str, Field(pattern=r"^https?://", max_length=2000)] | None = None
-
-    @model_validator(mode="after")
-    def _text_or_hash(self) -> NoticeIn:
-        notice_sha256(self.text, self.sha256, self.url)
-        return self
-
-    def notice(self) -> Notice:
-        """The domain value."""
-        digest = notice_sha256(self.text, self.sha256, self.url)
-        return Notice(
-            self.id,
-            self.version,
-            self.language,
-            tuple(self.purposes),
-            self.controller,
-            self.right_to_withdraw,
-            digest,
-            self.text,
-            self.url,
-        )
+    and URL of a text kept elsewhere), as ``[[policy.notices]]`` takes it. A version no
+    consent names yet may be sent again corrected; once one does, it never changes."""
 
 
 class ContactPatch(_Request):

@@ -20,10 +20,8 @@ opaque (the address is encrypted), canonical spelling only, refused unopened abo
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,14 +30,13 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 from suppression.criteria import NoticeKey
-from suppression.tokens import TokenError
+from suppression.tokens import TokenError, decode
 
 VERSION = 1
 _LABEL = b"suppression-gateway double-opt-in v1"
 #: Longer input is refused before decoding (an address of 254 octets and a few purposes fit).
 MAX_TOKEN_LENGTH = 1024
 _HEADER_BYTES = 2
-_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +96,7 @@ class ConfirmTokens:
 
     def open(self, token: str, now: datetime) -> ConfirmRequest:
         """The request of an authentic, unexpired token; :class:`TokenError` otherwise."""
-        raw = self._decode(token)
+        raw = decode(token, max_length=MAX_TOKEN_LENGTH, min_bytes=_HEADER_BYTES + 16)
         if raw[0] != VERSION:
             raise TokenError("malformed", f"unknown token version {raw[0]}")
         cipher = self._ciphers.get(raw[1])
@@ -124,17 +121,3 @@ class ConfirmTokens:
         if request.requested_at + self.ttl < now:
             raise TokenError("expired", f"requested {request.requested_at.isoformat()}")
         return request
-
-    @staticmethod
-    def _decode(token: str) -> bytes:
-        if not 0 < len(token) <= MAX_TOKEN_LENGTH or not _BASE64URL.fullmatch(token):
-            raise TokenError("malformed", "not a token")
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        except (binascii.Error, ValueError):
-            raise TokenError("malformed", "not URL-safe base64") from None
-        if not hmac.compare_digest(_b64encode(raw), token):
-            raise TokenError("malformed", "not canonical base64")
-        if len(raw) < _HEADER_BYTES + 16:
-            raise TokenError("malformed", "too short")
-        return raw

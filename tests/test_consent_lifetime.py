@@ -21,10 +21,9 @@ import pytest
 from gateway.app import Gateway
 from tests.conftest import PURPOSES, Clock, GatewayFactory, message, smtp_client
 from tests.store_helpers import opt_in
+from tests.test_notices import TOKEN, Api
 from tests.test_unsubscribe_http import minted, nonce_of
 
-TOKEN = "lifetime-test-token-" + "x" * 20
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 YEAR = timedelta(days=365)
 ALICE = "alice@example.com"
 #: Consents to the newsletter and product news last a year; product news has soft opt-in.
@@ -57,17 +56,6 @@ def counted(gw: Gateway, purpose: str, reason: str) -> float:
         },
     )
     return value or 0.0
-
-
-class Api:
-    def __init__(self, gw: Gateway, http: aiohttp.ClientSession) -> None:
-        host, port = gw.http_address or ("", 0)
-        self.base = f"http://{host}:{port}/api/v1"
-        self.http = http
-
-    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        async with self.http.request(method, self.base + path, json=body, headers=AUTH) as got:
-            return got.status, await got.json(content_type=None)
 
 
 @pytest.fixture

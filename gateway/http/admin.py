@@ -277,7 +277,7 @@ class AdminApi:
         book = self.ctx.consents.notices
         try:
             result = await publish(
-                book, body.notice(), actor=request[ACTOR_KEY], at=self.ctx.clock()
+                book, body.to_notice(), actor=request[ACTOR_KEY], at=self.ctx.clock()
             )
         except Conflict:
             raise Problem(

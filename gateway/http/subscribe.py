@@ -1,4 +1,5 @@
-"""``POST /subscribe`` (the platform's sign-up forms) and ``/confirm/{token}`` (double opt-in).
+"""``POST /subscribe``: the platform's sign-up forms (double opt-in; the link of the mail is
+served by :mod:`gateway.http.confirm`).
 
 ``POST /subscribe`` takes an urlencoded form or JSON of at most 8 KiB: ``email``, the
 ``purposes`` (a form may repeat ``purpose``), ``notice_id`` and ``notice_version`` (the
@@ -10,11 +11,6 @@ with a ``[subscribe] keys`` bearer key (the platform's server, which may pass th
 same time: 202 ``{"status": "pending"}`` to JSON, a "check your inbox" page to a form (the
 mail, or not, is decided in the background: :mod:`gateway.double_opt_in`). Bad input is
 refused before anything depends on the address: 400/415/422, as RFC 9457 problems to JSON.
-
-``GET /confirm/{token}`` changes nothing (link scanners open links): it shows what will be
-recorded, the notice, and a Confirm button whose form carries a page nonce. ``POST`` records
-the consents; confirming again shows the same page. No redirect: the confirmed page may link
-to ``[subscribe] confirmed_url``, fixed by the configuration (no open redirect).
 """
 
 from __future__ import annotations
@@ -32,34 +28,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.double_opt_in import DoubleOptIn
 from gateway.http.admin_views import Problem, validation_problem
-from gateway.http.confirm_pages import (
-    ConfirmView,
-    render_confirm,
-    render_confirmed,
-    render_pending,
-    render_superseded,
-)
+from gateway.http.confirm import ConfirmEndpoint, html
+from gateway.http.confirm_pages import render_pending
 from gateway.http.nonces import PageNonces
 from gateway.http.pages import (
-    SECURITY_HEADERS,
-    ErrorKind,
     Lang,
     choose_language,
     render_error,
-    text,
 )
 from gateway.limits import RateLimiter
-from gateway.observability.labels import Confirmation
 from gateway.schemas import Email, Name, NoticeId, Version
 from gateway.settings import SubscribeSettings
 from suppression.address import AddressError, parse_mailbox
 from suppression.confirm_tokens import ConfirmRequest
 from suppression.store import StoreError
-from suppression.tokens import TokenError
 
 #: Largest sign-up body read (an address, a few purposes, a notice reference).
 MAX_BODY = 8 * 1024
-_USER_AGENT_MAX = 256
 _JSON = "application/json"
 _FORM = "application/x-www-form-urlencoded"
 
@@ -79,34 +64,18 @@ class SubscribeIn(BaseModel):
     ip: Annotated[str, Field(max_length=45)] | None = None
 
 
-def _html(page: str, status: int, lang: Lang, **headers: str) -> web.Response:
-    response = web.Response(text=page, status=status, content_type="text/html", charset="utf-8")
-    response.headers.update(SECURITY_HEADERS)
-    response.headers["Content-Language"] = lang
-    response.headers.update(headers)
-    return response
-
-
 class SubscribeEndpoint:
-    """The handlers of ``/subscribe`` and ``/confirm/{token}``."""
+    """The handlers of ``/subscribe``."""
 
     def __init__(
-        self,
-        flow: DoubleOptIn,
-        settings: SubscribeSettings,
-        nonces: PageNonces,
-        *,
-        page_limiter: RateLimiter,
-        clock: Callable[[], datetime],
+        self, flow: DoubleOptIn, settings: SubscribeSettings, *, clock: Callable[[], datetime]
     ) -> None:
         self.flow = flow
         self.settings = settings
-        self.nonces = nonces
         self.clock = clock
         self.origins = frozenset(settings.allowed_origins)
         self.keys = [k.get_secret_value().encode() for k in settings.keys]
         self.limiter = RateLimiter(settings.per_ip_per_minute)
-        self.page_limiter = page_limiter
 
     # -- POST /subscribe -----------------------------------------------------------------
 
@@ -158,17 +127,17 @@ class SubscribeEndpoint:
                 response = problem.response()
                 response.headers.update(headers)
                 return response
-            return _html(render_error(lang, "rate"), 429, lang, **headers)
+            return html(render_error(lang, "rate"), 429, lang, **headers)
         except Problem as problem:
             if as_json:
                 response = problem.response()
                 response.headers.update(cors)
                 return response
-            return _html(render_error(lang, "bad-request"), problem.status, lang, **cors)
+            return html(render_error(lang, "bad-request"), problem.status, lang, **cors)
         self.flow.submit(subscription)
         if as_json:
             return web.json_response({"status": "pending"}, status=202, headers=cors)
-        return _html(render_pending(lang, self.settings.confirm_ttl_days), 200, lang, **cors)
+        return html(render_pending(lang, self.settings.confirm_ttl_days), 200, lang, **cors)
 
     async def _body(self, request: web.Request) -> SubscribeIn:
         if request.content_type not in (_JSON, _FORM):
@@ -223,67 +192,6 @@ class SubscribeEndpoint:
         now = self.clock().replace(microsecond=0)
         return ConfirmRequest(email, tuple(purposes), key, lang, now, ip)
 
-    # -- /confirm/{token} ----------------------------------------------------------------
-
-    async def confirm_get(self, request: web.Request) -> web.Response:
-        """The confirmation page; reads only."""
-        return await self._confirm(request, post=False)
-
-    async def confirm_post(self, request: web.Request) -> web.Response:
-        """Confirm: record the consents (idempotent)."""
-        return await self._confirm(request, post=True)
-
-    async def _confirm(self, request: web.Request, *, post: bool) -> web.Response:
-        lang = choose_language(request.headers.get("Accept-Language"))
-        wait = self.page_limiter.take(request.remote or "")
-        if wait:
-            return _html(render_error(lang, "rate"), 429, lang, **{"Retry-After": str(wait)})
-        token = request.match_info["token"]
-        now = self.clock()
-        try:
-            pending = self.flow.tokens.open(token, now)
-        except TokenError as exc:
-            kind: ErrorKind = "confirm-expired" if exc.code == "expired" else "confirm-invalid"
-            return _html(render_error(lang, kind), 410 if exc.code == "expired" else 400, lang)
-        lang = "fr" if pending.language == "fr" else "en"
-        try:
-            if not post:
-                return _html(self._page(pending, token, lang, now), 200, lang)
-            form = await _form(request)
-            if self.nonces.check(token, form.get("nonce"), now) is None:
-                stale = self._page(pending, token, lang, now, stale=True)
-                return _html(stale, 403, lang)
-            agent = request.headers.get("User-Agent", "")[:_USER_AGENT_MAX]
-            outcomes = await self.flow.confirm(pending, request.remote or "", agent)
-        except StoreError:
-            return _html(render_error(lang, "unavailable"), 503, lang, **{"Retry-After": "60"})
-        done = (Confirmation.CONFIRMED, Confirmation.REPEATED)
-        catalogue = self.flow.consents.catalogue
-        labels = [catalogue[p].label for p, o in outcomes.items() if o in done]
-        if not labels:
-            return _html(render_superseded(lang), 409, lang)
-        return _html(render_confirmed(lang, labels, self.settings.confirmed_url), 200, lang)
-
-    def _page(
-        self, pending: ConfirmRequest, token: str, lang: Lang, now: datetime, stale: bool = False
-    ) -> str:
-        consents = self.flow.consents
-        notice = consents.notices.notices.get(pending.notice)
-        view = ConfirmView(
-            lang=lang,
-            token=token,
-            email=pending.email,
-            controller=notice.controller if notice else "",
-            purposes=[
-                consents.catalogue[p].label for p in pending.purposes if p in consents.catalogue
-            ],
-            notice_text=notice.text if notice else None,
-            notice_url=notice.url if notice else None,
-            nonce=self.nonces.issue(token, now),
-            flash=text(lang, "stale_page") if stale else None,
-        )
-        return render_confirm(view)
-
 
 class _RateLimited(Exception):
     def __init__(self, wait: int) -> None:
@@ -311,14 +219,6 @@ def _decode(raw: bytes, content_type: str) -> Mapping[str, Any]:
     return fields
 
 
-async def _form(request: web.Request) -> Mapping[str, str]:
-    try:
-        data = await request.post()
-    except ValueError:
-        return {}
-    return {k: v for k, v in data.items() if isinstance(v, str)}
-
-
 def setup_subscribe(
     app: web.Application,
     flow: DoubleOptIn,
@@ -330,17 +230,18 @@ def setup_subscribe(
 ) -> None:
     """Mount ``/subscribe`` and ``/confirm/{token}``; the flow's mails under way are
     stopped when the application is cleaned up."""
-    endpoint = SubscribeEndpoint(
+    endpoint = SubscribeEndpoint(flow, settings, clock=clock)
+    confirm = ConfirmEndpoint(
         flow,
         settings,
         PageNonces(token_keys),
-        page_limiter=RateLimiter(page_rate_per_minute),
+        limiter=RateLimiter(page_rate_per_minute),
         clock=clock,
     )
     app.router.add_post("/subscribe", endpoint.subscribe)
     app.router.add_route("OPTIONS", "/subscribe", endpoint.preflight)
-    app.router.add_get("/confirm/{token}", endpoint.confirm_get)
-    app.router.add_post("/confirm/{token}", endpoint.confirm_post)
+    app.router.add_get("/confirm/{token}", confirm.get)
+    app.router.add_post("/confirm/{token}", confirm.post)
 
     async def stop(app: web.Application) -> None:
         await flow.close()
