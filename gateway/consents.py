@@ -48,6 +48,7 @@ from suppression.confirmation_rules import (
     DOUBLE_OPT_IN,
     DOUBLE_OPT_IN_SOURCE,
     blocks_confirmation,
+    marketing_paused,
     same_request,
     withdrawn_since,
 )
@@ -81,6 +82,16 @@ OptOutCounter = Callable[[Channel, str | None], None]
 #: How the preference page collects an opt-in: the person's click on a button of a page
 #: that bundles nothing and makes nothing conditional on it.
 PAGE_COLLECTION = Collection(ConsentMethod.PREFERENCE_PAGE, bundled=False, conditional=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmed:
+    """What confirming a double opt-in request did, per purpose; ``paused`` while the
+    person's unsubscribe from all marketing stands (the consents are recorded, and resuming
+    marketing on the preference page brings them into effect)."""
+
+    outcomes: dict[str, Confirmation]
+    paused: bool = False
 
 
 class ConsentError(ValueError):
@@ -218,9 +229,7 @@ class Consents:
             )
         )
 
-    async def confirm_double_opt_in(
-        self, request: ConfirmRequest, act: Act
-    ) -> dict[str, Confirmation]:
+    async def confirm_double_opt_in(self, request: ConfirmRequest, act: Act) -> Confirmed:
         """Record a confirmed double opt-in request: one consent per purpose, method
         ``double-opt-in``, with both times and both IPs, and the confirmation as the
         person's last contact. Idempotent: the same request confirmed again records nothing.
@@ -228,13 +237,14 @@ class Consents:
         A purpose the person withdrew from, or unsubscribed from, after the request was
         made is ``superseded`` (a replayed link never undoes a later opt-out); an address
         that must not be mailed (erased, bounced, complained, suppressed) is ``refused``.
+        ``paused`` says that an unsubscribe from all marketing still stands.
         """
         identity = self.identities.of(request.email)
         key = self.identities.key(request.email)
         now = self.clock()
         facts = (await self.store.facts([key], now))[identity]
         if blocks_confirmation(facts, now):
-            return dict.fromkeys(request.purposes, Confirmation.REFUSED)
+            return Confirmed(dict.fromkeys(request.purposes, Confirmation.REFUSED))
         requested = request.requested_at.isoformat()
         evidence = {
             **act.evidence,
@@ -278,7 +288,7 @@ class Consents:
                 outcomes[write.purpose] = Confirmation.REFUSED
         if Confirmation.CONFIRMED in outcomes.values():
             await self.record_contact("double-opt-in", act.actor, email=request.email)
-        return outcomes
+        return Confirmed(outcomes, marketing_paused(facts.suppressions, now))
 
     async def record_contact(
         self,

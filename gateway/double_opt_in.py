@@ -26,11 +26,11 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from gateway.consents import RECIPIENT, Act, Consents
+from gateway.consents import RECIPIENT, Act, Confirmed, Consents
 from gateway.limits import RateLimiter
 from gateway.mail import confirmation
 from gateway.mail.signing import Signer, SigningError
-from gateway.observability.labels import Channel, Confirmation, ConfirmationMail
+from gateway.observability.labels import Channel, ConfirmationMail
 from gateway.observability.metrics import Metrics
 from gateway.relay.base import Relay, RelayFailure
 from gateway.settings import SubscribeSettings
@@ -135,13 +135,11 @@ class DoubleOptIn:
         await confirmation.send(self.relay, sender, request.email, content)
         return ConfirmationMail.SENT
 
-    async def confirm(
-        self, request: ConfirmRequest, ip: str, user_agent: str
-    ) -> dict[str, Confirmation]:
+    async def confirm(self, request: ConfirmRequest, ip: str, user_agent: str) -> Confirmed:
         """Record the consents of an opened confirmation link (see
         :meth:`Consents.confirm_double_opt_in`), counted per purpose."""
         act = Act(Channel.PAGE, RECIPIENT, evidence={"ip": ip, "user_agent": user_agent})
-        outcomes = await self.consents.confirm_double_opt_in(request, act)
-        for purpose, outcome in outcomes.items():
+        confirmed = await self.consents.confirm_double_opt_in(request, act)
+        for purpose, outcome in confirmed.outcomes.items():
             self.metrics.confirmation(purpose, outcome)
-        return outcomes
+        return confirmed

@@ -10,11 +10,19 @@ made after an opt-out is a new act and lifts it (:mod:`suppression.consent_rules
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from suppression.consent_rules import opted_out_at
 from suppression.criteria import Collection, ConsentMethod
-from suppression.model import Consent, ConsentStatus, RecipientFacts, Scope, SuppressionReason
+from suppression.model import (
+    Consent,
+    ConsentStatus,
+    RecipientFacts,
+    Scope,
+    Suppression,
+    SuppressionReason,
+)
 from suppression.policy import is_active, is_opt_out
 
 #: Suppressions that stop all marketing (what "resume" lifts when the person asks).
@@ -71,4 +79,16 @@ def withdrawn_since(facts: RecipientFacts, purpose: str, since: datetime) -> boo
         and s.created_at >= since
         and (s.scope in BLANKET_SCOPES or s.purpose == purpose)
         for s in facts.suppressions
+    )
+
+
+def marketing_paused(suppressions: Iterable[Suppression], now: datetime) -> bool:
+    """True while the person's own unsubscribe from all marketing stands: a confirmation
+    records its consents, but only resuming marketing (the preference page) lifts it."""
+    return any(
+        s.reason is SuppressionReason.UNSUBSCRIBE
+        and s.scope in BLANKET_SCOPES
+        and s.identity is not None
+        and is_active(s, now)
+        for s in suppressions
     )

@@ -98,15 +98,16 @@ class ConfirmEndpoint:
                 stale = self._page(pending, token, lang, now, stale=True)
                 return html(stale, 403, lang)
             agent = request.headers.get("User-Agent", "")[:_USER_AGENT_MAX]
-            outcomes = await self.flow.confirm(pending, request.remote or "", agent)
+            confirmed = await self.flow.confirm(pending, request.remote or "", agent)
         except StoreError:
             return html(render_error(lang, "unavailable"), 503, lang, **{"Retry-After": "60"})
         done = (Confirmation.CONFIRMED, Confirmation.REPEATED)
         catalogue = self.flow.consents.catalogue
-        labels = [catalogue[p].label for p, o in outcomes.items() if o in done]
+        labels = [catalogue[p].label for p, o in confirmed.outcomes.items() if o in done]
         if not labels:
             return html(render_superseded(lang), 409, lang)
-        return html(render_confirmed(lang, labels, self.settings.confirmed_url), 200, lang)
+        page = render_confirmed(lang, labels, self.settings.confirmed_url, confirmed.paused)
+        return html(page, 200, lang)
 
     def _page(
         self, pending: ConfirmRequest, token: str, lang: Lang, now: datetime, stale: bool = False

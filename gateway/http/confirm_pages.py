@@ -63,11 +63,15 @@ def render_confirm(view: ConfirmView) -> str:
     return document(lang, text(lang, "confirm_title"), body)
 
 
-def render_confirmed(lang: Lang, purposes: Sequence[str], continue_url: str | None) -> str:
-    """After confirming (and on every later confirmation of the same link)."""
-    more = ""
+def render_confirmed(
+    lang: Lang, purposes: Sequence[str], continue_url: str | None, paused: bool = False
+) -> str:
+    """After confirming (and on every later confirmation of the same link); ``paused``: an
+    unsubscribe from all marketing still stands, and the page says how to resume."""
+    more = f'<p class="flash error" role="alert">{escape(text(lang, "confirmed_paused"))}</p>\n'
+    more = more if paused else ""
     if continue_url:
-        more = (
+        more += (
             f'<p><a href="{escape(continue_url)}">{escape(text(lang, "confirmed_continue"))}</a>'
             "</p>\n"
         )

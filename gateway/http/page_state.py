@@ -7,22 +7,16 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from gateway.http.pages import NoticeView, State
-from suppression.confirmation_rules import BLANKET_SCOPES
+from suppression.confirmation_rules import marketing_paused
 from suppression.criteria import Notice, NoticeKey
-from suppression.model import Category, Consent, Purpose, Reason, RecipientFacts, SuppressionReason
-from suppression.policy import decide, is_active
+from suppression.model import Category, Consent, Purpose, Reason, RecipientFacts
+from suppression.policy import decide
 from suppression.store import ContactRecord
 
 
 def blanket_unsubscribe(record: ContactRecord, now: datetime) -> bool:
     """True while an unsubscribe from all marketing stands on this identity."""
-    return any(
-        s.reason is SuppressionReason.UNSUBSCRIBE
-        and s.scope in BLANKET_SCOPES
-        and s.identity is not None
-        and is_active(s, now)
-        for s in record.suppressions
-    )
+    return marketing_paused(record.suppressions, now)
 
 
 def purpose_state(
