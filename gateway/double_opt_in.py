@@ -97,6 +97,8 @@ class DoubleOptIn:
             outcome = await self._mail_once(request)
         except (RelayFailure, StoreError, SigningError) as exc:
             log.warning("confirmation mail not sent: %s", exc)
+            # Nothing reached the person: signing up again must not wait for the limit.
+            self.per_address.refund(self.consents.identities.of(request.email))
             outcome = ConfirmationMail.FAILED
         self.metrics.confirmation_mail(outcome)
         return outcome

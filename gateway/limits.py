@@ -149,6 +149,12 @@ class RateLimiter:
             return 0
         return max(1, math.ceil(bucket.wait()))
 
+    def refund(self, key: str) -> None:
+        """Give back the token :meth:`take` spent for ``key`` (the work it paid for failed)."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket.tokens = min(bucket.capacity, bucket.tokens + 1.0)
+
     def _evict(self, now: float) -> None:
         # A bucket idle for a period is full again; oldest first, stop at one still spent.
         while self._buckets:

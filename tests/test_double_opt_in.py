@@ -341,3 +341,20 @@ async def test_confirming_under_an_unsubscribe_from_all_marketing(
         assert status == 200 and "Receive marketing emails again" in page
         held = (await gw.store.contact_record(gw.identities.of("alice@example.com"))).consents
         assert {c.purpose for c in held} == {"newsletter", "partners"}
+
+
+async def test_a_failed_mail_does_not_hold_the_address_back(
+    start_gateway: GatewayFactory, upstream: Upstream, tmp_path: Path
+) -> None:
+    """When the relay refuses the confirmation mail, it is counted as failed and the person
+    may sign up again at once (the per-address limit counts mails sent)."""
+    async with subscribing(start_gateway, tmp_path) as gw:
+        upstream.script.mail_reply = "451 4.3.0 try later"
+        async with aiohttp.ClientSession() as http:
+            await post_json(http, gw, SIGNUP)
+            await eventually(lambda: mails(gw, "failed") == 1)
+            upstream.script.mail_reply = None
+            await post_json(http, gw, SIGNUP)
+            await eventually(lambda: mails(gw, "sent") == 1)
+        assert mails(gw, "rate_limited") == 0
+        assert [r.rcpt_tos for r in upstream.received] == [["alice@example.com"]]
