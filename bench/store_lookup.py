@@ -2,12 +2,15 @@
 
 Builds (once, cached) a SQLite database with 1,000,000 contacts and 2,000,000 consents, plus
 identity and domain suppressions, then times ``facts()`` for messages mixing known and unknown
-recipients, and ``facts()`` followed by ``policy.decide()`` for every recipient.
+recipients, and ``facts()`` followed by ``policy.decide()`` for every recipient, which grades
+each consent against its notice and checks its lifetime (``max_age``). A third of the consents
+record no collection (as before migration 0005), a third a double opt-in and a third a
+checkbox form, both naming a notice; a quarter of the contacts have a last contact.
 
     .venv/bin/python bench/store_lookup.py [--contacts N] [--iterations N]
-        [--postgres postgresql://postgres@127.0.0.1:5432/test] [--data DIR]
+        [--postgres postgresql://postgres@127.0.0.1:5432/test] [--schema sgw_bench] [--data DIR]
 
-The PostgreSQL run fills the schema ``sgw_bench`` (kept between runs, rebuilt if the size
+The PostgreSQL run fills the schema ``--schema`` (kept between runs, rebuilt if the size
 differs).
 """
 
@@ -34,6 +37,40 @@ PURPOSES = ("newsletter", "partners")
 DOMAINS = 5_000
 RECIPIENTS = 50
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
+CONTACT_COLUMNS = [
+    "identity",
+    "email",
+    "audience",
+    "customer",
+    "customer_since",
+    "created_at",
+    "updated_at",
+]
+CONSENT_COLUMNS = [
+    "identity",
+    "purpose",
+    "status",
+    "basis",
+    "collected_at",
+    "source",
+    "evidence",
+    "withdrawn_at",
+    "collection_id",
+]
+_FORM = '"bundled":false,"conditional":false,"method":"{}","notice_id":"signup",'
+_FORM += '"notice_version":"1","pre_ticked":false'
+#: The two ways of collection the consents name (collections ids 1 and 2).
+COLLECTIONS = (
+    "{" + _FORM.format("double-opt-in") + "}",
+    "{" + _FORM.format("unticked-checkbox") + "}",
+)
+#: The collection_id of consent n: nothing on record, a double opt-in, a checkbox form.
+COLLECTION_OF = (None, 1, 2)
+NOTICE = (
+    "INSERT INTO notices (id, version, language, purposes, controller, right_to_withdraw,"
+    " sha256, text, url, created_at, locked_at) VALUES ('signup', '1', 'en',"
+    " '[\"newsletter\",\"partners\"]', 'Bench SAS', ?, ?, 'Newsletter and partners.', NULL, ?, ?)"
+)
 
 
 def identity(n: int) -> str:
@@ -59,14 +96,25 @@ def build_sqlite(path: Path, contacts: int) -> None:
     conn.execute("BEGIN")
     ids = sorted(rows(contacts), key=lambda r: r[1])  # key order: fast WITHOUT ROWID inserts
     conn.executemany(
-        "INSERT INTO contacts VALUES (?, ?, 'b2c', ?, NULL, ?, ?)",
-        ((i, f"user{n}@{domain(n)}", n % 3 == 0, ts, ts) for n, i in ids),
+        "INSERT INTO contacts (identity, email, audience, customer, customer_since, created_at,"
+        " updated_at, last_contact_at) VALUES (?, ?, 'b2c', ?, NULL, ?, ?, ?)",
+        (
+            (i, f"user{n}@{domain(n)}", n % 3 == 0, ts, ts, ts if n % 4 == 0 else None)
+            for n, i in ids
+        ),
     )
     conn.executemany(
-        "INSERT INTO consents VALUES (?, ?, ?, 'consent', ?, 'bench', '{\"ip\":\"192.0.2.1\"}',"
-        " NULL)",
-        ((i, p, "opted_out" if n % 10 == 0 else "opted_in", ts) for n, i in ids for p in PURPOSES),
+        "INSERT INTO consents (identity, purpose, status, basis, collected_at, source, evidence,"
+        " withdrawn_at, collection_id) VALUES (?, ?, ?, 'consent', ?, 'bench',"
+        ' \'{"ip":"192.0.2.1"}\', NULL, ?)',
+        (
+            (i, p, "opted_out" if n % 10 == 0 else "opted_in", ts, COLLECTION_OF[n % 3])
+            for n, i in ids
+            for p in PURPOSES
+        ),
     )
+    conn.executemany("INSERT INTO collections (id, spec) VALUES (?, ?)", enumerate(COLLECTIONS, 1))
+    conn.execute(NOTICE, (1, "0" * 64, ts, ts))
     conn.executemany(
         "INSERT INTO suppressions (identity, scope, reason, source, created_at)"
         " VALUES (?, 'all', 'bounce', 'bench', ?)",
@@ -83,23 +131,40 @@ def build_sqlite(path: Path, contacts: int) -> None:
     conn.close()
 
 
-async def build_postgres(url: str, contacts: int) -> None:
+async def build_postgres(url: str, contacts: int, schema: str) -> None:
     """Bulk rows through COPY into the bench schema (created by the store's migrations)."""
     import asyncpg
 
     dsn, _, _ = url.partition("?")
-    conn = await asyncpg.connect(dsn, server_settings={"search_path": "sgw_bench"})
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
     try:
         exists = await conn.fetchval("SELECT to_regclass('contacts') IS NOT NULL")
         if exists and await conn.fetchval("SELECT count(*) FROM contacts") == contacts:
             return
-        await conn.execute("DROP SCHEMA IF EXISTS sgw_bench CASCADE")
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await _open_close(url)
         at = NOW - timedelta(days=30)
         ids = list(rows(contacts))
+        await conn.executemany(
+            "INSERT INTO collections (id, spec) OVERRIDING SYSTEM VALUE VALUES ($1, $2)",
+            list(enumerate(COLLECTIONS, 1)),
+        )
         await conn.copy_records_to_table(
             "contacts",
-            records=[(i, f"user{n}@{domain(n)}", "b2c", n % 3 == 0, None, at, at) for n, i in ids],
+            records=[
+                (
+                    i,
+                    f"user{n}@{domain(n)}",
+                    "b2c",
+                    n % 3 == 0,
+                    None,
+                    at,
+                    at,
+                    at if n % 4 == 0 else None,
+                )
+                for n, i in ids
+            ],
+            columns=[*CONTACT_COLUMNS, "last_contact_at"],
         )
         evidence = '{"ip":"192.0.2.1"}'
 
@@ -107,11 +172,12 @@ async def build_postgres(url: str, contacts: int) -> None:
             return "opted_out" if n % 10 == 0 else "opted_in"
 
         consents = [
-            (i, p, status(n), "consent", at, "bench", evidence, None)
+            (i, p, status(n), "consent", at, "bench", evidence, None, COLLECTION_OF[n % 3])
             for n, i in ids
             for p in PURPOSES
         ]
-        await conn.copy_records_to_table("consents", records=consents)
+        await conn.copy_records_to_table("consents", records=consents, columns=CONSENT_COLUMNS)
+        await conn.execute(NOTICE.replace("?", "${}").format(1, 2, 3, 4), True, "0" * 64, at, at)
         await conn.executemany(
             "INSERT INTO suppressions (identity, scope, reason, source, created_at)"
             " VALUES ($1, 'all', 'bounce', 'bench', $2)",
@@ -151,27 +217,24 @@ def percentiles(samples: Sequence[float]) -> str:
 
 
 async def measure(store: Store, batches: list[list[RecipientKey]]) -> None:
-    try:
-        from suppression.policy import decide
-    except ImportError:  # the policy is someone else's module; the lookup stands alone
-        decide = None  # type: ignore[assignment]
+    from suppression.policy import decide
+
     for keys in batches[:50]:  # warm the page cache and the statement caches
         await store.facts(keys, NOW)
     lookup, combined = [], []
-    purpose = Purpose("newsletter", "Newsletter")
+    purpose = Purpose("newsletter", "Newsletter", max_age=timedelta(days=3 * 365))
+    notices = {n.key: n for n in await store.notices()}
     for keys in batches:
         t0 = time.perf_counter()
         facts = await store.facts(keys, NOW)
         t1 = time.perf_counter()
-        if decide is not None:
-            for key in keys:
-                decide(Category.MARKETING, purpose, facts[key.identity], NOW)
+        for key in keys:
+            decide(Category.MARKETING, purpose, facts[key.identity], NOW, notices)
         t2 = time.perf_counter()
         lookup.append(t1 - t0)
         combined.append(t2 - t0)
     print(f"  facts() for {RECIPIENTS} recipients, {len(batches)} messages: {percentiles(lookup)}")
-    if decide is not None:
-        print(f"  facts() + decide() x {RECIPIENTS}:                 {percentiles(combined)}")
+    print(f"  facts() + decide() x {RECIPIENTS}:                 {percentiles(combined)}")
 
 
 async def run(url: str, batches: list[list[RecipientKey]]) -> None:
@@ -188,11 +251,12 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=2000)
     parser.add_argument("--data", type=Path, default=Path("/tmp/sgw-bench"))
     parser.add_argument("--postgres", metavar="DSN", help="also measure PostgreSQL at this DSN")
+    parser.add_argument("--schema", default="sgw_bench", help="PostgreSQL schema to fill")
     args = parser.parse_args()
     print("command:", " ".join(sys.argv))
     batches = messages(args.contacts, args.iterations)
 
-    path = args.data / f"store-{args.contacts}.db"
+    path = args.data / f"store-{args.contacts}-evidence.db"
     if not path.exists():
         args.data.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
@@ -203,10 +267,10 @@ def main() -> None:
     asyncio.run(run(f"sqlite:///{path}", batches))
 
     if args.postgres:
-        url = f"{args.postgres}{'&' if '?' in args.postgres else '?'}schema=sgw_bench"
+        url = f"{args.postgres}{'&' if '?' in args.postgres else '?'}schema={args.schema}"
         t0 = time.perf_counter()
-        asyncio.run(build_postgres(url, args.contacts))
-        print(f"PostgreSQL schema sgw_bench ready in {time.perf_counter() - t0:.0f} s")
+        asyncio.run(build_postgres(url, args.contacts, args.schema))
+        print(f"PostgreSQL schema {args.schema} ready in {time.perf_counter() - t0:.0f} s")
         asyncio.run(run(url, batches))
 
 

@@ -38,6 +38,12 @@ source       what it is                                             recipient kn
 
 A complaint suppression is lifted only by the person's new explicit opt-in (an opt-in with
 evidence through the API, the command line or the page), never by an operator or an import.
+
+**How an opt-in was collected** (:class:`~suppression.criteria.Collection`, what its grade is
+computed from) comes with the act: the caller's for the API and the command line; for the
+preference page its own (a button on a page that bundles and conditions nothing, with the
+purpose's ``notice`` if it has one). A notice version named must be held and ask for the
+purpose (:class:`ConsentError` otherwise, naming the field).
 """
 
 from __future__ import annotations
@@ -46,10 +52,11 @@ import contextlib
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from gateway.observability.labels import Channel
+from gateway.notices import NoticeBook
+from gateway.observability.labels import Channel, Confirmation
 from suppression.address import Identities
 from suppression.arf import FeedbackType
 from suppression.bounces import Bounce
@@ -60,6 +67,17 @@ from suppression.changes import (
     FeedbackResult,
     NewSuppression,
 )
+from suppression.confirm_tokens import ConfirmRequest
+from suppression.confirmation_rules import (
+    BLANKET_SCOPES,
+    DOUBLE_OPT_IN,
+    DOUBLE_OPT_IN_SOURCE,
+    blocks_confirmation,
+    marketing_paused,
+    same_request,
+    withdrawn_since,
+)
+from suppression.criteria import UNKNOWN_COLLECTION, Collection, ConsentMethod
 from suppression.feedback_rules import DEFAULT_FEEDBACK_POLICY, FeedbackPolicy
 from suppression.importers import ConsentRow, SuppressionRow
 from suppression.model import (
@@ -85,8 +103,6 @@ LEDGER_SOURCES = {
 }
 #: Channels acting on a link without a choice of scope: they follow ``one_click_scope``.
 LINK_CHANNELS = frozenset({Channel.ONE_CLICK, Channel.MAILTO})
-#: Suppressions that stop all marketing (what "resume" lifts when the person asks).
-BLANKET_SCOPES = (Scope.MARKETING, Scope.ALL)
 #: Who acts when the recipient uses a link or the page.
 RECIPIENT = "recipient"
 
@@ -123,6 +139,29 @@ def report_key(kind: str, identity: str, key: str) -> str:
     ``kind`` is ``bounce`` (one failure per message and recipient counts), or ``complaint:``
     and the feedback type (an abuse report and a not-spam one are two reports)."""
     return hashlib.sha256(f"{kind}\0{identity}\0{key}".encode()).hexdigest()
+
+
+#: How the preference page collects an opt-in: the person's click on a button of a page
+#: that bundles nothing and makes nothing conditional on it.
+PAGE_COLLECTION = Collection(ConsentMethod.PREFERENCE_PAGE, bundled=False, conditional=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmed:
+    """What confirming a double opt-in request did, per purpose; ``paused`` while the
+    person's unsubscribe from all marketing stands (the consents are recorded, and resuming
+    marketing on the preference page brings them into effect)."""
+
+    outcomes: dict[str, Confirmation]
+    paused: bool = False
+
+
+class ConsentError(ValueError):
+    """A consent act that cannot be recorded as given; ``field`` names the culprit."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +215,7 @@ def imported_consent(row: ConsentRow, identity: str, actor: str, now: datetime) 
         evidence=dict(row.evidence),
         explicit=row.status is ConsentStatus.OPTED_IN and bool(row.evidence),
         collected_at=row.collected_at,
+        collection=row.collection,
     )
 
 
@@ -208,6 +248,7 @@ class Consents:
         *,
         link_scope: Literal["purpose", "marketing"],
         clock: Callable[[], datetime],
+        notices: NoticeBook,
         count_opt_out: OptOutCounter = lambda channel, purpose: None,
         feedback_policy: FeedbackPolicy = DEFAULT_FEEDBACK_POLICY,
         count_feedback: FeedbackCounter = lambda change, result: None,
@@ -217,6 +258,7 @@ class Consents:
         self.catalogue = catalogue
         self.link_scope = link_scope
         self.clock = clock
+        self.notices = notices
         self.count_opt_out = count_opt_out
         self.feedback_policy = feedback_policy
         self.count_feedback = count_feedback
@@ -224,14 +266,35 @@ class Consents:
     # -- the person's and the operator's consent -----------------------------------------
 
     async def record(
-        self, email: str, purpose: Purpose, status: ConsentStatus, act: Act
+        self,
+        email: str,
+        purpose: Purpose,
+        status: ConsentStatus,
+        act: Act,
+        *,
+        collection: Collection = UNKNOWN_COLLECTION,
+        at: datetime | None = None,
     ) -> ConsentResult:
         """Record an opt-in or a withdrawal for an address (API, command line); an opt-in
-        lifts an earlier opt-out, and earlier complaints, only with evidence."""
+        lifts an earlier opt-out, and earlier complaints, only with evidence. ``collection``:
+        how an opt-in was collected; ``at``: when (default now; never in the future)."""
+        now = self.clock()
+        if at is not None and at > now:
+            raise ConsentError("collected_at", "is in the future")
+        if status is ConsentStatus.OPTED_IN:
+            await self.check_notice(collection, purpose)
         identity = self.identities.of(email)
         explicit = bool(act.evidence)  # only evidence makes an API or CLI opt-in explicit
         change = self._change(
-            identity, email, purpose, status, act, act.evidence, explicit=explicit
+            identity,
+            email,
+            purpose,
+            status,
+            act,
+            act.evidence,
+            explicit=explicit,
+            collection=collection,
+            at=at or now,
         )
         result = await self.store.record_consent(change)
         if result.applied and status is ConsentStatus.OPTED_OUT:
@@ -239,12 +302,47 @@ class Consents:
         await self._lift_complaints(change, result)
         return result
 
+    async def check_notice(self, collection: Collection, purpose: Purpose) -> None:
+        """Refuse a collection naming a notice version that is not held or does not ask
+        for ``purpose`` (:class:`ConsentError`)."""
+        key = collection.notice
+        if key is None:
+            if collection.notice_id is not None or collection.notice_version is not None:
+                raise ConsentError("notice_version", "notice_id and notice_version go together")
+            return
+        if self.notices.stale([key]):
+            await self.notices.refresh([key])
+        notice = self.notices.notices.get(key)
+        if notice is None:
+            raise ConsentError("notice_id", f"unknown notice {key[0]!r} version {key[1]!r}")
+        if purpose.id not in notice.purposes:
+            raise ConsentError(
+                "purpose", f"notice {key[0]!r} version {key[1]!r} does not ask for {purpose.id!r}"
+            )
+
+    def page_collection(self, purpose: Purpose) -> Collection:
+        """How the preference page collects an opt-in to ``purpose``."""
+        if purpose.notice is None:
+            return PAGE_COLLECTION
+        return replace(
+            PAGE_COLLECTION, notice_id=purpose.notice[0], notice_version=purpose.notice[1]
+        )
+
     async def opt_in_from_page(self, claims: TokenClaims, purpose: Purpose, act: Act) -> None:
         """The person re-grants consent on the preference page (always explicit: the page
         records its own evidence), which also lifts their earlier complaints."""
         evidence = {**act.evidence, "client": claims.client}
         status = ConsentStatus.OPTED_IN
-        change = self._change(claims.identity, None, purpose, status, act, evidence, explicit=True)
+        change = self._change(
+            claims.identity,
+            None,
+            purpose,
+            status,
+            act,
+            evidence,
+            explicit=True,
+            collection=self.page_collection(purpose),
+        )
         await self._lift_complaints(change, await self.store.record_consent(change))
 
     async def _lift_complaints(self, change: ConsentChange, result: ConsentResult) -> None:
@@ -255,6 +353,87 @@ class Consents:
             await self.store.lift_complaints(
                 change.identity, source=change.source, actor=change.actor, at=change.at
             )
+
+    async def confirm_double_opt_in(self, request: ConfirmRequest, act: Act) -> Confirmed:
+        """Record a confirmed double opt-in request: one consent per purpose, method
+        ``double-opt-in``, with both times and both IPs, and the confirmation as the
+        person's last contact. Idempotent: the same request confirmed again records nothing.
+
+        A purpose the person withdrew from, or unsubscribed from, after the request was
+        made is ``superseded`` (a replayed link never undoes a later opt-out); an address
+        that must not be mailed (erased, bounced, complained, suppressed) is ``refused``.
+        ``paused`` says that an unsubscribe from all marketing still stands.
+        """
+        identity = self.identities.of(request.email)
+        key = self.identities.key(request.email)
+        now = self.clock()
+        facts = (await self.store.facts([key], now))[identity]
+        if blocks_confirmation(facts, now):
+            return Confirmed(dict.fromkeys(request.purposes, Confirmation.REFUSED))
+        requested = request.requested_at.isoformat()
+        evidence = {
+            **act.evidence,
+            "requested_at": requested,
+            "request_ip": request.request_ip,
+            "language": request.language,
+        }
+        outcomes: dict[str, Confirmation] = {}
+        writes: list[ConsentChange] = []
+        for purpose_id in request.purposes:
+            purpose = self.catalogue.get(purpose_id)
+            current = facts.consents.get(purpose_id)
+            if purpose is None:
+                outcomes[purpose_id] = Confirmation.REFUSED
+            elif same_request(current, requested):
+                outcomes[purpose_id] = Confirmation.REPEATED
+            elif withdrawn_since(facts, purpose_id, request.requested_at):
+                outcomes[purpose_id] = Confirmation.SUPERSEDED
+            else:
+                outcomes[purpose_id] = Confirmation.CONFIRMED
+                writes.append(
+                    ConsentChange(
+                        identity=identity,
+                        email=request.email,
+                        purpose=purpose_id,
+                        status=ConsentStatus.OPTED_IN,
+                        basis=recorded_basis(purpose, ConsentStatus.OPTED_IN),
+                        source=DOUBLE_OPT_IN_SOURCE,
+                        actor=act.actor,
+                        at=now,
+                        evidence=evidence,
+                        collection=replace(
+                            DOUBLE_OPT_IN,
+                            notice_id=request.notice[0],
+                            notice_version=request.notice[1],
+                        ),
+                    )
+                )
+        for write, result in zip(writes, await self.store.apply_batch(writes), strict=True):
+            if not result.changed:
+                outcomes[write.purpose] = Confirmation.REFUSED
+        if Confirmation.CONFIRMED in outcomes.values():
+            await self.record_contact("double-opt-in", act.actor, email=request.email)
+        return Confirmed(outcomes, marketing_paused(facts.suppressions, now))
+
+    async def record_contact(
+        self,
+        kind: str,
+        actor: str,
+        *,
+        email: str | None = None,
+        identity: str | None = None,
+        at: datetime | None = None,
+    ) -> tuple[bool, Contact]:
+        """Record a contact that came from the person (a confirmation, a page action, a
+        click, an order or a reply the platform reports; an opened email is not one): where
+        a consent's lifetime restarts. Kept to the day (UTC), so more activity the same day
+        writes nothing; True when it moved. ``at``: when (default now; never in the future)."""
+        now = self.clock()
+        if at is not None and at > now:
+            raise ConsentError("at", "is in the future")
+        day = (at or now).astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        who = identity if identity is not None else self.identities.of(email or "")
+        return await self.store.record_activity(who, email, kind=kind, actor=actor, at=day)
 
     def link_is_wide(self, channel: Channel, purpose: str | None) -> bool:
         """True when an opt-out through ``channel`` for ``purpose`` stops all marketing: the
@@ -423,16 +602,27 @@ class Consents:
         audience: Audience | None = None,
         customer: bool | None = None,
         customer_since: datetime | None = None,
+        customer_until: datetime | None = None,
     ) -> Contact:
-        """Create the contact or update the given attributes (``None`` leaves one as is)."""
+        """Create the contact or update the given attributes (``None`` leaves one as is). A
+        customer who stops being one ends the relationship now unless ``customer_until``
+        says when (a former customer's soft opt-in lasts ``max_age`` from then)."""
+        identity = self.identities.of(email)
+        now = self.clock()
+        if customer is False and customer_until is None:
+            key = self.identities.key(email)
+            held = (await self.store.facts([key], now))[identity].contact
+            if held is not None and held.customer:
+                customer_until = now
         return await self.store.upsert_contact(
-            self.identities.of(email),
+            identity,
             email,
             actor=act.actor,
-            at=self.clock(),
+            at=now,
             audience=audience,
             customer=customer,
             customer_since=customer_since,
+            customer_until=customer_until,
         )
 
     async def erase(self, email: str, act: Act) -> str:
@@ -451,8 +641,12 @@ class Consents:
         evidence: Mapping[str, Any],
         *,
         explicit: bool,
+        collection: Collection = UNKNOWN_COLLECTION,
+        at: datetime | None = None,
     ) -> ConsentChange:
-        """The change one act asks for, with the basis of :func:`recorded_basis`."""
+        """The change one act asks for, with the basis of :func:`recorded_basis`; how it was
+        collected is kept for an opt-in only."""
+        opted_in = status is ConsentStatus.OPTED_IN
         return ConsentChange(
             identity=identity,
             email=email,
@@ -461,9 +655,10 @@ class Consents:
             basis=recorded_basis(purpose, status),
             source=act.ledger_source,
             actor=act.actor,
-            at=self.clock(),
+            at=at or self.clock(),
             evidence=evidence,
             explicit=explicit,
+            collection=collection if opted_in else UNKNOWN_COLLECTION,
         )
 
     @staticmethod

@@ -3,7 +3,8 @@
 * :class:`RateLimits`, per-client sending rates (messages and recipients per minute). The SMTP
   handler asks :meth:`RateLimits.admit` at each RCPT that passed the relay check and answers
   ``450 4.7.1`` when it says no.
-* :class:`RateLimiter`, per-IP requests to the recipient pages, with bounded memory.
+* :class:`RateLimiter`, per-IP requests to the recipient pages (and, over a longer period,
+  confirmation mails per address), with bounded memory.
 
 Pure: the clock is passed in. Each bucket holds a minute's worth of tokens (a burst of a whole
 minute at once) and refills continuously; a refusal takes nothing, so a client that backs off
@@ -26,21 +27,22 @@ DEFAULT_MAX_CLIENTS = 10_000
 
 @dataclass(slots=True)
 class TokenBucket:
-    """Up to ``capacity`` tokens, refilled at ``capacity`` per minute."""
+    """Up to ``capacity`` tokens, refilled at ``capacity`` per ``period`` (a minute)."""
 
     capacity: float
     tokens: float
     at: float
+    period: float = SECONDS_PER_MINUTE
 
     @classmethod
-    def full(cls, per_minute: float, now: float) -> TokenBucket:
-        """A bucket holding a minute's worth of tokens."""
-        return cls(per_minute, per_minute, now)
+    def full(cls, per_minute: float, now: float, period: float = SECONDS_PER_MINUTE) -> TokenBucket:
+        """A bucket holding a period's worth of tokens."""
+        return cls(per_minute, per_minute, now, period)
 
     @property
     def per_second(self) -> float:
         """The refill rate."""
-        return self.capacity / SECONDS_PER_MINUTE
+        return self.capacity / self.period
 
     def refill(self, now: float) -> None:
         """Add what has dripped in since the last refill."""
@@ -118,12 +120,15 @@ class RateLimiter:
         *,
         max_clients: int = DEFAULT_MAX_CLIENTS,
         clock: Callable[[], float] = time.monotonic,
+        period: float = SECONDS_PER_MINUTE,
     ) -> None:
-        if per_minute < 1 or max_clients < 1:
-            raise ValueError("per_minute and max_clients must be positive")
+        if per_minute < 1 or max_clients < 1 or period <= 0:
+            raise ValueError("per_minute, max_clients and period must be positive")
         self.capacity = float(per_minute)
         self.max_clients = max_clients
         self.clock = clock
+        #: Seconds in which ``per_minute`` requests are allowed (a minute unless given).
+        self.period = period
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
 
     def __len__(self) -> int:
@@ -135,7 +140,7 @@ class RateLimiter:
         bucket = self._buckets.get(key)
         if bucket is None:
             self._evict(now)
-            bucket = self._buckets[key] = TokenBucket.full(self.capacity, now)
+            bucket = self._buckets[key] = TokenBucket.full(self.capacity, now, self.period)
         else:
             self._buckets.move_to_end(key)
             bucket.refill(now)
@@ -144,10 +149,16 @@ class RateLimiter:
             return 0
         return max(1, math.ceil(bucket.wait()))
 
+    def refund(self, key: str) -> None:
+        """Give back the token :meth:`take` spent for ``key`` (the work it paid for failed)."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket.tokens = min(bucket.capacity, bucket.tokens + 1.0)
+
     def _evict(self, now: float) -> None:
-        # A bucket idle for a minute is full again; oldest first, stop at one still spent.
+        # A bucket idle for a period is full again; oldest first, stop at one still spent.
         while self._buckets:
             key, oldest = next(iter(self._buckets.items()))
-            if now - oldest.at < SECONDS_PER_MINUTE and len(self._buckets) < self.max_clients:
+            if now - oldest.at < self.period and len(self._buckets) < self.max_clients:
                 break
             del self._buckets[key]

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from gateway import replies
+from gateway.notices import NoticeBook
 from gateway.observability.labels import RecipientDecision, RejectionCode
 from gateway.observability.metrics import Metrics
 from gateway.replies import Reply
@@ -85,9 +86,12 @@ class PolicyGate:
         identities: Identities,
         metrics: Metrics,
         clock: Callable[[], datetime],
+        notices: NoticeBook,
     ) -> None:
         self.settings = settings
         self.catalogue: Mapping[str, Purpose] = settings.catalogue()
+        #: The notice versions consents may name, for their grades.
+        self.notices = notices
         self.store = store
         self.identities = identities
         self.metrics = metrics
@@ -144,6 +148,7 @@ class PolicyGate:
         facts = await self._read(
             classification, lambda: self.store.facts(keys, self.clock()), fallback=no_facts
         )
+        await self._notices_for(classification, facts)
         return self._decide(client, classification, mailboxes, keys, facts)
 
     async def evaluate_message(
@@ -161,6 +166,7 @@ class PolicyGate:
             lambda: self.store.lookup(keys, self.clock(), message_key),
             fallback=Lookup({}, set()),
         )
+        await self._notices_for(classification, found.facts)
         return self._decide(client, classification, mailboxes, keys, found.facts), found.delivered
 
     def _decide(
@@ -182,8 +188,10 @@ class PolicyGate:
                 classification.purpose,
                 facts.get(key.identity, NO_FACTS),
                 now,
+                self.notices.notices,
             )
-            outcome = DecidedRecipient(mailbox, key.identity, policy.apply_mode(decision, mode))
+            applied = policy.apply_mode(decision, mode, self.settings.consent_checks)
+            outcome = DecidedRecipient(mailbox, key.identity, applied)
             self.metrics.record_recipient(
                 name,
                 classification.category,
@@ -193,6 +201,23 @@ class PolicyGate:
             )
             outcomes.append(outcome)
         return outcomes
+
+    async def _notices_for(
+        self, classification: Classification, facts: Mapping[str, RecipientFacts]
+    ) -> None:
+        """Make sure the book holds the notice versions the purpose's consents name (rarely
+        a read: only for a version published or locked since the book last read it)."""
+        purpose = classification.purpose
+        if purpose is None or classification.category is not Category.MARKETING:
+            return
+        named = []
+        for f in facts.values():
+            consent = f.consents.get(purpose.id)
+            if consent is not None and (key := consent.collection.notice) is not None:
+                named.append(key)
+        stale = self.notices.stale(named) if named else []
+        if stale:
+            await self._read(classification, lambda: self.notices.refresh(stale), fallback=None)
 
     async def _read(
         self, classification: Classification, read: Callable[[], Awaitable[T]], fallback: T

@@ -11,11 +11,13 @@ from prometheus_client import CollectorRegistry
 
 from gateway import schemas as m
 from gateway.feedback.intake import FEEDBACK_REPORT, ReportOutcome
+from gateway.notices import NoticeBook
 from gateway.observability.metrics import Metrics
 from gateway.policy_gate import Classification, PolicyGate
 from gateway.settings import Settings, SmtpClient
 from suppression.address import AddressError, Identities, Mailbox, parse_mailbox
 from suppression.changes import ConsentResult
+from suppression.criteria import Collection, Notice
 from suppression.model import (
     Consent,
     Contact,
@@ -39,6 +41,22 @@ def contact(c: Contact) -> m.ContactOut:
         customer_since=c.customer_since,
         created_at=c.created_at,
         updated_at=c.updated_at,
+        last_contact_at=c.last_contact_at,
+        customer_until=c.customer_until,
+    )
+
+
+def collection(c: Collection) -> m.CollectionOut:
+    """Response model of how a consent was collected."""
+    return m.CollectionOut(
+        method=c.method,
+        notice_id=c.notice_id,
+        notice_version=c.notice_version,
+        pre_ticked=c.pre_ticked,
+        bundled=c.bundled,
+        conditional=c.conditional,
+        provider=c.provider,
+        provider_contract=c.provider_contract,
     )
 
 
@@ -52,6 +70,7 @@ def consent(c: Consent) -> m.ConsentOut:
         source=c.source,
         evidence=dict(c.evidence),
         withdrawn_at=c.withdrawn_at,
+        collection=collection(c.collection),
     )
 
 
@@ -93,6 +112,23 @@ def ledger(e: LedgerEvent) -> m.LedgerOut:
         detail=dict(e.detail),
         prev_hash=e.prev_hash,
         hash=e.hash,
+    )
+
+
+def notice(n: Notice) -> m.NoticeOut:
+    """Response model of a notice version."""
+    return m.NoticeOut(
+        id=n.id,
+        version=n.version,
+        language=n.language,
+        purposes=list(n.purposes),
+        controller=n.controller,
+        right_to_withdraw=n.right_to_withdraw,
+        sha256=n.sha256,
+        text=n.text,
+        url=n.url,
+        created_at=n.created_at,
+        locked_at=n.locked_at,
     )
 
 
@@ -170,7 +206,11 @@ def feedback_outcome(outcome: ReportOutcome) -> m.FeedbackOut:
 
 
 def dry_run_gate(
-    settings: Settings, store: Store, identities: Identities, clock: Callable[[], datetime]
+    settings: Settings,
+    store: Store,
+    identities: Identities,
+    clock: Callable[[], datetime],
+    notices: NoticeBook,
 ) -> PolicyGate:
     """A gate on the same policy as SMTP whose metrics go to a private registry, so that
     checks (``POST /check``, the ``check`` command) count nothing."""
@@ -180,7 +220,7 @@ def dry_run_gate(
         purposes=list(settings.policy.catalogue()),
         version="dry-run",
     )
-    return PolicyGate(settings.policy, store, identities, shadow, clock)
+    return PolicyGate(settings.policy, store, identities, shadow, clock, notices)
 
 
 async def emails_of(store: Store, identities: Iterable[str], now: datetime) -> dict[str, str]:
@@ -241,7 +281,13 @@ async def check(
         d = next(outcomes).decision
         results.append(
             m.CheckResult(
-                email=mailbox.address, decision=d.verdict.value, reason=d.reason.value, rule=d.rule
+                email=mailbox.address,
+                decision=d.verdict.value,
+                reason=d.reason.value,
+                rule=d.rule,
+                grade=d.grading.grade if d.grading else None,
+                missing=list(d.grading.missing) if d.grading else [],
+                expires_at=d.expires_at,
             )
         )
     return m.CheckOut(

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from gateway.settings import NoticeSettings
+from suppression.criteria import Collection, ConsentMethod, Criterion, Grade
 from suppression.model import (
     Audience,
     Basis,
@@ -27,6 +29,9 @@ Email = Annotated[str, Field(min_length=1, max_length=320)]
 Domain = Annotated[str, Field(min_length=1, max_length=253)]
 Name = Annotated[str, Field(min_length=1, max_length=64)]
 Text = Annotated[str, Field(min_length=1, max_length=200)]
+#: A notice version ("3", "2026-01", ...).
+Version = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")]
+NoticeId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 #: Most recipients one ``/check`` decides (a message's RCPT limit is of the same order).
 MAX_CHECK_RECIPIENTS = 1000
 MAX_EVIDENCE_KEYS = 32
@@ -42,7 +47,48 @@ class _Response(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ConsentIn(_Request):
+class CollectionFields(_Request):
+    """How an opt-in was asked for and given: what its grade is computed from (absent: not
+    on record)."""
+
+    #: ``double-opt-in``, ``unticked-checkbox``, ``button``, ``signed-form``,
+    #: ``preference-page``, ``import`` or ``implied`` (no positive act).
+    method: ConsentMethod | None = None
+    #: The notice version the person agreed to (``POST /notices``, ``[[policy.notices]]``).
+    notice_id: NoticeId | None = None
+    notice_version: Version | None = None
+    #: The form's flags: the box was ticked in advance; consent bundled with other terms; a
+    #: service made conditional on it. Each makes the consent invalid.
+    pre_ticked: bool | None = None
+    bundled: bool | None = None
+    conditional: bool | None = None
+    #: A list provider that collected it (absent: first party), and the contract reference.
+    provider: Text | None = None
+    provider_contract: Text | None = None
+
+    @model_validator(mode="after")
+    def _pairs(self) -> CollectionFields:
+        if (self.notice_id is None) != (self.notice_version is None):
+            raise ValueError("notice_id and notice_version go together")
+        if self.provider_contract is not None and self.provider is None:
+            raise ValueError("provider_contract needs a provider")
+        return self
+
+    def collection(self) -> Collection:
+        """The domain value."""
+        return Collection(
+            self.method,
+            self.notice_id,
+            self.notice_version,
+            self.pre_ticked,
+            self.bundled,
+            self.conditional,
+            self.provider,
+            self.provider_contract,
+        )
+
+
+class ConsentIn(CollectionFields):
     """``POST /consents``: record consent or its withdrawal for one address and purpose."""
 
     email: Email
@@ -53,6 +99,22 @@ class ConsentIn(_Request):
     evidence: dict[str, Annotated[str, Field(max_length=1000)]] = Field(
         default_factory=dict, max_length=MAX_EVIDENCE_KEYS
     )
+    #: When the person acted (default: now); the IP address and user agent they acted from
+    #: (kept with the evidence, erased with it).
+    collected_at: AwareDatetime | None = None
+    ip: Annotated[str, Field(min_length=2, max_length=45)] | None = None
+    user_agent: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+
+    def act_evidence(self) -> dict[str, str]:
+        """The evidence with the IP address and user agent in it."""
+        extra = {"ip": self.ip, "user_agent": self.user_agent}
+        return {**self.evidence, **{k: v for k, v in extra.items() if v is not None}}
+
+
+class NoticeIn(NoticeSettings):
+    """``POST /notices``: a version of the wording people agree to (its text, or the SHA-256
+    and URL of a text kept elsewhere), as ``[[policy.notices]]`` takes it. A version no
+    consent names yet may be sent again corrected; once one does, it never changes."""
 
 
 class ContactPatch(_Request):
@@ -61,6 +123,17 @@ class ContactPatch(_Request):
     audience: Audience | None = None
     customer: bool | None = None
     customer_since: AwareDatetime | None = None
+    #: When the customer relationship ended (default: now, when ``customer`` turns false).
+    customer_until: AwareDatetime | None = None
+
+
+class ActivityIn(_Request):
+    """``POST /contacts/{email}/activity``: a contact that came from the person, where the
+    lifetime of their consents restarts (an opened email is not one)."""
+
+    kind: Literal["click", "order", "reply", "visit", "login", "call", "form"]
+    #: When it happened (default: now); kept to the day.
+    at: AwareDatetime | None = None
 
 
 class SuppressionIn(_Request):
@@ -90,6 +163,19 @@ class CheckIn(_Request):
     recipients: list[Email] = Field(min_length=1, max_length=MAX_CHECK_RECIPIENTS)
 
 
+class CollectionOut(_Response):
+    """How a consent was collected, as on record (null: not on record)."""
+
+    method: ConsentMethod | None
+    notice_id: str | None
+    notice_version: str | None
+    pre_ticked: bool | None
+    bundled: bool | None
+    conditional: bool | None
+    provider: str | None
+    provider_contract: str | None
+
+
 class ConsentOut(_Response):
     """One consent as stored."""
 
@@ -100,6 +186,7 @@ class ConsentOut(_Response):
     source: str
     evidence: dict[str, Any]
     withdrawn_at: datetime | None
+    collection: CollectionOut
 
 
 class ConsentResultOut(_Response):
@@ -120,6 +207,10 @@ class ContactOut(_Response):
     customer_since: datetime | None
     created_at: datetime | None
     updated_at: datetime | None
+    #: The last contact that came from the person (to the day), and the end of a customer
+    #: relationship: where consents' and soft opt-ins' lifetimes count from.
+    last_contact_at: datetime | None = None
+    customer_until: datetime | None = None
 
 
 class SuppressionOut(_Response):
@@ -223,6 +314,55 @@ class FeedbackOut(_Response):
     problems: list[str]
 
 
+class NoticeOut(_Response):
+    """A notice version; ``locked_at``: since when a consent names it (it never changes)."""
+
+    id: str
+    version: str
+    language: str
+    purposes: list[str]
+    controller: str
+    right_to_withdraw: bool
+    sha256: str
+    text: str | None
+    url: str | None
+    created_at: datetime | None
+    locked_at: datetime | None
+
+
+class NoticeList(_Response):
+    """``GET /notices``: every version, by id and version."""
+
+    items: list[NoticeOut]
+
+
+class ProofConsentOut(ConsentOut):
+    """One consent in a proof bundle: as stored, graded, with the notice version agreed to."""
+
+    grade: Grade | None
+    grade_rule: str | None
+    missing: list[Criterion]
+    #: When it lapses under the purpose's ``max_age`` (null: no limit, or withdrawn).
+    expires_at: datetime | None
+    notice: NoticeOut | None
+
+
+class ProofOut(_Response):
+    """One person's proof of consent (GDPR art. 7(1)): each consent with the act, the
+    evidence and the notice text agreed to, and every ledger event with its chain hashes
+    (``suppression-gateway ledger verify`` checks the whole chain)."""
+
+    email: str
+    identity: str
+    generated_at: datetime
+    contact: ContactOut | None
+    consents: list[ProofConsentOut]
+    #: Every notice version the consents or the ledger events name.
+    notices: list[NoticeOut]
+    suppressions: list[SuppressionOut]
+    ledger: list[LedgerOut]
+
+
 class ErasureOut(_Response):
     """``DELETE /contacts/{email}``: erased; only the keyed hash stays, suppressed."""
 
@@ -231,12 +371,17 @@ class ErasureOut(_Response):
 
 
 class CheckResult(_Response):
-    """One recipient's decision (``block`` in monitor mode is reported, not enforced)."""
+    """One recipient's decision (``block`` in monitor mode is reported, not enforced), with
+    the grade of the consent held for the purpose, if any, and the criteria it lacks."""
 
     email: str
     decision: Literal["allow", "block"]
     reason: str
     rule: str
+    grade: Grade | None = None
+    missing: list[Criterion] = []
+    #: When the consent (or a former customer's soft opt-in) lapses under ``max_age``.
+    expires_at: datetime | None = None
 
 
 class CheckOut(_Response):

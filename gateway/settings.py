@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import socket
 import tomllib
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -32,6 +34,7 @@ from pydantic import (
 from gateway.webhook_settings import WebhooksSettings
 from suppression.address import AddressError, NormalisationRules, normalise_domain, parse_mailbox
 from suppression.bounce_decay import SoftBouncePolicy
+from suppression.criteria import Grade, Notice, notice_sha256
 from suppression.feedback_rules import FeedbackPolicy
 from suppression.model import Basis, Category, PolicyMode, Purpose, Scope
 from suppression.special_use import SPECIAL_USE_NAMES
@@ -234,7 +237,7 @@ class RelaySettings(_Section):
 class AdminScope(StrEnum):
     """What an admin API token may do; a token without ``scopes`` may do everything."""
 
-    CHECK = "check"  # POST /check, GET /purposes
+    CHECK = "check"  # POST /check, GET /purposes, GET /notices
     CONSENTS_WRITE = "consents:write"  # POST /consents
     CONTACTS_READ = "contacts:read"  # GET /contacts/{email}
     CONTACTS_WRITE = "contacts:write"  # PATCH /contacts/{email}
@@ -242,6 +245,8 @@ class AdminScope(StrEnum):
     SUPPRESSIONS_READ = "suppressions:read"  # GET /suppressions
     SUPPRESSIONS_WRITE = "suppressions:write"  # POST /suppressions, DELETE /suppressions/{id}
     FEEDBACK_WRITE = "feedback:write"  # POST /feedback
+    NOTICES_WRITE = "notices:write"  # POST /notices
+    ACTIVITY_WRITE = "activity:write"  # POST /contacts/{email}/activity
 
 
 class AdminToken(_Section):
@@ -298,6 +303,70 @@ class StoreSettings(_Section):
         return value
 
 
+_DURATION = re.compile(r"^\s*(\d{1,6})\s*([dwy])\s*$")
+_DURATION_DAYS = {"d": 1, "w": 7, "y": 365}
+
+
+def parse_duration(value: object) -> timedelta:
+    """``30d``, ``6w``, ``3y`` (a year is 365 days) as a timedelta; ValueError otherwise. A
+    timedelta (or pydantic's own forms) passes through."""
+    if isinstance(value, timedelta):
+        return value
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError("expected a duration such as 30d, 6w or 3y")
+    days = int(match.group(1)) * _DURATION_DAYS[match.group(2)]
+    if days < 1:
+        raise ValueError("a duration must be at least a day")
+    return timedelta(days=days)
+
+
+#: A number of days, weeks or years: ``1095d``, ``3y``.
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+#: The consent grades a minimum may name (``invalid`` never carries marketing).
+MinimumGrade = Literal[Grade.WEAK, Grade.VALID, Grade.VERIFIED]
+NOTICE_ID = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+NOTICE_VERSION = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
+#: A language tag (BCP 47, the common forms: ``en``, ``fr``, ``fr-CA``).
+LANGUAGE = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}$"
+#: Longest notice text kept (a consent wording, not a privacy policy: link that).
+MAX_NOTICE_TEXT = 20_000
+
+
+class NoticeSettings(_Section):
+    """``[[policy.notices]]``: one version of the wording people agree to."""
+
+    id: Annotated[str, Field(pattern=NOTICE_ID)]
+    version: Annotated[str, Field(pattern=NOTICE_VERSION)]
+    language: Annotated[str, Field(pattern=LANGUAGE)] = "en"
+    purposes: Annotated[list[str], Field(min_length=1, max_length=64)]
+    controller: Annotated[str, Field(min_length=1, max_length=200)]
+    right_to_withdraw: bool
+    text: Annotated[str, Field(min_length=1, max_length=MAX_NOTICE_TEXT)] | None = None
+    sha256: str | None = None
+    url: Annotated[str, Field(pattern=r"^https?://", max_length=2000)] | None = None
+
+    @model_validator(mode="after")
+    def _text_or_hash(self) -> NoticeSettings:
+        notice_sha256(self.text, self.sha256, self.url)
+        return self
+
+    def to_notice(self) -> Notice:
+        """The domain object."""
+        return Notice(
+            self.id,
+            self.version,
+            self.language,
+            tuple(self.purposes),
+            self.controller,
+            self.right_to_withdraw,
+            notice_sha256(self.text, self.sha256, self.url),
+            self.text,
+            self.url,
+        )
+
+
 class PurposeSettings(_Section):
     """``[[policy.purposes]]``: one processing purpose of the catalogue."""
 
@@ -306,12 +375,38 @@ class PurposeSettings(_Section):
     description: str = ""
     basis: Literal[Basis.CONSENT, Basis.LEGITIMATE_INTEREST] = Basis.CONSENT
     soft_opt_in: bool = False
+    #: Overrides ``[policy] minimum_consent`` for this purpose.
+    minimum_consent: MinimumGrade | None = None
+    #: How long a consent lasts from its collection or the person's last contact, whichever
+    #: is later, and a former customer's soft opt-in from the end of the relationship.
+    max_age: Duration | None = None
+    #: The notice version (``[[policy.notices]]``) the preference page shows and records
+    #: for an opt-in to this purpose.
+    notice_id: Annotated[str, Field(pattern=NOTICE_ID)] | None = None
+    notice_version: Annotated[str, Field(pattern=NOTICE_VERSION)] | None = None
 
     _id = field_validator("id")(classmethod(lambda cls, v: _not_reserved(v)))
 
-    def to_purpose(self) -> Purpose:
-        """The domain object."""
-        return Purpose(self.id, self.label, self.description, Basis(self.basis), self.soft_opt_in)
+    @model_validator(mode="after")
+    def _notice_pair(self) -> PurposeSettings:
+        if (self.notice_id is None) != (self.notice_version is None):
+            raise ValueError("notice_id and notice_version go together")
+        return self
+
+    def to_purpose(self, minimum_consent: Grade = Grade.WEAK) -> Purpose:
+        """The domain object (``minimum_consent``: the default when the purpose sets none)."""
+        return Purpose(
+            self.id,
+            self.label,
+            self.description,
+            Basis(self.basis),
+            self.soft_opt_in,
+            minimum_consent=Grade(self.minimum_consent or minimum_consent),
+            max_age=self.max_age,
+            notice=(self.notice_id, self.notice_version)
+            if self.notice_id is not None and self.notice_version is not None
+            else None,
+        )
 
 
 class PolicySettings(_Section):
@@ -322,7 +417,14 @@ class PolicySettings(_Section):
     default_category: Category = Category.MARKETING
     #: What transactional mail does while the store cannot answer (marketing always tempfails).
     on_store_error: Literal["tempfail", "allow"] = "tempfail"
+    #: The weakest consent grade that carries marketing (:mod:`suppression.grading`); ``weak``
+    #: lets every consent recorded before grades existed through.
+    minimum_consent: MinimumGrade = Grade.WEAK
+    #: ``monitor``: the consent grade and lifetime checks only report what they would block.
+    consent_checks: PolicyMode = PolicyMode.ENFORCE
     purposes: list[PurposeSettings] = []
+    #: Notice versions published at start (``POST /api/v1/notices`` adds others).
+    notices: list[NoticeSettings] = []
     #: Domains whose local parts are case-sensitive (not folded).
     case_sensitive_domains: list[str] = []
     #: Domains where ``user+tag`` is the same mailbox as ``user``.
@@ -333,11 +435,31 @@ class PolicySettings(_Section):
         ids = [p.id for p in self.purposes]
         if len(set(ids)) != len(ids):
             raise ValueError("purposes: ids must be unique")
+        versions = {(n.id, n.version): n for n in self.notices}
+        if len(versions) != len(self.notices):
+            raise ValueError("notices: each id and version once")
+        for index, n in enumerate(self.notices):
+            unknown = sorted(set(n.purposes) - set(ids))
+            if unknown:
+                raise ValueError(f"notices[{index}].purposes: unknown purpose {unknown[0]!r}")
+        for index, p in enumerate(self.purposes):
+            if p.notice_id is None:
+                continue
+            notice = versions.get((p.notice_id, p.notice_version or ""))
+            if notice is None:
+                raise ValueError(
+                    f"purposes[{index}].notice_id: no [[policy.notices]] {p.notice_id!r}"
+                    f" version {p.notice_version!r}"
+                )
+            if p.id not in notice.purposes:
+                raise ValueError(
+                    f"purposes[{index}].notice_id: that notice does not ask for {p.id!r}"
+                )
         return self
 
     def catalogue(self) -> dict[str, Purpose]:
         """Purposes by id."""
-        return {p.id: p.to_purpose() for p in self.purposes}
+        return {p.id: p.to_purpose(Grade(self.minimum_consent)) for p in self.purposes}
 
     def normalisation_rules(self) -> NormalisationRules:
         """How addresses are folded before they are keyed (:mod:`suppression.address`)."""
@@ -358,6 +480,46 @@ class UnsubscribeSettings(_Section):
     token_ttl_days: Annotated[int, Field(ge=30)] = 400
     #: Requests per minute per client IP on /u/.
     rate_limit_per_minute: Annotated[int, Field(ge=1)] = 60
+
+
+class SubscribeSettings(_Section):
+    """``[subscribe]``: double opt-in for the platform's sign-up forms (``POST /subscribe``,
+    ``/confirm/{token}``)."""
+
+    enabled: bool = False
+    #: Origins (``https://www.example.com``) whose pages may post the sign-up form.
+    allowed_origins: list[Annotated[str, Field(pattern=r"^https?://[^/\s]+$")]] = []
+    #: Keys a platform's server sends as ``Authorization: Bearer`` instead of an Origin.
+    keys: list[SecretStr] = []
+    #: From address of the confirmation mail; its domain needs a ``[[dkim.keys]]`` entry.
+    sender: str | None = None
+    sender_name: Annotated[str, Field(max_length=100)] = ""
+    #: How long a confirmation link works.
+    confirm_ttl_days: Annotated[int, Field(ge=1, le=30)] = 7
+    #: At most one confirmation mail per address in this many hours (subscription bombing).
+    per_address_hours: Annotated[int, Field(ge=1, le=24 * 30)] = 24
+    #: Sign-up requests per minute per client IP.
+    per_ip_per_minute: Annotated[int, Field(ge=1)] = 10
+    #: A fixed page the confirmation page links to (never taken from the request).
+    confirmed_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return parse_mailbox(value, smtputf8=False).address
+        except AddressError as exc:
+            raise ValueError(f"not an address: {exc.reason}") from None
+
+    @model_validator(mode="after")
+    def _usable(self) -> SubscribeSettings:
+        if self.enabled and self.sender is None:
+            raise ValueError("sender: needed when double opt-in is enabled")
+        if self.enabled and not (self.allowed_origins or self.keys):
+            raise ValueError("allowed_origins or keys: needed, or nobody may post the form")
+        return self
 
 
 class DkimKeySettings(_Section):
@@ -478,10 +640,23 @@ class Settings(_Section):
     store: StoreSettings = StoreSettings()
     policy: PolicySettings = PolicySettings()
     unsubscribe: UnsubscribeSettings = UnsubscribeSettings()
+    subscribe: SubscribeSettings = SubscribeSettings()
     dkim: DkimSettings = DkimSettings()
     feedback: FeedbackSettings = FeedbackSettings()
     log: LogSettings = LogSettings()
     server: ServerSettings = ServerSettings()
+
+    @model_validator(mode="after")
+    def _confirmation_signed(self) -> Settings:
+        sender = self.subscribe.sender
+        if self.subscribe.enabled and sender is not None:
+            domain = sender.rpartition("@")[2].strip().rstrip(".").lower()
+            if domain not in {k.domain.strip().rstrip(".").lower() for k in self.dkim.keys}:
+                raise ValueError(
+                    f"subscribe.sender: no [[dkim.keys]] for {domain!r}: confirmation mails"
+                    " must be DKIM-signed"
+                )
+        return self
 
     @model_validator(mode="after")
     def _purposes_known(self) -> Settings:

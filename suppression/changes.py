@@ -13,6 +13,7 @@ from typing import Any
 
 from suppression.arf import FeedbackType
 from suppression.bounces import Bounce
+from suppression.criteria import UNKNOWN_COLLECTION, Collection
 from suppression.model import (
     Audience,
     Basis,
@@ -48,6 +49,10 @@ class ConsentChange:
     #: this contact and purpose yet (a held record keeps its own date); it must not be after
     #: ``at``. ``None``: the held date, else the withdrawal time.
     collected_at: datetime | None = None
+    #: Opt-ins: how the consent was asked for and given (graded by
+    #: :mod:`suppression.grading`). A notice version named here must be in the store, and
+    #: recording the consent locks it.
+    collection: Collection = UNKNOWN_COLLECTION
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +93,7 @@ class ContactUpdate:
     audience: Audience | None = None
     customer: bool | None = None
     customer_since: datetime | None = None
+    customer_until: datetime | None = None
 
 
 #: One write of :meth:`Store.apply_batch`.

@@ -58,7 +58,8 @@ def is_explicit_with_evidence(change: ConsentChange) -> bool:
 
 
 def _opted_out(current: Consent | None, change: ConsentChange) -> Consent:
-    # Keep when consent was first collected; the withdrawal carries its own time.
+    # Keep when and how consent was first collected (what was withdrawn); the withdrawal
+    # carries its own time.
     return Consent(
         purpose=change.purpose,
         status=ConsentStatus.OPTED_OUT,
@@ -67,6 +68,7 @@ def _opted_out(current: Consent | None, change: ConsentChange) -> Consent:
         source=change.source,
         evidence=dict(change.evidence),
         withdrawn_at=change.at,
+        collection=current.collection if current is not None else change.collection,
     )
 
 
@@ -78,6 +80,7 @@ def _opted_in(change: ConsentChange) -> Consent:
         collected_at=change.at,
         source=change.source,
         evidence=dict(change.evidence),
+        collection=change.collection,
     )
 
 

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Collection as Collection_
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -43,6 +44,7 @@ from suppression.address import (
     normalise_domain,
     parse_mailbox,
 )
+from suppression.criteria import UNKNOWN_COLLECTION, Collection, ConsentMethod
 from suppression.import_files import DataFormat, RowError, column_key, records
 from suppression.model import Audience, Basis, ConsentStatus, Scope, SuppressionReason
 
@@ -66,7 +68,17 @@ NATIVE_COLUMNS = (
     "customer",
     "customer_since",
     "evidence",
+    "method",
+    "notice_id",
+    "notice_version",
+    "pre_ticked",
+    "bundled",
+    "conditional",
+    "provider",
+    "provider_contract",
 )
+#: The columns of :data:`NATIVE_COLUMNS` that say how a consent was collected.
+COLLECTION_COLUMNS = NATIVE_COLUMNS[NATIVE_COLUMNS.index("method") :]
 #: A cell starting with one of these runs as a formula in a spreadsheet (CWE-1236); ``'``
 #: is included so that the quote we add can be told from one that was there.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
@@ -142,6 +154,8 @@ class ConsentRow(NamedTuple):
     evidence: Mapping[str, Any] = MappingProxyType({})
     #: A withdrawal's original consent date (``at`` is then the withdrawal time).
     collected_at: datetime | None = None
+    #: How an opt-in was collected (columns ``method`` to ``provider_contract``).
+    collection: Collection = UNKNOWN_COLLECTION
 
 
 class ContactRow(NamedTuple):
@@ -218,7 +232,40 @@ def _provider(line: int, record: Mapping[str, Any], fmt: Format, source: str) ->
     )
 
 
-def _native(line: int, r: Mapping[str, Any], source: str, purposes: Collection[str]) -> Row:
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _flag(value: str | None, name: str) -> bool | None:
+    if value is None:
+        return None
+    try:
+        return _BOOLEANS[value.strip().lower()]
+    except KeyError:
+        raise ValueError(f"{name} must be true or false, not {value[:20]!r}") from None
+
+
+def _collection(text: Callable[[str], str | None]) -> Collection:
+    """How a consent was collected, from the collection columns (absent: not on record)."""
+    method = text("method")
+    notice_id, notice_version = text("notice_id"), text("notice_version")
+    if (notice_id is None) != (notice_version is None):
+        raise ValueError("notice_id and notice_version go together")
+    provider, contract = text("provider"), text("provider_contract")
+    if contract is not None and provider is None:
+        raise ValueError("provider_contract needs a provider")
+    return Collection(
+        method=ConsentMethod(method) if method else None,
+        notice_id=notice_id,
+        notice_version=notice_version,
+        pre_ticked=_flag(text("pre_ticked"), "pre_ticked"),
+        bundled=_flag(text("bundled"), "bundled"),
+        conditional=_flag(text("conditional"), "conditional"),
+        provider=provider,
+        provider_contract=contract,
+    )
+
+
+def _native(line: int, r: Mapping[str, Any], source: str, purposes: Collection_[str]) -> Row:
     def text(name: str) -> str | None:
         value = r.get(column_key(name))
         if value is None or value == "":
@@ -273,6 +320,7 @@ def _native(line: int, r: Mapping[str, Any], source: str, purposes: Collection[s
             identity=None if email else identity,
             evidence=evidence,
             collected_at=collected if withdrawn else None,
+            collection=_collection(text),
         )
     if kind == "contact":
         customer = text("customer")
@@ -312,7 +360,7 @@ def parse(
     data: DataFormat,
     *,
     source: str,
-    purposes: Collection[str] = (),
+    purposes: Collection_[str] = (),
     problems: Mapping[int, str] | None = None,
 ) -> Iterator[Row]:
     """Rows of an import file, one at a time; a bad row becomes a :class:`RowError`

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
+
+from suppression.criteria import UNKNOWN_COLLECTION, Collection, Grade, Grading, NoticeKey
 
 
 class Category(StrEnum):
@@ -109,6 +111,10 @@ class Reason(StrEnum):
     DOMAIN_SUPPRESSED = "domain-suppressed"
     ERASED = "erased"
     INVALID_ADDRESS = "invalid-address"
+    # block: a consent on record that cannot carry marketing (suppression.grading, lifetime)
+    WEAK_CONSENT = "weak-consent"
+    INVALID_CONSENT = "invalid-consent"
+    CONSENT_EXPIRED = "consent-expired"
 
 
 class PolicyMode(StrEnum):
@@ -127,6 +133,13 @@ class Purpose:
     description: str = ""
     basis: Basis = Basis.CONSENT
     soft_opt_in: bool = False
+    #: The weakest consent grade that may carry marketing of this purpose.
+    minimum_consent: Grade = Grade.WEAK
+    #: How long a consent (or a former customer's soft opt-in) lasts without new contact
+    #: from the person; ``None``: no limit.
+    max_age: timedelta | None = None
+    #: The notice the preference page shows, and records, for an opt-in to this purpose.
+    notice: NoticeKey | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +161,12 @@ class Contact:
     customer_since: datetime | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    #: The last contact that came from the person (a confirmation, a click, an order, a
+    #: reply; an opened email is not one), to the day: where a consent's lifetime restarts.
+    last_contact_at: datetime | None = None
+    #: When the customer relationship ended (a former customer's soft opt-in lasts
+    #: ``max_age`` from then).
+    customer_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +180,7 @@ class Consent:
     source: str
     evidence: Mapping[str, Any] = field(default_factory=dict)
     withdrawn_at: datetime | None = None
+    collection: Collection = UNKNOWN_COLLECTION
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +217,10 @@ class Decision:
     verdict: Verdict
     reason: Reason
     rule: str
+    #: The grade of the consent the decision looked at, if one was on record for the purpose.
+    grading: Grading | None = field(default=None, compare=False)
+    #: When that consent (or soft opt-in) lapses under the purpose's ``max_age``.
+    expires_at: datetime | None = field(default=None, compare=False)
 
     @property
     def allowed(self) -> bool:

@@ -22,10 +22,12 @@ from suppression.changes import (
     Write,
     WriteResult,
 )
+from suppression.criteria import Collection, Notice, NoticeKey
 from suppression.feedback_rules import FeedbackPolicy
 from suppression.model import (
     Audience,
     Consent,
+    ConsentStatus,
     Contact,
     FeedbackEvent,
     LedgerEvent,
@@ -63,6 +65,9 @@ ERASURE_KEPT = "erasure-kept"
 #: :attr:`Conflict.code` of removing a ``complaint`` suppression: only the person's new explicit
 #: opt-in lifts it (:meth:`Store.lift_complaints`), never an operator.
 COMPLAINT_KEPT = "complaint-kept"
+#: :attr:`Conflict.code` of changing a notice version a consent refers to: it is the proof of
+#: what people agreed to, so it never changes (publish a new version instead).
+NOTICE_LOCKED = "notice-locked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +77,28 @@ class ConsentEntry:
     identity: str
     email: str | None
     consent: Consent
+    #: The contact's last contact (where a consent's lifetime restarts).
+    last_contact_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentCount:
+    """How many consent records share a purpose, a status and a way of collection."""
+
+    purpose: str
+    status: ConsentStatus
+    collection: Collection
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeResult:
+    """What :meth:`Store.put_notice` did: ``changed`` False when the same version was held,
+    ``added`` True when the version was new."""
+
+    changed: bool
+    notice: Notice
+    added: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +166,10 @@ class Store(Protocol):
         round trip (the SMTP path's only read)."""
 
     async def record_consent(self, change: ConsentChange) -> ConsentResult:
-        """Record consent or withdrawal; an opt-out is only lifted by a newer explicit opt-in."""
+        """Record consent or withdrawal; an opt-out is only lifted by a newer explicit opt-in.
+
+        A notice version named by ``change.collection`` must be held (``ValueError``
+        otherwise); an applied opt-in naming it locks it (:meth:`put_notice`)."""
 
     async def upsert_contact(
         self,
@@ -151,8 +181,30 @@ class Store(Protocol):
         audience: Audience | None = None,
         customer: bool | None = None,
         customer_since: datetime | None = None,
+        customer_until: datetime | None = None,
     ) -> Contact:
         """Create the contact or update the given attributes (``None`` leaves one as is)."""
+
+    async def record_activity(
+        self, identity: str, email: str | None, *, kind: str, actor: str, at: datetime
+    ) -> tuple[bool, Contact]:
+        """Record a contact that came from the person at ``at``: ``last_contact_at`` moves
+        forward to it (creating the contact if needed), never back. True, with a
+        ``contact-activity`` ledger event naming ``kind``, when it moved; an ``at`` not
+        later than the one held changes nothing and logs nothing."""
+
+    async def put_notice(self, notice: Notice, *, actor: str, at: datetime) -> NoticeResult:
+        """Add a notice version (``notice-added``), or replace one no consent refers to yet
+        (``notice-replaced``); the same content again changes nothing. Changing a locked
+        version raises :class:`Conflict` (:data:`NOTICE_LOCKED`). ``created_at`` and
+        ``locked_at`` of the argument are ignored."""
+
+    async def notices(self, keys: Sequence[NoticeKey] | None = None) -> Sequence[Notice]:
+        """The notice versions held (only those of ``keys`` when given), by id and version."""
+
+    async def count_consents(self) -> Sequence[ConsentCount]:
+        """Every consent record counted by purpose, status and collection (for reports and
+        gauges: a full scan, off the SMTP path's reader)."""
 
     async def add_suppression(self, new: NewSuppression) -> Suppression:
         """Add a suppression (idempotent: the same identity/domain, scope, purpose, reason
@@ -228,7 +280,8 @@ class Store(Protocol):
         self, after: tuple[str, str] | None = None, limit: int = 1000
     ) -> Sequence[ConsentEntry]:
         """Every consent record (withdrawals included), ordered by (identity, purpose), after
-        the key ``after``; at most ``limit`` (capped at 1000) per page, for export."""
+        the key ``after``; at most ``limit`` (capped at 1000) per page, for export and
+        reports, with the contact's address and last contact."""
 
     async def list_contacts(self, after: str | None = None, limit: int = 1000) -> Sequence[Contact]:
         """Every contact, ordered by identity, after ``after``; at most ``limit`` (capped at

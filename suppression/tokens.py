@@ -111,6 +111,27 @@ def _aware(moment: datetime, what: str) -> None:
         raise ValueError(f"{what} must be timezone-aware")
 
 
+def decode(token: str, *, max_length: int, min_bytes: int) -> bytes:
+    """The bytes of a token in canonical URL-safe base64 without padding, refusing junk
+    cheaply (:class:`TokenError` ``malformed``): too long, not base64, not canonical, or
+    shorter than ``min_bytes`` once decoded."""
+    if not isinstance(token, str) or not 0 < len(token) <= max_length:
+        raise TokenError("malformed", "not a token")
+    if not _BASE64URL.fullmatch(token):
+        raise TokenError("malformed", "not URL-safe base64")
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError):
+        raise TokenError("malformed", "not URL-safe base64") from None
+    # Only the canonical spelling is accepted: the spare low bits of the last character
+    # must be zero, so no two strings open as the same token (RFC 4648 §3.5).
+    if not hmac.compare_digest(_b64encode(raw), token):
+        raise TokenError("malformed", "not canonical base64")
+    if len(raw) < min_bytes:
+        raise TokenError("malformed", "too short")
+    return raw
+
+
 class TokenCodec:
     """Mints and opens unsubscribe tokens with a key ring (highest kid mints)."""
 
@@ -194,21 +215,7 @@ class TokenCodec:
 
     @staticmethod
     def _decode(token: str) -> bytes:
-        if not isinstance(token, str) or not 0 < len(token) <= _MAX_INPUT_LENGTH:
-            raise TokenError("malformed", "not a token")
-        if not _BASE64URL.fullmatch(token):
-            raise TokenError("malformed", "not URL-safe base64")
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        except (binascii.Error, ValueError):
-            raise TokenError("malformed", "not URL-safe base64") from None
-        # Only the canonical spelling is accepted: the spare low bits of the last character
-        # must be zero, so no two strings open as the same token (RFC 4648 §3.5).
-        if not hmac.compare_digest(_b64encode(raw), token):
-            raise TokenError("malformed", "not canonical base64")
-        if len(raw) < _MIN_RAW:
-            raise TokenError("malformed", "too short")
-        return raw
+        return decode(token, max_length=_MAX_INPUT_LENGTH, min_bytes=_MIN_RAW)
 
     def _parse(self, plaintext: bytes, kid: int) -> TokenClaims:
         try:

@@ -94,10 +94,33 @@ async def test_scoped_tokens_get_403_outside_their_scopes(start_gateway: Gateway
         ("DELETE", "/suppressions/1"): None,
         ("POST", "/check"): {"category": "transactional", "recipients": ["c@example.com"]},
         ("GET", "/purposes"): None,
+        ("POST", "/notices"): {
+            "id": "signup",
+            "version": "1",
+            "purposes": ["newsletter"],
+            "controller": "Shop",
+            "right_to_withdraw": True,
+            "text": "Monthly news.",
+        },
+        ("GET", "/notices"): None,
+        ("POST", "/contacts/a@example.com/activity"): {"kind": "click"},
+        ("GET", "/contacts/a@example.com/proof"): None,
     }
+    assert {
+        (m, p.replace("a@example.com", "{email}").replace("/1", "/{id}")) for m, p in calls
+    } == (set(OPERATION_SCOPES))
     allowed = {
-        support: {("GET", "/contacts/a@example.com"), ("GET", "/suppressions")},
-        platform: {("POST", "/consents"), ("POST", "/check"), ("GET", "/purposes")},
+        support: {
+            ("GET", "/contacts/a@example.com"),
+            ("GET", "/suppressions"),
+            ("GET", "/contacts/a@example.com/proof"),
+        },
+        platform: {
+            ("POST", "/consents"),
+            ("POST", "/check"),
+            ("GET", "/purposes"),
+            ("GET", "/notices"),
+        },
     }
     async with start_gateway(http={"admin_tokens": tokens}) as gw:
         async with aiohttp.ClientSession() as session:

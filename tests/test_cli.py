@@ -124,9 +124,64 @@ def test_consent_check_suppress_show_erase(cli: Cli) -> None:
     assert cli.json("suppress", "remove", str(added["id"]))["removed"] == added["id"]
 
 
+def test_consent_add_records_how_it_was_collected(cli: Cli) -> None:
+    """consent add takes the method, the form's flags, the provider, the time, IP and user
+    agent; check shows the grade and what is missing (here: no notice)."""
+    result = cli.json(
+        "consent",
+        "add",
+        "carol@example.com",
+        "--purpose",
+        "newsletter",
+        "--method",
+        "unticked-checkbox",
+        "--no-pre-ticked",
+        "--no-bundled",
+        "--no-conditional",
+        "--provider",
+        "ListCo",
+        "--provider-contract",
+        "C-7",
+        "--collected-at",
+        "2026-01-02T03:04:05+00:00",
+        "--ip",
+        "192.0.2.9",
+    )
+    consent = result["consent"]
+    assert consent["collected_at"] == "2026-01-02T03:04:05Z"
+    assert consent["evidence"] == {"ip": "192.0.2.9"}
+    assert consent["collection"] == {
+        "method": "unticked-checkbox",
+        "notice_id": None,
+        "notice_version": None,
+        "pre_ticked": False,
+        "bundled": False,
+        "conditional": False,
+        "provider": "ListCo",
+        "provider_contract": "C-7",
+    }
+    newsletter = ["--category", "marketing", "--purpose", "newsletter"]
+    (checked,) = cli.json("check", *newsletter, "carol@example.com")["results"]
+    assert (checked["grade"], checked["missing"]) == ("weak", ["specific", "informed"])
+    text = cli("check", *newsletter, "carol@example.com").stdout
+    assert "weak (missing: specific, informed)" in text
+
+
 @pytest.mark.parametrize(
     "args",
     [
+        ["consent", "add", "a@example.com", "--purpose", "newsletter", "--notice", "n"],
+        [
+            "consent",
+            "add",
+            "a@example.com",
+            "--purpose",
+            "newsletter",
+            "--notice",
+            "n",
+            "--notice-version",
+            "1",
+        ],
         ["consent", "add", "not-an-address", "--purpose", "newsletter"],
         ["consent", "add", "a@example.com", "--purpose", "nope"],
         ["suppress", "add", "--email", "a@example.com", "--scope", "purpose"],

@@ -20,6 +20,7 @@ from suppression.sql.sqlite import SQLiteStore
 from suppression.store import Store
 from tests.support.store_contract import StoreContract, at, change, suppression, writes_for
 from tests.test_migration_0002 import (
+    add_later_columns,
     fill,
     filled_at_version,
     only_migrations,
@@ -125,6 +126,7 @@ async def test_sqlite_0003_rebuilds_three_tables_losing_nothing(
                 )
 
         # The store works on the rebuilt tables: ids continue, the ledger chain too.
+        await add_later_columns(store, 3)
         (high_water,) = before["sequence"][0]
         added = await store.add_suppression(suppression(30, identity="id-frank"))
         assert added.id == high_water + 1

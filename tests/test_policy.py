@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from suppression.criteria import Collection, ConsentMethod, Grade, Notice
 from suppression.model import (
     Audience,
     Basis,
@@ -88,6 +89,29 @@ def facts(
 
 OPT_OUT_NEWS = consent("news", ConsentStatus.OPTED_OUT, at=EARLIER)
 OPT_IN_NEWS = consent("news")
+YEAR = timedelta(days=365)
+#: A purpose asking for a well-evidenced consent, and one whose consents last a year.
+STRICT = Purpose("news", "Newsletter", minimum_consent=Grade.VALID)
+DOUBLE = Purpose("news", "Newsletter", minimum_consent=Grade.VERIFIED)
+YEARLY = Purpose("news", "Newsletter", max_age=YEAR)
+YEARLY_OFFERS = Purpose("offers", "Offers", soft_opt_in=True, max_age=YEAR)
+STRICT_OFFERS = Purpose("offers", "Offers", soft_opt_in=True, minimum_consent=Grade.VALID)
+NOTICE = Notice("signup", "1", "en", ("news", "offers"), "Shop", True, "0" * 64)
+NOTICES = {NOTICE.key: NOTICE}
+#: A checkbox form that stated everything, and the same confirmed by double opt-in.
+FORM = Collection(ConsentMethod.UNTICKED_CHECKBOX, "signup", "1", False, False, False)
+CONFIRMED = dataclasses.replace(FORM, method=ConsentMethod.DOUBLE_OPT_IN)
+PRE_TICKED = dataclasses.replace(FORM, pre_ticked=True)
+
+
+def graded(purpose: str, collection: Collection, at: datetime = EARLIER) -> dict[str, Consent]:
+    """An opt-in recorded with how it was collected."""
+    c = Consent(purpose, ConsentStatus.OPTED_IN, Basis.CONSENT, at, "form", {}, None, collection)
+    return {purpose: c}
+
+
+EX_CUSTOMER = dataclasses.replace(CUSTOMER, customer=False, customer_until=NOW - YEAR / 2)
+LONG_GONE = dataclasses.replace(EX_CUSTOMER, customer_until=NOW - 2 * YEAR)
 U = SuppressionReason
 
 
@@ -360,6 +384,184 @@ CASES = [
         R.CONSENT,
         "marketing.consent",
     ),
+    # marketing, consent quality and lifetime
+    Case(
+        "mk weak consent, minimum weak",
+        M,
+        NEWS,
+        facts(consents=OPT_IN_NEWS),
+        A,
+        R.CONSENT,
+        "marketing.consent",
+    ),
+    Case(
+        "mk weak consent, minimum valid",
+        M,
+        STRICT,
+        facts(consents=OPT_IN_NEWS),
+        B,
+        R.WEAK_CONSENT,
+        "marketing.weak-consent",
+    ),
+    Case(
+        "mk valid consent, minimum valid",
+        M,
+        STRICT,
+        facts(consents=graded("news", FORM)),
+        A,
+        R.CONSENT,
+        "marketing.consent",
+    ),
+    Case(
+        "mk valid consent, minimum verified",
+        M,
+        DOUBLE,
+        facts(consents=graded("news", FORM)),
+        B,
+        R.WEAK_CONSENT,
+        "marketing.weak-consent",
+    ),
+    Case(
+        "mk double opt-in, minimum verified",
+        M,
+        DOUBLE,
+        facts(consents=graded("news", CONFIRMED)),
+        A,
+        R.CONSENT,
+        "marketing.consent",
+    ),
+    Case(
+        "mk pre-ticked, default minimum",
+        M,
+        NEWS,
+        facts(consents=graded("news", PRE_TICKED)),
+        B,
+        R.INVALID_CONSENT,
+        "marketing.invalid-consent",
+    ),
+    Case(
+        "mk implied",
+        M,
+        NEWS,
+        facts(consents=graded("news", Collection(ConsentMethod.IMPLIED))),
+        B,
+        R.INVALID_CONSENT,
+        "marketing.invalid-consent",
+    ),
+    Case(
+        "mk invalid, but b2b",
+        M,
+        NEWS,
+        facts(contact=B2B, consents=graded("news", PRE_TICKED)),
+        A,
+        R.LEGITIMATE_INTEREST,
+        "marketing.legitimate-interest",
+    ),
+    Case(
+        "mk weak, but a customer",
+        M,
+        STRICT_OFFERS,
+        facts(contact=CUSTOMER, consents=consent("offers")),
+        A,
+        R.SOFT_OPT_IN,
+        "marketing.soft-opt-in",
+    ),
+    Case(
+        "mk weak, opted out",
+        M,
+        STRICT,
+        facts(consents=OPT_OUT_NEWS),
+        B,
+        R.OPTED_OUT,
+        "marketing.opted-out",
+    ),
+    Case(
+        "mk consent within a year",
+        M,
+        YEARLY,
+        facts(consents=OPT_IN_NEWS),
+        A,
+        R.CONSENT,
+        "marketing.consent",
+    ),
+    Case(
+        "mk consent a year old",
+        M,
+        YEARLY,
+        facts(consents=consent("news", at=NOW - YEAR)),
+        B,
+        R.CONSENT_EXPIRED,
+        "marketing.consent-expired",
+    ),
+    Case(
+        "mk old consent, recent contact",
+        M,
+        YEARLY,
+        facts(
+            contact=dataclasses.replace(B2C, last_contact_at=EARLIER),
+            consents=consent("news", at=NOW - 2 * YEAR),
+        ),
+        A,
+        R.CONSENT,
+        "marketing.consent",
+    ),
+    Case(
+        "mk old consent, old contact",
+        M,
+        YEARLY,
+        facts(
+            contact=dataclasses.replace(B2C, last_contact_at=NOW - YEAR - timedelta(days=1)),
+            consents=consent("news", at=NOW - 2 * YEAR),
+        ),
+        B,
+        R.CONSENT_EXPIRED,
+        "marketing.consent-expired",
+    ),
+    Case(
+        "mk weak and expired: weak first",
+        M,
+        dataclasses.replace(STRICT, max_age=YEAR),
+        facts(consents=consent("news", at=NOW - 2 * YEAR)),
+        B,
+        R.WEAK_CONSENT,
+        "marketing.weak-consent",
+    ),
+    Case(
+        "mk former customer within max_age",
+        M,
+        YEARLY_OFFERS,
+        facts(contact=EX_CUSTOMER),
+        A,
+        R.SOFT_OPT_IN,
+        "marketing.soft-opt-in",
+    ),
+    Case(
+        "mk former customer past max_age",
+        M,
+        YEARLY_OFFERS,
+        facts(contact=LONG_GONE),
+        B,
+        R.NO_CONSENT,
+        "marketing.no-consent",
+    ),
+    Case(
+        "mk former customer, no max_age",
+        M,
+        OFFERS,
+        facts(contact=EX_CUSTOMER),
+        B,
+        R.NO_CONSENT,
+        "marketing.no-consent",
+    ),
+    Case(
+        "mk current customer, old relationship data",
+        M,
+        YEARLY_OFFERS,
+        facts(contact=dataclasses.replace(LONG_GONE, customer=True)),
+        A,
+        R.SOFT_OPT_IN,
+        "marketing.soft-opt-in",
+    ),
     # marketing, legitimate interest
     Case(
         "mk b2b",
@@ -459,8 +661,44 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_rule_table(case: Case) -> None:
     """Each row of the table gets its verdict, reason code and rule id."""
-    decision = decide(case.category, case.purpose, case.facts, NOW)
+    decision = decide(case.category, case.purpose, case.facts, NOW, NOTICES)
     assert decision == Decision(case.verdict, case.reason, case.rule)
+
+
+def test_decision_carries_the_grade_and_the_expiry() -> None:
+    """A decision on a consent says how it graded and when it lapses; one on a former
+    customer's soft opt-in says when that lapses."""
+    news = decide(M, YEARLY, facts(consents=graded("news", FORM)), NOW, NOTICES)
+    assert news.grading is not None and news.grading.grade is Grade.VALID
+    assert news.expires_at == EARLIER + YEAR
+    weak = decide(M, STRICT, facts(consents=graded("news", FORM)), NOW)  # notice unknown
+    assert weak.reason is R.WEAK_CONSENT and weak.grading is not None
+    assert [c.value for c in weak.grading.missing] == ["specific", "informed"]
+    soft = decide(M, YEARLY_OFFERS, facts(contact=EX_CUSTOMER), NOW)
+    assert soft.expires_at == NOW + YEAR / 2 and soft.grading is None
+    b2b = decide(M, NEWS, facts(contact=B2B, consents=graded("news", PRE_TICKED)), NOW)
+    assert b2b.reason is R.LEGITIMATE_INTEREST
+    assert b2b.grading is not None and b2b.grading.grade is Grade.INVALID
+
+
+@pytest.mark.parametrize(
+    ("reason", "checks", "label"),
+    [
+        (R.WEAK_CONSENT, PolicyMode.ENFORCE, "block"),
+        (R.WEAK_CONSENT, PolicyMode.MONITOR, "would_block"),
+        (R.INVALID_CONSENT, PolicyMode.MONITOR, "would_block"),
+        (R.CONSENT_EXPIRED, PolicyMode.MONITOR, "would_block"),
+        (R.NO_CONSENT, PolicyMode.MONITOR, "block"),
+        (R.OPTED_OUT, PolicyMode.MONITOR, "block"),
+    ],
+)
+def test_consent_checks_monitor_only_the_quality_reasons(
+    reason: Reason, checks: PolicyMode, label: str
+) -> None:
+    """``consent_checks = "monitor"`` reports the consent quality blocks without enforcing
+    them, and leaves every other block enforced."""
+    outcome = apply_mode(Decision(B, reason, "r"), PolicyMode.ENFORCE, checks)
+    assert outcome.label == label
 
 
 def test_table_covers_every_reason_and_rule() -> None:

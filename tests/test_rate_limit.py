@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway import replies
-from gateway.limits import ClientRate, Limited, RateLimits
+from gateway.limits import ClientRate, Limited, RateLimiter, RateLimits
 from tests.conftest import message, smtp_client
 from tests.support.upstream import Upstream
 
@@ -28,6 +28,22 @@ def test_a_minute_of_burst_then_refusals_that_take_nothing() -> None:
     # Idle for an hour: the bucket holds one minute's worth, no more.
     admitted = [limits.admit("shop", new_message=True, now=3600.0) for _ in range(4)]
     assert admitted == [None, None, None, Limited.MESSAGES]
+
+
+def test_a_limiter_over_a_longer_period() -> None:
+    """One per 24 h per key (confirmation mails per address): refused until a whole period
+    has passed, other keys unaffected, and a key idle for a period forgotten when full."""
+    now = [0.0]
+    day = 24 * 3600.0
+    limiter = RateLimiter(1, period=day, max_clients=2, clock=lambda: now[0])
+    assert limiter.take("a") == 0
+    assert limiter.take("a") == day
+    now[0] = day - 1
+    assert 0 < limiter.take("a") <= 2 and limiter.take("b") == 0
+    now[0] = day + 1
+    assert limiter.take("a") == 0
+    now[0] = 3 * day
+    assert limiter.take("c") == 0 and len(limiter) == 1
 
 
 def test_further_recipients_of_a_message_take_no_message_token() -> None:

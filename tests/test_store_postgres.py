@@ -19,6 +19,7 @@ from suppression.sql.postgres import PostgresStore
 from suppression.store import StoreError, StoreOptions
 from tests.support.pg import DSN, schema_url
 from tests.support.store_contract import Backend, StoreContract, at, change
+from tests.support.store_contract_evidence import EvidenceContract
 
 pytestmark = [
     pytest.mark.postgres,
@@ -48,6 +49,10 @@ async def backend(schema: str) -> AsyncIterator[Backend]:
 
 class TestPostgresContract(StoreContract):
     """The store contract on PostgreSQL."""
+
+
+class TestPostgresEvidence(EvidenceContract):
+    """The evidence of consent on PostgreSQL."""
 
 
 async def test_session_settings_are_in_effect(backend: Backend) -> None:

@@ -21,6 +21,7 @@ from suppression.sql import migrations
 from suppression.sql.sqlite import SQLiteStore
 from suppression.store import StoreError, StoreOptions
 from tests.support.store_contract import Backend, StoreContract, at, change
+from tests.support.store_contract_evidence import EvidenceContract
 
 
 @pytest.fixture
@@ -43,6 +44,10 @@ async def backend(tmp_path: Path) -> AsyncIterator[Backend]:
 
 class TestSQLiteContract(StoreContract):
     """The store contract on SQLite."""
+
+
+class TestSQLiteEvidence(EvidenceContract):
+    """The evidence of consent on SQLite."""
 
 
 async def test_pragmas_are_in_effect_on_both_connections(tmp_path: Path) -> None:
@@ -188,3 +193,27 @@ def test_fast_canonical_json_is_json_dumps(value: dict[str, Any]) -> None:
     assert dumps(value) == json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
+
+
+async def test_facts_resolve_a_collection_another_process_added(tmp_path: Path) -> None:
+    """A store that read the collections table resolves one another store (another process,
+    another replica) added since: it reads the table again when a row names an unknown id."""
+    from dataclasses import replace
+
+    from tests.support.store_contract_evidence import DOUBLE, notice
+
+    path = tmp_path / "shared.db"
+    first, second = SQLiteStore(path), SQLiteStore(path)
+    await first.open()
+    await second.open()
+    try:
+        key = RecipientKey("id-alice", "example.org")
+        await first.record_consent(change())
+        assert (await first.facts([key], at(1)))["id-alice"].consents  # nothing to resolve
+        await second.put_notice(notice(), actor="t", at=at(2))
+        await second.record_consent(replace(change(minute=3), collection=DOUBLE))
+        facts = await first.lookup([key], at(4), "msg")
+        assert facts.facts["id-alice"].consents["newsletter"].collection == DOUBLE
+    finally:
+        await first.close()
+        await second.close()

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, Protocol, TextIO
 
 from gateway.records import emails_of
+from suppression.criteria import collection_fields
 from suppression.importers import NATIVE_COLUMNS, neutralise
 from suppression.model import Contact, LedgerEvent, Suppression
 from suppression.store import ConsentEntry, Store, SuppressionFilter
@@ -163,6 +164,7 @@ def consent_row(entry: ConsentEntry) -> dict[str, Any]:
         "collected_at": c.collected_at,
         "withdrawn_at": c.withdrawn_at,
         "evidence": dict(c.evidence),
+        **collection_fields(c.collection),
     }
 
 

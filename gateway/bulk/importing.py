@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import gc
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +32,7 @@ from gateway.consents import imported_consent, imported_suppression
 from suppression import consent_rules
 from suppression.address import Identities
 from suppression.changes import ConsentChange, ContactUpdate, NewSuppression, Write
+from suppression.criteria import Notice, NoticeKey
 from suppression.import_files import RowError
 from suppression.importers import ConsentRow, ContactRow, Row, RowReader, SuppressionRow
 from suppression.model import (
@@ -105,8 +106,11 @@ class Importer:
         batch_size: int = BATCH_SIZE,
         temp_dir: str | Path | None = None,
         run_size: int = RUN_SIZE,
+        notices: Mapping[NoticeKey, Notice] | None = None,
     ) -> None:
         self.store = store
+        #: The notice versions consent rows may name (any other is a row error).
+        self.notices = notices or {}
         self.identities = identities
         self.basis = catalogue_basis
         self.actor = actor
@@ -265,6 +269,11 @@ class Importer:
     def _consent(
         self, row: ConsentRow, identity: str, f: RecipientFacts, consents: dict[Any, Any]
     ) -> ConsentChange | None:
+        problem = notice_problem(row, self.notices)
+        if problem is not None:
+            self.summary.error(RowError(row.line, problem))
+            self.summary.unchanged -= 1  # counted by the caller as unchanged
+            return None
         change = imported_consent(row, identity, self.actor, self.now)
         slot = (identity, row.purpose)
         current = consents[slot] if slot in consents else f.consents.get(row.purpose)
@@ -312,6 +321,20 @@ class Importer:
                 self.summary.kept += 1
             else:
                 self.summary.unchanged += 1
+
+
+def notice_problem(row: ConsentRow, notices: Mapping[NoticeKey, Notice]) -> str | None:
+    """Why a consent row cannot name its notice version (not held, or not asking for the
+    row's purpose), or None."""
+    key = row.collection.notice
+    if key is None:
+        return None
+    notice = notices.get(key)
+    if notice is None:
+        return f"unknown notice {key[0]!r} version {key[1]!r}"
+    if row.purpose not in notice.purposes:
+        return f"notice {key[0]!r} version {key[1]!r} does not ask for {row.purpose!r}"
+    return None
 
 
 def _no_progress(phase: str, fraction: float | None) -> None:

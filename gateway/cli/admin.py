@@ -10,13 +10,33 @@ from typing import Any
 
 from gateway.bulk.importing import BATCH_SIZE as IMPORT_BATCH
 from gateway.cli import commands as c
+from gateway.cli import evidence
 from gateway.cli.env import run_with_store, run_with_store_only
+from suppression.criteria import ConsentMethod
 
 
 def _common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
+
+
+def _collection_options(p: argparse.ArgumentParser) -> None:
+    """How an opt-in was collected: what its grade is computed from."""
+    p.add_argument("--method", choices=[m.value for m in ConsentMethod])
+    p.add_argument("--notice", metavar="ID", help="the notice the person agreed to")
+    p.add_argument("--notice-version", metavar="VERSION")
+    for flag, what in (
+        ("pre-ticked", "the box was ticked in advance"),
+        ("bundled", "consent was bundled with other terms"),
+        ("conditional", "a service was made conditional on it"),
+    ):
+        p.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction, help=what)
+    p.add_argument("--provider", help="the list provider that collected it (else first party)")
+    p.add_argument("--provider-contract", metavar="REF", help="the provider's contract reference")
+    p.add_argument("--collected-at", metavar="ISO8601", help="when the person acted (default now)")
+    p.add_argument("--ip", help="the IP address the person acted from (kept as evidence)")
+    p.add_argument("--user-agent", help="the browser the person acted from (kept as evidence)")
 
 
 def register(commands: Any) -> None:
@@ -42,7 +62,9 @@ def register(commands: Any) -> None:
             metavar="KEY=VALUE",
             help="proof of the person's act; makes an opt-in explicit",
         )
-        p.set_defaults(func=run_with_store(c.consent), status=status)
+        if status == "opted_in":
+            _collection_options(p)
+        p.set_defaults(func=run_with_store(evidence.consent), status=status)
 
     suppress = commands.add_parser("suppress", help="manage suppressions")
     suppress_sub = suppress.add_subparsers(dest="suppress_command", required=True)
@@ -107,8 +129,9 @@ def register(commands: Any) -> None:
     imp.set_defaults(func=run_with_store(c.import_file))
 
     exp = _common(commands.add_parser("export", help="export in our re-importable format"))
-    exp.add_argument("kind", choices=["suppressions", "consents", "contacts", "ledger"])
-    exp.add_argument("--email", help="the contact whose ledger to export")
+    exp.add_argument("kind", choices=["suppressions", "consents", "contacts", "ledger", "proof"])
+    exp.add_argument("--email", help="the contact whose ledger or proof bundle to export")
+    exp.add_argument("--html", action="store_true", help="proof: the printable page, not JSON")
     exp.add_argument("--data-format", choices=["csv", "jsonl"], default="csv")
     exp.add_argument("--output", "-o", help="file (default: standard output)")
     exp.set_defaults(func=run_with_store(c.export))
@@ -131,6 +154,26 @@ def register(commands: Any) -> None:
         help="an event noted earlier, which must still have that hash",
     )
     verify.set_defaults(func=run_with_store_only(c.ledger_verify))
+
+    report = commands.add_parser("report", help="consent reports")
+    report_sub = report.add_subparsers(dest="report_command", required=True)
+    expiring = _common(
+        report_sub.add_parser(
+            "expiring",
+            help="whom to ask again: consents lapsing soon under a purpose's max_age",
+        )
+    )
+    expiring.add_argument("--within", default="30d", help="how far ahead (30d, 6w, 1y)")
+    expiring.add_argument("--purpose", help="only this purpose")
+    expiring.set_defaults(func=run_with_store(evidence.report_expiring))
+    consents = _common(
+        report_sub.add_parser(
+            "consents",
+            help="per purpose: consents by grade, method and source, missing criteria",
+        )
+    )
+    consents.add_argument("--soon", default="30d", help="what counts as lapsing soon (30d)")
+    consents.set_defaults(func=run_with_store(evidence.report_consents))
 
     token = commands.add_parser("token", help="unsubscribe token tools")
     token_sub = token.add_subparsers(dest="token_command", required=True)

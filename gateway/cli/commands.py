@@ -19,8 +19,9 @@ from typing import TextIO
 from gateway import records
 from gateway import secrets as secrets_file
 from gateway.bulk import exporting
-from gateway.bulk.importing import Importer
+from gateway.bulk.importing import Importer, notice_problem
 from gateway.cli.env import ACTOR, Env, emit, import_progress, now, settings_of
+from gateway.cli.evidence import export_proof
 from gateway.consents import Act
 from gateway.observability.labels import Channel
 from gateway.policy_gate import PolicyError
@@ -30,7 +31,7 @@ from suppression import import_files, importers
 from suppression.address import AddressError, normalise_domain
 from suppression.import_files import FileLines
 from suppression.ledger_check import Anchor, ChainCheck
-from suppression.model import ConsentStatus, Scope, SuppressionReason
+from suppression.model import Scope, SuppressionReason
 from suppression.store import COMPLAINT_KEPT, ERASURE_KEPT, Conflict, Store
 
 
@@ -42,7 +43,7 @@ def _purpose(env: Env, purpose: str | None) -> str | None:
 
 async def check(args: argparse.Namespace, env: Env) -> int:
     """Decide recipients with the gateway's policy path."""
-    gate = records.dry_run_gate(env.settings, env.store, env.identities, now)
+    gate = records.dry_run_gate(env.settings, env.store, env.identities, now, env.notices)
     client = next((c for c in env.settings.smtp.clients if c.name == args.client), None)
     if args.client is not None and client is None:
         raise ConfigError(f"unknown client {args.client!r}")
@@ -51,28 +52,14 @@ async def check(args: argparse.Namespace, env: Env) -> int:
     except PolicyError as exc:
         raise ConfigError(exc.reply.text) from None
     out = await records.check(gate, client, cls, args.recipients)
-    lines = [f"{r.email}\t{r.decision}\t{r.reason}\t{r.rule}" for r in out.results]
+    lines = [
+        f"{r.email}\t{r.decision}\t{r.reason}\t{r.rule}"
+        + (f"\t{r.grade}" if r.grade else "")
+        + (f" (missing: {', '.join(r.missing)})" if r.missing else "")
+        for r in out.results
+    ]
     emit(args, out, "\n".join(lines))
     return 0
-
-
-async def consent(args: argparse.Namespace, env: Env) -> int:
-    """Record an opt-in or a withdrawal."""
-    email = env.email(args.email)
-    purpose = env.settings.policy.catalogue().get(args.purpose)
-    if purpose is None:
-        raise ConfigError(f"unknown purpose {args.purpose!r}")
-    evidence = {}
-    for item in args.evidence:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"evidence must be KEY=VALUE, not {item!r}")
-        evidence[key] = value
-    act = Act(Channel.CLI, ACTOR, args.source, evidence)
-    result = await env.consents.record(email, purpose, ConsentStatus(args.status), act)
-    out = records.consent_result(result)
-    emit(args, out, "applied" if result.applied else f"not applied: {result.reason}")
-    return 0 if result.applied or result.reason == "unchanged" else 1
 
 
 async def suppress_add(args: argparse.Namespace, env: Env) -> int:
@@ -187,6 +174,7 @@ async def _import_file(args: argparse.Namespace, env: Env) -> int:
         now=now(),
         batch_size=max(1, args.batch_size),
         temp_dir=args.temp_dir,
+        notices=env.notices.notices,
     )
     if args.strict:
         with path.open("rb") as handle:
@@ -197,6 +185,10 @@ async def _import_file(args: argparse.Namespace, env: Env) -> int:
             for row in rows:
                 if isinstance(row, import_files.RowError):
                     importer.summary.error(row)
+                elif isinstance(row, importers.ConsentRow):
+                    problem = notice_problem(row, importer.notices)
+                    if problem is not None:
+                        importer.summary.error(import_files.RowError(row.line, problem))
         if importer.summary.failed:
             _report(args, importer, strict_abort=True)
             return 1
@@ -249,8 +241,11 @@ def _output(name: str | None) -> Iterator[TextIO]:
 
 async def export(args: argparse.Namespace, env: Env) -> int:
     """Export in our format (CSV or JSON Lines)."""
-    if args.kind == "ledger" and not args.email:
-        raise ConfigError("export ledger needs --email")
+    if args.kind in ("ledger", "proof") and not args.email:
+        raise ConfigError(f"export {args.kind} needs --email")
+    if args.kind == "proof":
+        with _output(args.output) as out:
+            return await export_proof(args, env, out)
     with _output(args.output) as out:
         ledger = args.kind == "ledger"
         writer: exporting.RowWriter

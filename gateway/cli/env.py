@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from gateway import secrets as secrets_file
 from gateway.bulk.importing import Progress
 from gateway.consents import Consents
+from gateway.notices import NoticeBook, publish_configured
 from gateway.settings import ConfigError, Settings, load_settings
 from suppression.address import AddressError, Identities, parse_mailbox
 from suppression.backends import open_store
@@ -37,6 +38,7 @@ class Env:
     identities: Identities
     secrets: secrets_file.Secrets
     consents: Consents
+    notices: NoticeBook
 
     def email(self, raw: str) -> str:
         """The canonical address, or a one-line error."""
@@ -59,6 +61,8 @@ async def opened(settings: Settings) -> AsyncIterator[Env]:
         secrets = await secrets_file.open_secrets(settings.store, store, now())
         policy = settings.policy
         identities = Identities(secrets.pepper, policy.normalisation_rules())
+        notices = NoticeBook(store)
+        await publish_configured(policy, notices, now())
         consents = Consents(
             store,
             identities,
@@ -66,8 +70,9 @@ async def opened(settings: Settings) -> AsyncIterator[Env]:
             link_scope=settings.unsubscribe.one_click_scope,
             clock=now,
             feedback_policy=settings.feedback.policy(),
+            notices=notices,
         )
-        yield Env(settings, store, identities, secrets, consents)
+        yield Env(settings, store, identities, secrets, consents, notices)
     finally:
         await store.close()
 

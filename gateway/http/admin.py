@@ -25,27 +25,32 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from gateway import records
-from gateway.consents import Act, Consents
+from gateway.consents import Act, ConsentError, Consents
 from gateway.feedback.intake import Intake
 from gateway.http import admin_views as views
 from gateway.http.admin_auth import ACTOR_KEY, Handler, auth_middleware, requires
 from gateway.http.admin_scopes import OPERATIONS
 from gateway.http.admin_views import Problem
 from gateway.http.openapi import document
+from gateway.notices import publish
 from gateway.observability.feedback_metrics import FeedbackMetrics
 from gateway.observability.labels import Channel
 from gateway.policy_gate import PolicyError, PolicyGate
+from gateway.proof import HTML_HEADERS, proof_bundle, purpose_labels, render_html
 from gateway.schemas import (
+    ActivityIn,
     CheckIn,
     ConsentIn,
     ContactPatch,
     ErasureOut,
+    NoticeIn,
+    NoticeList,
     SuppressionIn,
 )
 from gateway.settings import AdminToken, Settings
 from suppression.address import AddressError, Identities, normalise_domain, parse_mailbox
 from suppression.model import Scope, SuppressionReason
-from suppression.store import COMPLAINT_KEPT, Conflict, NotFound, Store, StoreError
+from suppression.store import COMPLAINT_KEPT, NOTICE_LOCKED, Conflict, NotFound, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +137,18 @@ class AdminApi:
         body = _body(ConsentIn, await _json(request))
         email = self._mailbox(body.email)
         purpose = self.catalogue[self._purpose(body.purpose)]
-        act = _act(request, body.source, body.evidence)
-        result = await self.ctx.consents.record(email, purpose, body.status, act)
+        act = _act(request, body.source, body.act_evidence())
+        try:
+            result = await self.ctx.consents.record(
+                email,
+                purpose,
+                body.status,
+                act,
+                collection=body.collection(),
+                at=body.collected_at,
+            )
+        except ConsentError as exc:
+            raise Problem(422, "The consent cannot be recorded.", [(exc.field, str(exc))]) from None
         if not result.applied and result.reason != "unchanged":
             raise Problem(409, "The change was not applied.", reason=result.reason)
         return _ok(records.consent_result(result))
@@ -159,7 +174,42 @@ class AdminApi:
             audience=body.audience,
             customer=body.customer,
             customer_since=body.customer_since,
+            customer_until=body.customer_until,
         )
+        return _ok(records.contact(contact))
+
+    async def contact_proof(self, request: web.Request) -> web.Response:
+        """``GET /contacts/{email}/proof``: JSON, or the printable page for text/html."""
+        email = self._mailbox(request.match_info["email"])
+        bundle = await proof_bundle(
+            self.ctx.store,
+            self.ctx.consents.notices,
+            self.catalogue,
+            email,
+            self.ctx.identities.of(email),
+            self.ctx.clock(),
+        )
+        if bundle is None:
+            raise Problem(404, "Nothing is held about this address.")
+        if _prefers_html(request.headers.get("Accept", "")):
+            page = render_html(bundle, purpose_labels(self.catalogue))
+            response = web.Response(text=page, content_type="text/html", charset="utf-8")
+            response.headers.update(HTML_HEADERS)
+            return response
+        return _ok(bundle)
+
+    async def contact_activity(self, request: web.Request) -> web.Response:
+        """``POST /contacts/{email}/activity``: the person's last contact moves forward."""
+        email = self._mailbox(request.match_info["email"])
+        body = _body(ActivityIn, await _json(request))
+        try:
+            _, contact = await self.ctx.consents.record_contact(
+                body.kind, request[ACTOR_KEY], email=email, at=body.at
+            )
+        except ConsentError as exc:
+            raise Problem(
+                422, "The activity cannot be recorded.", [(exc.field, str(exc))]
+            ) from None
         return _ok(records.contact(contact))
 
     async def contact_delete(self, request: web.Request) -> web.Response:
@@ -263,9 +313,45 @@ class AdminApi:
         """``GET /purposes``."""
         return _ok(records.purposes(self.catalogue.values()))
 
+    async def notice_put(self, request: web.Request) -> web.Response:
+        """``POST /notices``: 201 when added, 200 when held as sent or corrected, 409 when a
+        consent names the version and the wording differs."""
+        body = _body(NoticeIn, await _json(request))
+        for index, purpose in enumerate(body.purposes):
+            self._purpose(purpose, f"purposes.{index}")
+        book = self.ctx.consents.notices
+        try:
+            result = await publish(
+                book, body.to_notice(), actor=request[ACTOR_KEY], at=self.ctx.clock()
+            )
+        except Conflict:
+            raise Problem(
+                409,
+                "A consent names this notice version: it never changes. Publish a new version.",
+                reason=NOTICE_LOCKED,
+            ) from None
+        return _ok(records.notice(result.notice), status=201 if result.added else 200)
+
+    async def notice_list(self, request: web.Request) -> web.Response:
+        """``GET /notices``."""
+        await self.ctx.consents.notices.load()
+        items = self.ctx.consents.notices.notices.values()
+        return _ok(
+            NoticeList(items=[records.notice(n) for n in sorted(items, key=lambda n: n.key)])
+        )
+
     async def openapi(self, request: web.Request) -> web.Response:
         """``GET /openapi.json``."""
         return web.json_response(document())
+
+
+def _prefers_html(accept: str) -> bool:
+    """True when ``text/html`` comes before any JSON in an Accept header (no q-values needed
+    for the browsers and tools that ask for a page)."""
+    media = [item.split(";")[0].strip().lower() for item in accept.split(",")]
+    html = media.index("text/html") if "text/html" in media else None
+    json_at = [i for i, t in enumerate(media) if t in ("application/json", "*/*")]
+    return html is not None and (not json_at or html < min(json_at))
 
 
 def _middlewares(tokens: Sequence[AdminToken]) -> list[Any]:

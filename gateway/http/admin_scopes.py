@@ -23,6 +23,10 @@ OPERATIONS: dict[tuple[str, str], tuple[str, AdminScope]] = {
     ("POST", "/check"): ("check", AdminScope.CHECK),
     ("GET", "/purposes"): ("purposes", AdminScope.CHECK),
     ("POST", "/feedback"): ("feedback", AdminScope.FEEDBACK_WRITE),
+    ("POST", "/notices"): ("notice_put", AdminScope.NOTICES_WRITE),
+    ("GET", "/notices"): ("notice_list", AdminScope.CHECK),
+    ("POST", "/contacts/{email}/activity"): ("contact_activity", AdminScope.ACTIVITY_WRITE),
+    ("GET", "/contacts/{email}/proof"): ("contact_proof", AdminScope.CONTACTS_READ),
 }
 #: The scope each operation needs.
 OPERATION_SCOPES = {operation: scope for operation, (_, scope) in OPERATIONS.items()}

@@ -16,7 +16,14 @@ from gateway.http.admin_scopes import OPERATION_SCOPES
 from gateway.schemas import SuppressionQuery
 
 _REF = "#/components/schemas/{model}"
-_REQUESTS: list[type[BaseModel]] = [m.ConsentIn, m.ContactPatch, m.SuppressionIn, m.CheckIn]
+_REQUESTS: list[type[BaseModel]] = [
+    m.ConsentIn,
+    m.ContactPatch,
+    m.SuppressionIn,
+    m.CheckIn,
+    m.NoticeIn,
+    m.ActivityIn,
+]
 _RESPONSES: list[type[BaseModel]] = [
     m.FeedbackOut,
     m.ConsentResultOut,
@@ -27,6 +34,9 @@ _RESPONSES: list[type[BaseModel]] = [
     m.SuppressionPage,
     m.CheckOut,
     m.PurposeList,
+    m.NoticeOut,
+    m.NoticeList,
+    m.ProofOut,
     m.Problem,
 ]
 
@@ -117,6 +127,33 @@ def _paths() -> dict[str, Any]:
                 {"200": _json(m.ErasureOut, "Erased."), **_problems(422)},
             ),
         },
+        "/contacts/{email}/proof": {
+            "parameters": [_EMAIL],
+            "get": _op(
+                "One person's proof of consent (JSON, or a printable page for Accept: text/html)",
+                {
+                    "200": {
+                        "description": "The proof bundle.",
+                        "content": {
+                            "application/json": {"schema": _ref(m.ProofOut)},
+                            "text/html": {"schema": {"type": "string"}},
+                        },
+                    },
+                    **_problems(404, 422),
+                },
+            ),
+        },
+        "/contacts/{email}/activity": {
+            "parameters": [_EMAIL],
+            "post": _op(
+                "Record a contact that came from the person (a click, an order, a reply)",
+                {
+                    "200": _json(m.ContactOut, "The contact, with its last contact."),
+                    **_problems(400, 413, 415, 422),
+                },
+                requestBody=_body(m.ActivityIn),
+            ),
+        },
         "/suppressions": {
             "post": _op(
                 "Add a suppression",
@@ -165,6 +202,18 @@ def _paths() -> dict[str, Any]:
                     },
                 },
             )
+        },
+        "/notices": {
+            "post": _op(
+                "Publish a notice version (or correct one no consent names yet)",
+                {
+                    "201": _json(m.NoticeOut, "Added."),
+                    "200": _json(m.NoticeOut, "Already held as sent, or corrected."),
+                    **_problems(400, 409, 413, 415, 422),
+                },
+                requestBody=_body(m.NoticeIn),
+            ),
+            "get": _op("The notice catalogue", {"200": _json(m.NoticeList, "Every version.")}),
         },
         "/openapi.json": {
             "get": _op(

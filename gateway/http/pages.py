@@ -13,13 +13,16 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from html import escape
 from importlib.resources import files
 from typing import Literal
 
 Lang = Literal["en", "fr"]
 State = Literal["in", "sent", "out", "none", "paused", "blocked"]
-ErrorKind = Literal["invalid", "expired", "rate", "unavailable", "bad-request"]
+ErrorKind = Literal[
+    "invalid", "expired", "rate", "unavailable", "bad-request", "confirm-invalid", "confirm-expired"
+]
 
 #: Recorded with every consent given on the page: which wording the person saw.
 WORDING_VERSION = "page-2026-11-v1"
@@ -71,6 +74,16 @@ def text(lang: Lang, key: str, **values: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class NoticeView:
+    """The notice of one purpose as the page shows it: the version agreed to, with the day,
+    or the one an opt-in here would agree to (``agreed_on`` None)."""
+
+    text: str | None
+    url: str | None
+    agreed_on: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PurposeRow:
     """One purpose of the catalogue as the recipient sees it."""
 
@@ -78,6 +91,7 @@ class PurposeRow:
     label: str
     description: str
     state: State
+    notice: NoticeView | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +113,7 @@ class PageView:
     flash_error: bool = False
 
 
-def _document(lang: Lang, title: str, body: str) -> str:
+def document(lang: Lang, title: str, body: str) -> str:
     return (
         f'<!doctype html>\n<html lang="{lang}">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
@@ -127,6 +141,24 @@ def _form(view: PageView, fields: dict[str, str], button: str, cls: str, describ
     )
 
 
+def _notice(lang: Lang, notice: NoticeView | None) -> str:
+    """The notice of a row, folded (a ``details`` element works without JavaScript)."""
+    if notice is None:
+        return ""
+    summary = (
+        text(lang, "notice_agreed", date=notice.agreed_on.isoformat())
+        if notice.agreed_on is not None
+        else text(lang, "notice_offered")
+    )
+    body = f'<p class="notice-text">{escape(notice.text)}</p>' if notice.text else ""
+    if notice.url:
+        body += (
+            f'<p><a href="{escape(notice.url)}" rel="noopener noreferrer">'
+            f"{escape(text(lang, 'notice_link'))}</a></p>"
+        )
+    return f'<details class="notice"><summary>{escape(summary)}</summary>{body}</details>'
+
+
 def _row(view: PageView, index: int, row: PurposeRow) -> str:
     lang = view.lang
     ident = f"p{index}"
@@ -138,6 +170,7 @@ def _row(view: PageView, index: int, row: PurposeRow) -> str:
         fields = {"action": "opt-in", "purpose": row.id, "nonce": view.nonce}
         action = _form(view, fields, text(lang, "opt_in"), "positive", ident)
     description = f"<p>{escape(row.description)}</p>" if row.description else ""
+    description += _notice(lang, row.notice)
     return (
         f'<li class="card"><div class="row"><div id="{ident}">'
         f"<h3>{escape(row.label)}</h3>{description}"
@@ -194,7 +227,7 @@ def render_page(view: PageView) -> str:
         f'<p class="note">{escape(text(lang, "transactional_note"))}</p>\n'
         f'<p class="note">{escape(text(lang, "evidence_note"))}</p>\n'
     )
-    return _document(lang, text(lang, "title"), body)
+    return document(lang, text(lang, "title"), body)
 
 
 def render_done(lang: Lang, token: str, message: str) -> str:
@@ -204,7 +237,7 @@ def render_done(lang: Lang, token: str, message: str) -> str:
         f'<p><a href="{escape(token)}">{escape(text(lang, "manage"))}</a></p>\n'
         f'<p class="note">{escape(text(lang, "transactional_note"))}</p>\n'
     )
-    return _document(lang, text(lang, "done_title"), body)
+    return document(lang, text(lang, "done_title"), body)
 
 
 def render_error(lang: Lang, kind: ErrorKind) -> str:
@@ -214,4 +247,4 @@ def render_error(lang: Lang, kind: ErrorKind) -> str:
         f"<h1>{escape(title)}</h1>\n<p>{escape(text(lang, f'error_{kind}'))}</p>\n"
         f'<p class="note">{escape(text(lang, "nothing_changed"))}</p>\n'
     )
-    return _document(lang, title, body)
+    return document(lang, title, body)

@@ -20,8 +20,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from gateway.consents import BLANKET_SCOPES, RECIPIENT, Act, Consents
+from gateway.consents import RECIPIENT, Act, Consents
 from gateway.http.nonces import PageNonces
+from gateway.http.page_state import blanket_unsubscribe, notice_view, purpose_state
 from gateway.http.pages import (
     SECURITY_HEADERS,
     WORDING_VERSION,
@@ -29,7 +30,6 @@ from gateway.http.pages import (
     Lang,
     PageView,
     PurposeRow,
-    State,
     choose_language,
     render_done,
     render_error,
@@ -39,14 +39,11 @@ from gateway.http.pages import (
 from gateway.limits import RateLimiter
 from gateway.observability.labels import Channel
 from gateway.settings import UnsubscribeSettings
+from suppression.criteria import Notice, NoticeKey
 from suppression.model import (
-    Category,
-    Purpose,
-    Reason,
     RecipientFacts,
-    SuppressionReason,
 )
-from suppression.policy import decide, is_active, is_opt_out
+from suppression.policy import is_opt_out
 from suppression.store import ContactRecord, StoreError
 from suppression.tokens import TokenClaims, TokenCodec, TokenError
 
@@ -118,14 +115,16 @@ class UnsubscribeEndpoint:
         self, ctx: _Context, flash: str | None = None, *, error: bool = False, status: int = 200
     ) -> web.Response:
         record = await self.store.contact_record(ctx.claims.identity)
-        blanket = _blanket(record, ctx.now)
+        blanket = blanket_unsubscribe(record, ctx.now)
         facts = RecipientFacts(
             record.contact, {c.purpose: c for c in record.consents}, record.suppressions
         )
-        rows = [
-            PurposeRow(p.id, p.label, p.description, _state(p, facts, ctx.now, blanket))
-            for p in self.catalogue.values()
-        ]
+        notices = await self._notices(record)
+        rows = []
+        for p in self.catalogue.values():
+            state = purpose_state(p, facts, ctx.now, blanket, notices)
+            notice = notice_view(p, facts.consents.get(p.id), state, notices)
+            rows.append(PurposeRow(p.id, p.label, p.description, state, notice))
         subject = self._subject(ctx.claims)
         done = [r.state for r in rows if r.id == ctx.claims.purpose] == ["out"]
         view = PageView(
@@ -141,6 +140,14 @@ class UnsubscribeEndpoint:
             flash_error=error,
         )
         return _respond(render_page(view), status, ctx.lang)
+
+    async def _notices(self, record: ContactRecord) -> Mapping[NoticeKey, Notice]:
+        """The notice versions the page shows (read again those this process may not hold)."""
+        book = self.consents.notices
+        stale = book.stale(k for c in record.consents if (k := c.collection.notice) is not None)
+        if stale:
+            await book.refresh(stale)
+        return book.notices
 
     def _subject(self, claims: TokenClaims) -> str | None:
         """The label of what one click stops; None for all marketing."""
@@ -169,9 +176,11 @@ class UnsubscribeEndpoint:
         purpose = self.catalogue.get(purpose_id) if purpose_id else None
         if action == "out-all":
             await self._opt_out(request, ctx, Channel.PAGE, None, True)
+            await self._touched(ctx)
             return await self._page(ctx, text(ctx.lang, "done_out_all"))
         if action == "opt-out" and purpose is not None:
             await self._opt_out(request, ctx, Channel.PAGE, purpose.id, False)
+            await self._touched(ctx)
             return await self._page(ctx, text(ctx.lang, "done_out", purpose=purpose.label))
         if action not in ("opt-in", "in-all") or (action == "opt-in" and purpose is None):
             return _error(ctx.lang, "bad-request", 400)
@@ -189,21 +198,29 @@ class UnsubscribeEndpoint:
         }
         if action == "in-all":
             await self.consents.resume_marketing(ctx.claims.identity, Act(Channel.PAGE, RECIPIENT))
+            await self._touched(ctx)
             return await self._page(ctx, text(ctx.lang, "done_in_all"))
         assert purpose is not None
         record = await self.store.contact_record(ctx.claims.identity)
-        if _blanket(record, ctx.now):
+        if blanket_unsubscribe(record, ctx.now):
             return await self._page(ctx, text(ctx.lang, "resume_first"), error=True, status=409)
         facts = RecipientFacts(
             record.contact, {c.purpose: c for c in record.consents}, record.suppressions
         )
-        state = _state(purpose, facts, ctx.now, False)
+        state = purpose_state(purpose, facts, ctx.now, False, await self._notices(record))
         if state == "blocked":
             return await self._page(ctx, text(ctx.lang, "not_possible"), error=True, status=409)
         if state != "in":
             act = Act(Channel.PAGE, RECIPIENT, evidence=evidence)
             await self.consents.opt_in_from_page(ctx.claims, purpose, act)
+        await self._touched(ctx)
         return await self._page(ctx, text(ctx.lang, "done_in", purpose=purpose.label))
+
+    async def _touched(self, ctx: _Context) -> None:
+        """A choice made on the page is a contact from the person (consents' lifetime)."""
+        await self.consents.record_contact(
+            "preference-page", RECIPIENT, identity=ctx.claims.identity
+        )
 
     async def _opt_out(
         self,
@@ -218,7 +235,7 @@ class UnsubscribeEndpoint:
         target = purpose or ctx.claims.purpose
         # Mirrors Consents.opt_out: all marketing when asked, configured, or the purpose is unknown.
         wide = everything or self.consents.link_scope == "marketing" or target not in self.catalogue
-        if wide and _blanket(record, ctx.now):
+        if wide and blanket_unsubscribe(record, ctx.now):
             return
         # A purpose opt-out is recorded even under an all-marketing unsubscribe, so that it
         # still stands if the person later resumes marketing.
@@ -252,30 +269,6 @@ async def _form(request: web.Request) -> Mapping[str, str]:
 def _evidence(request: web.Request) -> dict[str, Any]:
     agent = request.headers.get("User-Agent", "")[:_USER_AGENT_MAX]
     return {"ip": request.remote or "", "user_agent": agent}
-
-
-def _blanket(record: ContactRecord, now: datetime) -> bool:
-    """True while an unsubscribe from all marketing stands on this identity."""
-    return any(
-        s.reason is SuppressionReason.UNSUBSCRIBE
-        and s.scope in BLANKET_SCOPES
-        and s.identity is not None
-        and is_active(s, now)
-        for s in record.suppressions
-    )
-
-
-def _state(purpose: Purpose, facts: RecipientFacts, now: datetime, blanket: bool) -> State:
-    """What the person sees for one purpose, from the policy's own verdict."""
-    if blanket:
-        return "paused"
-    decision = decide(Category.MARKETING, purpose, facts, now)
-    if decision.allowed:
-        return "in" if decision.reason is Reason.CONSENT else "sent"
-    # A complaint is lifted by the person's new opt-in, which this page records.
-    if decision.reason in (Reason.OPTED_OUT, Reason.UNSUBSCRIBED, Reason.COMPLAINED):
-        return "out"
-    return "none" if decision.reason is Reason.NO_CONSENT else "blocked"
 
 
 def setup_unsubscribe(

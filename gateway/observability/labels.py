@@ -68,6 +68,25 @@ class Channel(StrEnum):
     PROVIDER = "provider"  # a relay provider's unsubscribe event (its webhook)
 
 
+class ConfirmationMail(StrEnum):
+    """What became of one double opt-in request (``POST /subscribe``)."""
+
+    SENT = "sent"
+    RATE_LIMITED = "rate_limited"
+    SUPPRESSED = "suppressed"
+    ALREADY_SUBSCRIBED = "already_subscribed"
+    FAILED = "failed"
+
+
+class Confirmation(StrEnum):
+    """What became of one confirmation (``POST /confirm/{token}``), per purpose."""
+
+    CONFIRMED = "confirmed"
+    REPEATED = "repeated"
+    SUPERSEDED = "superseded"
+    REFUSED = "refused"
+
+
 def decision_label(decision: Decision, mode: PolicyMode) -> RecipientDecision:
     """The decision label for a policy decision taken in ``mode``."""
     if decision.allowed:

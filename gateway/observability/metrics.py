@@ -22,12 +22,15 @@ from gateway.observability.export import ENV_MULTIPROC_DIR, render
 from gateway.observability.feedback_metrics import FeedbackMetrics
 from gateway.observability.labels import (
     Channel,
+    Confirmation,
+    ConfirmationMail,
     MessageOutcome,
     RecipientDecision,
     RejectionCode,
     RelayErrorKind,
 )
 from gateway.observability.webhook_metrics import WebhookMetrics
+from suppression.criteria import Grade
 from suppression.model import Category, Reason, SuppressionReason
 
 NAMESPACE = "suppression_gateway"
@@ -136,6 +139,22 @@ class Metrics:
             # Every worker refreshes the same numbers: the newest live value is the truth.
             multiprocess_mode="livemostrecent",
         )
+        self.consents = Gauge(
+            "consents",
+            "Live opt-ins by purpose and grade (refreshed periodically).",
+            ("purpose", "grade"),
+            namespace=NAMESPACE,
+            registry=self.registry,
+            multiprocess_mode="livemostrecent",
+        )
+        self.confirmation_mails = counter(
+            "confirmation_mails", "Double opt-in requests by what became of them.", ("outcome",)
+        )
+        self.confirmations = counter(
+            "confirmations",
+            "Double opt-in confirmations by purpose and outcome.",
+            ("purpose", "outcome"),
+        )
         self.dkim_signatures = counter(
             "dkim_signatures", "DKIM signatures added.", ("domain", "algorithm")
         )
@@ -170,6 +189,14 @@ class Metrics:
                 self.unsubscribes.labels(channel.value, purpose)
         for domain, algorithm in dkim:
             self.dkim_signatures.labels(domain, algorithm)
+        for mail in ConfirmationMail:
+            self.confirmation_mails.labels(mail.value)
+        for purpose in self._purposes:
+            for grade in Grade:
+                self.consents.labels(purpose, grade.value)
+        for purpose in self._purposes:
+            for confirmation in Confirmation:
+                self.confirmations.labels(purpose, confirmation.value)
 
     # -- label mapping -------------------------------------------------------------------------
 
@@ -266,6 +293,24 @@ class Metrics:
             totals[key] = totals.get(key, 0) + count
         for key, total in totals.items():
             self.suppressions.labels(key).set(total)
+
+    def set_consent_counts(self, counts: Mapping[tuple[str, Grade], int]) -> None:
+        """Publish live opt-ins per (purpose, grade); every catalogue purpose and grade is
+        set (absent ones to 0), other purposes fold into ``other``."""
+        totals = {(p, g.value): 0 for p in self._purposes for g in Grade}
+        for (purpose, graded), count in counts.items():
+            key = (self.purpose_label(purpose), Grade(graded).value)
+            totals[key] = totals.get(key, 0) + count
+        for (label, value), total in totals.items():
+            self.consents.labels(label, value).set(total)
+
+    def confirmation_mail(self, outcome: ConfirmationMail) -> None:
+        """Count one double opt-in request by what became of it."""
+        self.confirmation_mails.labels(ConfirmationMail(outcome).value).inc()
+
+    def confirmation(self, purpose: str, outcome: Confirmation) -> None:
+        """Count one purpose of a double opt-in confirmation."""
+        self.confirmations.labels(self.purpose_label(purpose), Confirmation(outcome).value).inc()
 
     def dkim_signed(self, domain: str, algorithm: str) -> None:
         """Count one DKIM signature."""

@@ -22,6 +22,7 @@ from suppression.changes import (
     Write,
     WriteResult,
 )
+from suppression.criteria import Collection, Notice, NoticeKey
 from suppression.feedback_rules import FeedbackPolicy
 from suppression.model import (
     Audience,
@@ -32,9 +33,17 @@ from suppression.model import (
     Suppression,
 )
 from suppression.sql import feedback, ops, reads
+from suppression.sql import notices as notice_ops
 from suppression.sql.engine import Engine
 from suppression.sql.rows import facts_sql, lookup_sql
-from suppression.store import ConsentEntry, ContactRecord, Lookup, SuppressionFilter
+from suppression.store import (
+    ConsentCount,
+    ConsentEntry,
+    ContactRecord,
+    Lookup,
+    NoticeResult,
+    SuppressionFilter,
+)
 
 E = TypeVar("E", bound=Engine)
 
@@ -46,6 +55,8 @@ class SqlStore(Generic[E]):
         self.engine = engine
         self._facts_sql = facts_sql(engine.any_of)
         self._lookup_sql = lookup_sql(engine.any_of)
+        #: The collections table in memory (ids never change): see :func:`reads.known`.
+        self._collections: dict[int, Collection] = {}
 
     async def open(self) -> None:
         """See :meth:`Store.open`."""
@@ -63,11 +74,12 @@ class SqlStore(Generic[E]):
         self, keys: Sequence[RecipientKey], now: datetime
     ) -> Mapping[str, RecipientFacts]:
         """See :meth:`Store.facts`: one statement, one round trip."""
-        return await self.engine.read(reads.facts, self._facts_sql, keys, now)
+        return await self.engine.read(reads.facts, self._facts_sql, keys, now, self._collections)
 
     async def lookup(self, keys: Sequence[RecipientKey], now: datetime, message_key: str) -> Lookup:
         """See :meth:`Store.lookup`: one statement, one round trip."""
-        return await self.engine.read(reads.lookup, self._lookup_sql, keys, now, message_key)
+        sql, held = self._lookup_sql, self._collections
+        return await self.engine.read(reads.lookup, sql, keys, now, message_key, held)
 
     async def record_consent(self, change: ConsentChange) -> ConsentResult:
         """See :meth:`Store.record_consent`."""
@@ -83,10 +95,33 @@ class SqlStore(Generic[E]):
         audience: Audience | None = None,
         customer: bool | None = None,
         customer_since: datetime | None = None,
+        customer_until: datetime | None = None,
     ) -> Contact:
         """See :meth:`Store.upsert_contact`."""
-        update = ContactUpdate(identity, email, actor, at, audience, customer, customer_since)
+        update = ContactUpdate(
+            identity, email, actor, at, audience, customer, customer_since, customer_until
+        )
         return await self.engine.write(ops.upsert_contact, update)
+
+    async def record_activity(
+        self, identity: str, email: str | None, *, kind: str, actor: str, at: datetime
+    ) -> tuple[bool, Contact]:
+        """See :meth:`Store.record_activity`."""
+        op = ops.record_activity
+        return await self.engine.write(op, identity, email, kind=kind, actor=actor, at=at)
+
+    async def put_notice(self, notice: Notice, *, actor: str, at: datetime) -> NoticeResult:
+        """See :meth:`Store.put_notice`."""
+        return await self.engine.write(notice_ops.put_notice, notice, actor=actor, at=at)
+
+    async def notices(self, keys: Sequence[NoticeKey] | None = None) -> Sequence[Notice]:
+        """See :meth:`Store.notices`."""
+        return await self.engine.read(reads.notices, keys)
+
+    async def count_consents(self) -> Sequence[ConsentCount]:
+        """See :meth:`Store.count_consents`: a full scan, in a snapshot (as
+        :meth:`count_suppressions`)."""
+        return await self.engine.snapshot(reads.count_consents)
 
     async def add_suppression(self, new: NewSuppression) -> Suppression:
         """See :meth:`Store.add_suppression`."""

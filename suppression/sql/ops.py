@@ -25,6 +25,7 @@ from suppression.changes import (
     Write,
     WriteResult,
 )
+from suppression.criteria import Collection, collection_fields
 from suppression.ledger import LedgerChain, dumps, supp_detail
 from suppression.model import (
     ConsentStatus,
@@ -36,12 +37,15 @@ from suppression.model import (
 from suppression.sql.bulk import add_new_suppressions, bulk_candidate
 from suppression.sql.chain import flush_chain, in_chain, start_chain
 from suppression.sql.engine import Db
+from suppression.sql.notices import lock_notice
 from suppression.sql.rows import (
     CONSENT_COLS,
+    CONSENTS,
     CONTACT_COLS,
     ENSURE_CONTACT,
     INSERT_SUPPRESSION,
     SUPPRESSION_COLS,
+    collection_json,
     consent_from,
     contact_from,
     suppression_from,
@@ -68,11 +72,28 @@ async def record_consent(db: Db, change: ConsentChange) -> ConsentResult:
 
 _UPSERT_CONSENT = (
     "INSERT INTO consents (identity, purpose, status, basis, collected_at, source, evidence,"
-    " withdrawn_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (identity, purpose) DO UPDATE"
+    " withdrawn_at, collection_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (identity, purpose) DO UPDATE"
     " SET status = excluded.status, basis = excluded.basis,"
     " collected_at = excluded.collected_at, source = excluded.source,"
-    " evidence = excluded.evidence, withdrawn_at = excluded.withdrawn_at"
+    " evidence = excluded.evidence, withdrawn_at = excluded.withdrawn_at,"
+    " collection_id = excluded.collection_id"
 )
+
+
+async def _collection_id(db: Db, collection: Collection) -> int | None:
+    """The id of a way of collecting consent, added on first use (``None``: nothing on
+    record). Usually one indexed read: a store holds few."""
+    spec = collection_json(collection)
+    if spec is None:
+        return None
+    found = await db.fetch("SELECT id FROM collections WHERE spec = ?", spec)
+    if not found:
+        await db.execute(
+            "INSERT INTO collections (spec) VALUES (?) ON CONFLICT (spec) DO NOTHING", spec
+        )
+        found = await db.fetch("SELECT id FROM collections WHERE spec = ?", spec)
+    return int(found[0][0])
 
 
 def _log(
@@ -92,9 +113,10 @@ async def _record_consent(db: Db, chain: LedgerChain, change: ConsentChange) -> 
         change.status is not ConsentStatus.OPTED_OUT or change.collected_at > change.at
     ):
         raise ValueError("collected_at is only for a withdrawal, and not after it")
+    await lock_notice(db, change.collection.notice, change.at)
     await _ensure_contact(db, change.identity, change.email, change.at)
     rows = await db.fetch(
-        f"SELECT {CONSENT_COLS} FROM consents WHERE identity = ? AND purpose = ?",
+        f"SELECT {CONSENT_COLS} FROM {CONSENTS} WHERE k.identity = ? AND k.purpose = ?",
         change.identity,
         change.purpose,
     )
@@ -102,6 +124,7 @@ async def _record_consent(db: Db, chain: LedgerChain, change: ConsentChange) -> 
     outcome = consent_rules.evaluate(current, change)
     detail: dict[str, Any] = {"status": change.status.value, "basis": change.basis.value}
     detail["explicit"] = "yes" if change.explicit else "no"
+    detail.update(collection_fields(change.collection))
     if not outcome.applied:
         if outcome.reason == consent_rules.OPT_OUT_WINS:
             refused = {**detail, "reason": outcome.reason}
@@ -123,6 +146,7 @@ async def _record_consent(db: Db, chain: LedgerChain, change: ConsentChange) -> 
         new.source,
         dumps(new.evidence),
         _opt_ts(db, new.withdrawn_at),
+        await _collection_id(db, new.collection),
     )
     given = change.status is ConsentStatus.OPTED_IN
     _log(chain, "consent-given" if given else "consent-withdrawn", change, detail, change.evidence)
@@ -149,10 +173,11 @@ async def upsert_contact(db: Db, update: ContactUpdate) -> Contact:
 
 _UPSERT_CONTACT = (
     "INSERT INTO contacts (identity, email, audience, customer, customer_since, created_at,"
-    " updated_at) VALUES (?, ?, coalesce(?, 'b2c'), coalesce(?, FALSE), ?, ?, ?)"
-    " ON CONFLICT (identity) DO UPDATE SET email = coalesce(?, contacts.email),"
+    " updated_at, customer_until) VALUES (?, ?, coalesce(?, 'b2c'), coalesce(?, FALSE), ?, ?,"
+    " ?, ?) ON CONFLICT (identity) DO UPDATE SET email = coalesce(?, contacts.email),"
     " audience = coalesce(?, contacts.audience), customer = coalesce(?, contacts.customer),"
-    " customer_since = coalesce(?, contacts.customer_since), updated_at = excluded.updated_at"
+    " customer_since = coalesce(?, contacts.customer_since), updated_at = excluded.updated_at,"
+    " customer_until = coalesce(?, contacts.customer_until)"
     f" RETURNING {CONTACT_COLS}"
 )
 
@@ -160,13 +185,38 @@ _UPSERT_CONTACT = (
 async def _upsert_contact(db: Db, chain: LedgerChain, u: ContactUpdate) -> Contact:
     aud = u.audience.value if u.audience is not None else None
     since = _opt_ts(db, u.customer_since)
+    until = _opt_ts(db, u.customer_until)
     stamp = db.ts(u.at)
-    inserted = (u.identity, u.email, aud, u.customer, since, stamp, stamp)
-    rows = await db.fetch(_UPSERT_CONTACT, *inserted, u.email, aud, u.customer, since)
+    inserted = (u.identity, u.email, aud, u.customer, since, stamp, stamp, until)
+    rows = await db.fetch(_UPSERT_CONTACT, *inserted, u.email, aud, u.customer, since, until)
     given = {"email": u.email, "audience": aud, "customer": u.customer, "customer_since": since}
+    given["customer_until"] = until
     detail = {"fields": sorted(k for k, v in given.items() if v is not None)}
     chain.add("contact-updated", u.identity, None, "", u.actor, u.at, detail)
     return contact_from(rows[0], db.dt)
+
+
+async def record_activity(
+    db: Db, identity: str, email: str | None, *, kind: str, actor: str, at: datetime
+) -> tuple[bool, Contact]:
+    """See :meth:`Store.record_activity`."""
+    await _ensure_contact(db, identity, email, at)
+    stamp = db.ts(at)
+    rows = await db.fetch(
+        "UPDATE contacts SET last_contact_at = ?, updated_at = ? WHERE identity = ?"
+        f" AND (last_contact_at IS NULL OR last_contact_at < ?) RETURNING {CONTACT_COLS}",
+        stamp,
+        stamp,
+        identity,
+        stamp,
+    )
+    if not rows:
+        held = await db.fetch(f"SELECT {CONTACT_COLS} FROM contacts WHERE identity = ?", identity)
+        return False, contact_from(held[0], db.dt)
+    chain = await start_chain(db)
+    chain.add("contact-activity", identity, None, "", actor, at, {"kind": kind})
+    await flush_chain(db, chain)
+    return True, contact_from(rows[0], db.dt)
 
 
 #: A suppression's unique key, per kind of target (the indexes of migration 0004).

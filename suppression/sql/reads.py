@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from suppression.criteria import Collection, Notice, NoticeKey
 from suppression.model import (
+    ConsentStatus,
     Contact,
     LedgerEvent,
     RecipientFacts,
@@ -24,18 +26,29 @@ from suppression.model import (
 from suppression.sql.engine import Db
 from suppression.sql.rows import (
     CONSENT_COLS,
+    CONSENTS,
     CONTACT_COLS,
     FEEDBACK_COLS,
     LEDGER_COLS,
+    NOTICE_COLS,
     SUPPRESSION_COLS,
+    Row,
     build_facts,
+    collection_from,
     consent_from,
     contact_from,
     feedback_from,
     ledger_from,
+    notice_from,
     suppression_from,
 )
-from suppression.store import ConsentEntry, ContactRecord, Lookup, SuppressionFilter
+from suppression.store import (
+    ConsentCount,
+    ConsentEntry,
+    ContactRecord,
+    Lookup,
+    SuppressionFilter,
+)
 
 #: Largest page a list operation returns.
 MAX_PAGE = 1000
@@ -49,19 +62,40 @@ async def ping(db: Db) -> None:
 
 
 async def facts(
-    db: Db, sql: str, keys: Sequence[RecipientKey], now: datetime
+    db: Db,
+    sql: str,
+    keys: Sequence[RecipientKey],
+    now: datetime,
+    collections: dict[int, Collection],
 ) -> dict[str, RecipientFacts]:
-    """See :meth:`Store.facts`; ``sql`` is :func:`facts_sql` rendered for the backend."""
+    """See :meth:`Store.facts`; ``sql`` is :func:`facts_sql` rendered for the backend;
+    ``collections`` is the store's memory of the collections table (:func:`known`)."""
     if not keys:
         return {}
     ids = db.list_param(list(dict.fromkeys(k.identity for k in keys)))
     domains = db.list_param(list(dict.fromkeys(k.domain for k in keys)))
     rows = await db.fetch(sql, ids, ids, ids, db.ts(now), domains, db.ts(now))
-    return build_facts(rows, keys, db.dt)
+    return build_facts(rows, keys, db.dt, await known(db, rows, collections))
+
+
+async def known(
+    db: Db, rows: Sequence[Row], collections: dict[int, Collection]
+) -> dict[int, Collection]:
+    """``collections`` holding every id the consent rows of ``rows`` name: the small table
+    is read again, whole, only when a row names an id added since it was last read."""
+    if any(r[0] == "k" and r[13] is not None and r[13] not in collections for r in rows):
+        found = await db.fetch("SELECT id, spec FROM collections")
+        collections.update((int(r[0]), collection_from(r[1])) for r in found)
+    return collections
 
 
 async def lookup(
-    db: Db, sql: str, keys: Sequence[RecipientKey], now: datetime, message_key: str
+    db: Db,
+    sql: str,
+    keys: Sequence[RecipientKey],
+    now: datetime,
+    message_key: str,
+    collections: dict[int, Collection],
 ) -> Lookup:
     """See :meth:`Store.lookup`; ``sql`` is :func:`lookup_sql` rendered for the backend."""
     if not keys:
@@ -71,7 +105,7 @@ async def lookup(
     stamp = db.ts(now)
     rows = await db.fetch(sql, ids, ids, ids, stamp, domains, stamp, message_key, stamp, ids)
     delivered = {r[1] for r in rows if r[0] == "d"}
-    return Lookup(build_facts(rows, keys, db.dt), delivered)
+    return Lookup(build_facts(rows, keys, db.dt, await known(db, rows, collections)), delivered)
 
 
 async def count_suppressions(db: Db, now: datetime) -> dict[str, int]:
@@ -91,15 +125,37 @@ async def list_consents(db: Db, after: tuple[str, str] | None, limit: int) -> li
     where, params = (
         ("", []) if after is None else ("WHERE (k.identity, k.purpose) > (?, ?)", list(after))
     )
-    cols = ", ".join(f"k.{c.strip()}" for c in CONSENT_COLS.split(","))
     rows = await db.fetch(
-        f"SELECT k.identity, c.email, {cols} FROM consents k"
+        f"SELECT k.identity, c.email, c.last_contact_at, {CONSENT_COLS} FROM {CONSENTS}"
         f" LEFT JOIN contacts c ON c.identity = k.identity {where}"
         " ORDER BY k.identity, k.purpose LIMIT ?",
         *params,
         max(1, min(limit, MAX_PAGE)),
     )
-    return [ConsentEntry(r[0], r[1], consent_from(r[2:], db.dt)) for r in rows]
+    return [
+        ConsentEntry(r[0], r[1], consent_from(r[3:], db.dt), None if r[2] is None else db.dt(r[2]))
+        for r in rows
+    ]
+
+
+async def count_consents(db: Db) -> list[ConsentCount]:
+    """See :meth:`Store.count_consents`: one grouped scan."""
+    rows = await db.fetch(
+        "SELECT g.purpose, g.status, x.spec, g.n FROM (SELECT purpose, status, collection_id,"
+        " count(*) AS n FROM consents GROUP BY purpose, status, collection_id) g"
+        " LEFT JOIN collections x ON x.id = g.collection_id ORDER BY g.purpose, g.status"
+    )
+    return [ConsentCount(r[0], ConsentStatus(r[1]), collection_from(r[2]), int(r[3])) for r in rows]
+
+
+async def notices(db: Db, keys: Sequence[NoticeKey] | None) -> list[Notice]:
+    """See :meth:`Store.notices`."""
+    rows = await db.fetch(f"SELECT {NOTICE_COLS} FROM notices ORDER BY id, version")
+    found = [notice_from(r, db.dt) for r in rows]
+    if keys is None:
+        return found
+    wanted = set(keys)
+    return [n for n in found if n.key in wanted]
 
 
 async def list_contacts(db: Db, after: str | None, limit: int) -> list[Contact]:
@@ -137,7 +193,8 @@ async def contact_record(db: Db, identity: str) -> ContactRecord:
     """See :meth:`Store.contact_record`; run it in one read transaction for a consistent view."""
     contact = await db.fetch(f"SELECT {CONTACT_COLS} FROM contacts WHERE identity = ?", identity)
     consents = await db.fetch(
-        f"SELECT {CONSENT_COLS} FROM consents WHERE identity = ? ORDER BY purpose", identity
+        f"SELECT {CONSENT_COLS} FROM {CONSENTS} WHERE k.identity = ? ORDER BY k.purpose",
+        identity,
     )
     supps = await db.fetch(
         f"SELECT {SUPPRESSION_COLS} FROM suppressions WHERE identity = ? ORDER BY id", identity

@@ -10,12 +10,20 @@ the backends pass a converter for it.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from suppression.ledger import aware
+from suppression.criteria import (
+    UNKNOWN_COLLECTION,
+    Collection,
+    ConsentMethod,
+    Notice,
+    collection_fields,
+)
+from suppression.ledger import aware, dumps
 from suppression.model import (
     NO_FACTS,
     Audience,
@@ -38,8 +46,20 @@ Row = Sequence[Any]
 #: Turns a stored, non-null timestamp into an aware UTC datetime.
 ToDatetime = Callable[[Any], datetime]
 
-CONTACT_COLS = "identity, email, audience, customer, customer_since, created_at, updated_at"
-CONSENT_COLS = "purpose, status, basis, collected_at, source, evidence, withdrawn_at"
+CONTACT_COLS = (
+    "identity, email, audience, customer, customer_since, created_at, updated_at,"
+    " last_contact_at, customer_until"
+)
+#: A consent's columns, read from :data:`CONSENTS` (its collection joined in as JSON).
+CONSENT_COLS = (
+    "k.purpose, k.status, k.basis, k.collected_at, k.source, k.evidence, k.withdrawn_at, x.spec"
+)
+#: The consents with the collection each names (``k`` and ``x``).
+CONSENTS = "consents k LEFT JOIN collections x ON x.id = k.collection_id"
+NOTICE_COLS = (
+    "id, version, language, purposes, controller, right_to_withdraw, sha256, text, url,"
+    " created_at, locked_at"
+)
 SUPPRESSION_COLS = "id, identity, domain, scope, purpose, reason, source, created_at, expires_at"
 FEEDBACK_COLS = "id, at, source, kind, feedback_class, reason, status, mta, suppression_id"
 LEDGER_COLS = (
@@ -71,6 +91,7 @@ _STATUS: dict[str, ConsentStatus] = {m.value: m for m in ConsentStatus}
 _BASIS: dict[str, Basis] = {m.value: m for m in Basis}
 _SCOPE: dict[str, Scope] = {m.value: m for m in Scope}
 _REASON: dict[str, SuppressionReason] = {m.value: m for m in SuppressionReason}
+_METHOD: dict[str, ConsentMethod] = {m.value: m for m in ConsentMethod}
 
 
 def to_micros(value: datetime) -> int:
@@ -99,6 +120,8 @@ def contact_from(r: Row, dt: ToDatetime) -> Contact:
         customer_since=_opt(r[4], dt),
         created_at=_opt(r[5], dt),
         updated_at=_opt(r[6], dt),
+        last_contact_at=_opt(r[7], dt),
+        customer_until=_opt(r[8], dt),
     )
 
 
@@ -112,6 +135,44 @@ def consent_from(r: Row, dt: ToDatetime) -> Consent:
         source=r[4],
         evidence={} if r[5] == "{}" else json.loads(r[5]),
         withdrawn_at=_opt(r[6], dt),
+        collection=collection_from(r[7]),
+    )
+
+
+def collection_json(c: Collection) -> str | None:
+    """The stored form of a :class:`Collection` (``collections.spec``): canonical JSON of
+    what is on record, or ``None`` when nothing is (a consent's ``collection_id`` is then
+    ``NULL``, as for every consent from before migration 0005)."""
+    if c == UNKNOWN_COLLECTION:
+        return None
+    return dumps(collection_fields(c))
+
+
+@functools.lru_cache(maxsize=4096)
+def collection_from(text: str | None) -> Collection:
+    """Inverse of :func:`collection_json`. Cached by text: a form, a notice version and a
+    method are shared by thousands of consents, so reads rarely parse one."""
+    if text is None:
+        return UNKNOWN_COLLECTION
+    data = dict(json.loads(text))
+    method = data.pop("method", None)
+    return Collection(method=None if method is None else _METHOD[method], **data)
+
+
+def notice_from(r: Row, dt: ToDatetime) -> Notice:
+    """A :class:`Notice` from a row of :data:`NOTICE_COLS`."""
+    return Notice(
+        id=r[0],
+        version=r[1],
+        language=r[2],
+        purposes=tuple(json.loads(r[3])),
+        controller=r[4],
+        right_to_withdraw=bool(r[5]),
+        sha256=r[6],
+        text=r[7],
+        url=r[8],
+        created_at=_opt(r[9], dt),
+        locked_at=_opt(r[10], dt),
     )
 
 
@@ -167,20 +228,22 @@ def facts_sql(any_of: Callable[[str], str]) -> str:
 
     ``any_of(column)`` renders "column is in the list parameter" for the backend. Parameters:
     identities, identities, identities, now, domains, now. The four arms share one column
-    layout: kind, identity, then eight columns whose meaning depends on the kind (see
-    :func:`build_facts`).
+    layout: kind, identity, then eleven columns whose meaning depends on the kind (see
+    :func:`build_facts`); a column holds one type in every arm (PostgreSQL's UNION wants it).
     """
     live = "(s.expires_at IS NULL OR s.expires_at > ?)"
     supp = (
         "SELECT 's', s.identity, s.id, s.domain, s.scope, s.purpose, s.reason, s.source,"
-        " s.created_at, s.expires_at, NULL FROM suppressions s WHERE "
+        " s.created_at, s.expires_at, NULL, NULL, NULL, NULL FROM suppressions s WHERE "
     )
     return (
         "SELECT 'c', c.identity, CAST(c.customer AS INTEGER), c.email, c.audience, NULL, NULL,"
-        " NULL, c.customer_since, c.created_at, c.updated_at FROM contacts c WHERE "
+        " NULL, c.customer_since, c.created_at, c.updated_at, c.last_contact_at,"
+        " c.customer_until, NULL FROM contacts c WHERE "
         + any_of("c.identity")
         + " UNION ALL SELECT 'k', k.identity, NULL, k.purpose, k.status, k.basis, k.source,"
-        " CAST(k.evidence AS TEXT), k.collected_at, k.withdrawn_at, NULL FROM consents k WHERE "
+        " CAST(k.evidence AS TEXT), k.collected_at, k.withdrawn_at, NULL, NULL, NULL,"
+        " k.collection_id FROM consents k WHERE "
         + any_of("k.identity")
         + f" UNION ALL {supp}{any_of('s.identity')} AND {live}"
         + f" UNION ALL {supp}{any_of('s.domain')} AND {live}"
@@ -192,7 +255,7 @@ def lookup_sql(any_of: Callable[[str], str]) -> str:
 
     Extra parameters after those of :func:`facts_sql`: message key, now, identities.
     """
-    nulls = ", ".join(["NULL"] * 9)
+    nulls = ", ".join(["NULL"] * 12)
     return (
         facts_sql(any_of)
         + f" UNION ALL SELECT 'd', d.identity, {nulls} FROM deliveries d"
@@ -202,19 +265,45 @@ def lookup_sql(any_of: Callable[[str], str]) -> str:
 
 
 def build_facts(
-    rows: Iterable[Row], keys: Sequence[RecipientKey], dt: ToDatetime
+    rows: Iterable[Row],
+    keys: Sequence[RecipientKey],
+    dt: ToDatetime,
+    collections: Mapping[int, Collection],
 ) -> dict[str, RecipientFacts]:
-    """Group the rows of :func:`facts_sql` into facts per identity (domain rows fan out)."""
+    """Group the rows of :func:`facts_sql` into facts per identity (domain rows fan out);
+    ``collections`` resolves the consents' ``collection_id`` (it must hold every id)."""
     contacts: dict[str, Contact] = {}
     consents: dict[str, dict[str, Consent]] = {}
     by_identity: dict[str, list[Suppression]] = {}
     by_domain: dict[str, list[Suppression]] = {}
     for r in rows:
         kind = r[0]
+        # Contacts and consents are built in place (no intermediate row tuple, no call):
+        # this loop runs for every consent of every recipient of every message.
         if kind == "c":
-            contacts[r[1]] = contact_from((r[1], r[3], r[4], r[2], r[8], r[9], r[10]), dt)
+            contacts[r[1]] = Contact(
+                r[1],
+                r[3],
+                _AUDIENCE[r[4]],
+                bool(r[2]),
+                None if r[8] is None else dt(r[8]),
+                None if r[9] is None else dt(r[9]),
+                None if r[10] is None else dt(r[10]),
+                None if r[11] is None else dt(r[11]),
+                None if r[12] is None else dt(r[12]),
+            )
         elif kind == "k":
-            consent = consent_from((r[3], r[4], r[5], r[8], r[6], r[7], r[9]), dt)
+            evidence = r[7]
+            consent = Consent(
+                r[3],
+                _STATUS[r[4]],
+                _BASIS[r[5]],
+                dt(r[8]),
+                r[6],
+                {} if evidence == "{}" else json.loads(evidence),
+                None if r[9] is None else dt(r[9]),
+                UNKNOWN_COLLECTION if r[13] is None else collections[r[13]],
+            )
             consents.setdefault(r[1], {})[consent.purpose] = consent
         elif kind == "s":
             s = suppression_from((r[2], r[1], r[3], r[4], r[5], r[6], r[7], r[8], r[9]), dt)
