@@ -34,16 +34,12 @@ def sqlite_dump(path: Path) -> dict[str, list[tuple[object, ...]]]:
 
 
 @contextlib.contextmanager
-def later_migration_5(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The code of a later merge: the reserved migration 5 is there, beside 0006."""
+def earlier_code_without_5(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The code of the release that shipped 0006 before 0005 (the consent evidence) landed."""
     real = migrations.load
 
     def load(dialect: str) -> list[Migration]:
-        known = real(dialect)
-        if any(m.version == 5 for m in known):
-            return known
-        five = Migration(5, "from_another_branch", "CREATE TABLE arrived_later (x INTEGER);")
-        return sorted([*known, five], key=lambda m: m.version)
+        return [m for m in real(dialect) if m.version != 5]
 
     with monkeypatch.context() as patch:
         patch.setattr(migrations, "load", load)
@@ -91,9 +87,9 @@ def test_only_a_reserved_number_may_be_missing(
 async def test_sqlite_0006_adds_two_tables_and_changes_no_row(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Opening a schema-4 store applies 0006: two new tables, every old row as it was."""
+    """Opening a schema-5 store applies 0006: two new tables, every old row as it was."""
     path = tmp_path / "store.db"
-    await filled_at_version(SQLiteStore(path), monkeypatch, 4)
+    await filled_at_version(SQLiteStore(path), monkeypatch, 5)
     before = sqlite_dump(path)
     assert all(before[t] for t in ("contacts", "suppressions", "ledger"))
 
@@ -124,33 +120,33 @@ async def test_sqlite_reserved_migration_arriving_later_is_applied_once(
 ) -> None:
     """A store at 6 without 5 gets 5 when code holding it opens the store, then never again."""
     path = tmp_path / "store.db"
-    store = SQLiteStore(path)
-    await store.open()
-    await store.close()
+    with earlier_code_without_5(monkeypatch):
+        store = SQLiteStore(path)
+        await store.open()
+        await store.close()
     assert (5,) not in sqlite_rows(path, "SELECT version FROM schema_version")
-    with later_migration_5(monkeypatch):
-        for _ in range(2):
-            again = SQLiteStore(path)
-            await again.open()
-            await again.close()
+    for _ in range(2):
+        again = SQLiteStore(path)
+        await again.open()
+        await again.close()
     versions = sqlite_rows(path, "SELECT version FROM schema_version ORDER BY version")
     assert versions == [(n,) for n in range(1, NEWEST + 1)]
-    assert sqlite_rows(path, "SELECT count(*) FROM arrived_later") == [(0,)]
-    # The code without 5 still opens the store that has it (it is not newer than 6).
-    store = SQLiteStore(path)
-    await store.open()
-    await store.close()
+    assert sqlite_rows(path, "SELECT count(*) FROM collections") == [(0,)]
+    # The code without 5 still opens the store that has it (it is not newer than its newest).
+    with earlier_code_without_5(monkeypatch):
+        store = SQLiteStore(path)
+        await store.open()
+        await store.close()
 
 
 @needs_postgres
 async def test_postgres_0006_and_a_reserved_migration_arriving_later(
     schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On PostgreSQL, 0006 applies over a schema-4 store without touching its rows, and a
-    reserved migration arriving later is applied once."""
+    """On PostgreSQL, 0006 applies over a schema-5 store without touching its rows."""
     import asyncpg
 
-    await filled_at_version(PostgresStore.from_url(schema_url(schema)), monkeypatch, 4)
+    await filled_at_version(PostgresStore.from_url(schema_url(schema)), monkeypatch, 5)
     raw = await asyncpg.connect(DSN, server_settings={"search_path": schema})
     try:
         dump = "SELECT t::text FROM {} t ORDER BY 1"
@@ -163,11 +159,10 @@ async def test_postgres_0006_and_a_reserved_migration_arriving_later(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = $1", schema
         )
         assert {r[0] for r in tables} >= NEW_TABLES
-        with later_migration_5(monkeypatch):
-            for _ in range(2):
-                again = PostgresStore.from_url(schema_url(schema))
-                await again.open()
-                await again.close()
+        for _ in range(2):
+            again = PostgresStore.from_url(schema_url(schema))
+            await again.open()
+            await again.close()
         versions = await raw.fetch("SELECT version FROM schema_version ORDER BY version")
         assert [r[0] for r in versions] == list(range(1, NEWEST + 1))
         with pytest.raises(asyncpg.CheckViolationError):

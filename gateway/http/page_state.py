@@ -34,7 +34,8 @@ def purpose_state(
     decision = decide(Category.MARKETING, purpose, facts, now, notices)
     if decision.allowed:
         return "in" if decision.reason is Reason.CONSENT else "sent"
-    if decision.reason in (Reason.OPTED_OUT, Reason.UNSUBSCRIBED):
+    # A complaint is lifted by the person's new opt-in, which this page records.
+    if decision.reason in (Reason.OPTED_OUT, Reason.UNSUBSCRIBED, Reason.COMPLAINED):
         return "out"
     return "none" if decision.reason in _RENEWABLE else "blocked"
 
