@@ -73,12 +73,12 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
 
 
 def _json_dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
+    return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
 
 
 def _orjson_dumps(value: Any) -> str:
-    """orjson's bytes for what :func:`_json_dumps` would write (datetimes and dataclasses go
-    through ``str`` as there; keys need not be strings), and the standard library's text for
+    """What :func:`_json_dumps` writes, character for character (datetimes and dataclasses go
+    through ``str`` as there, keys need not be strings), by orjson; by the standard library
     what orjson refuses (lone surrogates from non-UTF-8 input, integers beyond 64 bits)."""
     try:
         return bytes.decode(_orjson.dumps(value, default=str, option=_ORJSON_OPTIONS))
