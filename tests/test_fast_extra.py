@@ -47,12 +47,14 @@ VALUES: list[Any] = [
 @pytest.mark.parametrize("value", VALUES)
 def test_orjson_lines_are_the_standard_librarys(value: Any) -> None:
     """With orjson installed, a log line is character for character what json.dumps writes."""
+    pytest.importorskip("orjson")
     assert logs.dumps is logs._orjson_dumps
     assert logs._orjson_dumps(value) == logs._json_dumps(value)
 
 
 def test_tiny_floats_are_written_in_another_notation_of_the_same_value() -> None:
     """The one difference: exponents (orjson 1e-7, json 1e-07); the value read back is equal."""
+    pytest.importorskip("orjson")
     value = {"tiny": [1e-7, 2.5e-9], "huge": 1e22}
     assert json.loads(logs._orjson_dumps(value)) == json.loads(logs._json_dumps(value))
 
@@ -126,3 +128,17 @@ def test_the_gateway_relays_on_uvloop(tmp_path: Path) -> None:
         reply, module = runner.run(_conversation(tmp_path))
     assert module.startswith("uvloop")
     assert reply.startswith("2.0.0 Message accepted for delivery")
+
+
+def test_the_image_lock_pins_the_fast_extra() -> None:
+    """deploy/requirements.lock (the container image) has uvloop and orjson, so the image runs
+    on uvloop and writes its log lines with orjson."""
+    import re
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    fast = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    lock = (root / "deploy/requirements.lock").read_text()
+    for requirement in fast["optional-dependencies"]["fast"]:
+        name = re.split(r"[<>=!~; ]", requirement, maxsplit=1)[0]
+        assert re.search(rf"^{name}==", lock, re.MULTILINE), name
