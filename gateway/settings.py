@@ -384,8 +384,6 @@ class ServerSettings(_Section):
 
     #: Start even on settings that cannot work beyond loopback (see :mod:`gateway.deployment`).
     development: bool = False
-    #: ``auto``: uvloop when installed (the ``fast`` extra), else asyncio's own loop.
-    event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
 
 
 class Settings(_Section):

@@ -1,9 +1,8 @@
-"""The ``fast`` extra (uvloop, orjson) is used when installed, and the gateway does the same
-without it (issue 17): the same log lines, the same SMTP conversation."""
+"""The ``fast`` extra (orjson) is used when installed, and the gateway writes the same log lines
+without it (issue 17)."""
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import dataclasses
 import json
@@ -12,15 +11,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import aiosmtplib
 import pytest
 
-from gateway.app import running
-from gateway.cli import loop as event_loop
 from gateway.observability import logs
-from gateway.settings import ConfigError
-from tests.conftest import message, settings_for
-from tests.support.upstream import Upstream
 
 
 class Colour(StrEnum):
@@ -80,59 +73,9 @@ def test_the_logs_module_works_without_orjson(monkeypatch: pytest.MonkeyPatch) -
         importlib.reload(logs)
 
 
-def test_the_loop_is_uvloops_when_installed_and_asyncios_on_request() -> None:
-    """auto and uvloop take uvloop (installed here); asyncio takes the standard loop."""
-    uvloop = pytest.importorskip("uvloop")
-    assert event_loop.loop_factory("auto") is uvloop.new_event_loop
-    assert event_loop.loop_factory("uvloop") is uvloop.new_event_loop
-    assert event_loop.loop_factory("asyncio") is None
-
-
-def test_without_uvloop_auto_is_asyncio_and_uvloop_refuses(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Not installed: auto quietly takes asyncio's loop; uvloop says how to install it."""
-
-    def missing(name: str) -> Any:
-        raise ImportError(name)
-
-    monkeypatch.setattr(event_loop.importlib, "import_module", missing)
-    assert event_loop.loop_factory("auto") is None
-    with pytest.raises(ConfigError, match=r"suppression-gateway\[fast\]"):
-        event_loop.loop_factory("uvloop")
-
-
-async def _conversation(tmp_path: Path) -> list[str]:
-    """Start the gateway and its upstream on the running loop, relay one message."""
-    upstream = await Upstream().start()
-    try:
-        settings = settings_for(tmp_path, upstream.url)
-        async with running(settings) as gw:
-            host, port = gw.smtp_addresses[0]
-            client = aiosmtplib.SMTP(hostname=host, port=port, start_tls=False, timeout=10)
-            await client.connect()
-            errors, reply = await client.sendmail(
-                "news@shop.example", ["alice@example.com"], message()
-            )
-            await client.quit()
-            assert errors == {}
-            return [reply, type(asyncio.get_running_loop()).__module__]
-    finally:
-        await upstream.stop()
-
-
-def test_the_gateway_relays_on_uvloop(tmp_path: Path) -> None:
-    """On uvloop's loop the gateway greets, relays and answers as on asyncio's."""
-    uvloop = pytest.importorskip("uvloop")
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        reply, module = runner.run(_conversation(tmp_path))
-    assert module.startswith("uvloop")
-    assert reply.startswith("2.0.0 Message accepted for delivery")
-
-
 def test_the_image_lock_pins_the_fast_extra() -> None:
-    """deploy/requirements.lock (the container image) has uvloop and orjson, so the image runs
-    on uvloop and writes its log lines with orjson."""
+    """deploy/requirements.lock (the container image) has the fast extra: the image writes its
+    log lines with orjson."""
     import re
     import tomllib
 

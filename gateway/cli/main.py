@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import json
 import logging
@@ -36,13 +37,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.cpu is not None:  # a pinned worker: before any thread exists, so all inherit it
         os.sched_setaffinity(0, {args.cpu})
     from gateway.app import serve
-    from gateway.cli.loop import loop_factory, run
 
-    factory = loop_factory(settings.server.event_loop)
-    logging.getLogger(__name__).info(
-        "event loop", extra={"event": {"loop": "asyncio" if factory is None else "uvloop"}}
-    )
-    run(serve(settings, reuse_port=args.reuse_port), factory)
+    asyncio.run(serve(settings, reuse_port=args.reuse_port))
     return 0
 
 
