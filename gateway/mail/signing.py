@@ -110,6 +110,29 @@ def relaxed_body(body: bytes) -> bytes:
     return stripped + b"\r\n" if stripped else b""
 
 
+def relaxed_headers(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """RFC 6376 §3.4.2 relaxed header canonicalisation, as dkimpy computes it.
+
+    dkimpy runs two regular expressions on every field (~3 us each); a value with no line
+    break left once unfolded, no tab and no run of spaces (most fields) only needs unfolding
+    and stripping. Other values go through dkimpy. Equality is a property test.
+    """
+    canonical = []
+    for name, value in headers:
+        unfolded = value.replace(b"\r\n", b"")
+        if b"\n" in unfolded or b"\t" in unfolded or b"  " in unfolded:
+            canonical += _RELAXED.canonicalize_headers([(name, value)])
+        else:
+            canonical.append((name.lower().rstrip(), unfolded.strip() + b"\r\n"))
+    return canonical
+
+
+class _RelaxedHeaders:
+    """What ``dkim.hash_headers`` needs of a canonicalisation policy, with the fast path."""
+
+    canonicalize_headers = staticmethod(relaxed_headers)
+
+
 def normalise_domain(domain: str) -> str:
     """Lowercase, no trailing dot, IDNA (A-label) form when it has non-ASCII characters."""
     domain = domain.strip().rstrip(".").lower()
@@ -238,7 +261,7 @@ class Signer:
                 for name, raw in msg_copy.fields
                 if name in _SIGNED
             ]
-            headers = _RELAXED.canonicalize_headers(selected)
+            headers = relaxed_headers(selected)
         except Exception as exc:
             raise SigningError(f"cannot canonicalise the header: {exc}") from exc
         stamp = str(int(time.time() if now is None else now)).encode("ascii")
@@ -268,7 +291,7 @@ class Signer:
         value = head[len(_FIELD_NAME) + 1 :]
         hasher = hashlib.sha256()
         try:
-            dkim.hash_headers(hasher, _RELAXED, headers, include, (_FIELD_NAME, value), None)
+            dkim.hash_headers(hasher, _RelaxedHeaders, headers, include, (_FIELD_NAME, value), None)
         except Exception as exc:
             raise SigningError(f"cannot hash the header: {exc}") from exc
         signature = base64.b64encode(key.sign_digest(hasher.digest()))
