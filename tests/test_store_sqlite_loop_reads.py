@@ -169,3 +169,14 @@ async def test_the_loop_connection_is_read_only_and_never_waits_for_a_lock(
         "secure_delete": 1,
         "query_only": 1,
     }
+
+
+async def test_one_recipient_is_read_as_in_a_list(store: SQLiteStore) -> None:
+    """A lookup of one identity (the ``= ?`` query) finds what the list query finds for it."""
+    await store.record_consent(change(identity="id-alice"))
+    await store.remember_delivered("mk", ["id-alice"], at(60), at(1))
+    alice, bob = RecipientKey("id-alice", "example.org"), RecipientKey("id-bob", "example.net")
+    one = await store.lookup([alice], at(2), "mk")
+    both = await store.lookup([alice, bob], at(2), "mk")
+    assert one.facts["id-alice"] == both.facts["id-alice"] and one.facts["id-alice"].consents
+    assert one.delivered == both.delivered == {"id-alice"}

@@ -41,8 +41,8 @@ class SqlStore(Generic[E]):
 
     def __init__(self, engine: E) -> None:
         self.engine = engine
-        self._facts_sql = facts_sql(engine.any_of)
-        self._lookup_sql = lookup_sql(engine.any_of)
+        self._facts_sql = reads.Rendered(facts_sql(engine.any_of), facts_sql(_equals))
+        self._lookup_sql = reads.Rendered(lookup_sql(engine.any_of), lookup_sql(_equals))
 
     async def open(self) -> None:
         """See :meth:`Store.open`."""
@@ -147,3 +147,8 @@ class SqlStore(Generic[E]):
     ) -> Sequence[LedgerEvent]:
         """See :meth:`Store.ledger_events`."""
         return await self.engine.read(reads.ledger_events, after, limit, identity)
+
+
+def _equals(column: str) -> str:
+    """SQL for "``column`` is the parameter" (a one-element list)."""
+    return f"{column} = ?"
