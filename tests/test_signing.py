@@ -398,3 +398,67 @@ def test_relaxed_headers_fast_path_equals_dkimpy(headers: list[tuple[bytes, byte
 
     policy = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
     assert relaxed_headers(headers) == policy.canonicalize_headers(headers)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "a",
+                "B",
+                ".",
+                "@",
+                "<",
+                ">",
+                " ",
+                "\t",
+                "shop.example",
+                "news",
+                '"',
+                "(",
+                ")",
+                ",",
+                ":",
+                ";",
+                "\\",
+                "-",
+                "x@y",
+                "<n@s.example>",
+                "Shop ",
+                "é",
+                "[1.2.3.4]",
+            ]
+        ),
+        max_size=12,
+    ).map("".join)
+)
+def test_plain_from_fast_path_equals_the_parser(value: str) -> None:
+    """Where the fast From parse answers, it names the domain getaddresses finds, alone."""
+    from email.utils import getaddresses
+
+    from gateway.mail.signing import _plain_from_domain, normalise_domain
+
+    fast = _plain_from_domain(value)
+    if fast is not None:
+        addresses = [a for _, a in getaddresses([value]) if "@" in a]
+        assert {normalise_domain(a.rpartition("@")[2]) for a in addresses} == {fast}
+
+
+@pytest.mark.parametrize(
+    ("value", "domain"),
+    [
+        ("news@shop.example", "shop.example"),
+        ("<news@Shop.Example>", "shop.example"),
+        ("Shop News <news@shop.example>", "shop.example"),
+        ("Shop\r\n <news@shop.example>", "shop.example"),
+        ('"Shop, Inc" <news@shop.example>', None),
+        ("news@shop.example (Shop)", None),
+        ("a@x.example, b@y.example", None),
+    ],
+)
+def test_plain_from_fast_path_forms(value: str, domain: str | None) -> None:
+    """The plain forms are read directly; quotes, comments and lists go to the parser."""
+    from gateway.mail.signing import _plain_from_domain
+
+    assert _plain_from_domain(value) == domain

@@ -143,12 +143,37 @@ def normalise_domain(domain: str) -> str:
     return domain
 
 
+#: A From value of one plain mailbox: ``local@domain``, ``<local@domain>`` or ``Words
+#: <local@domain>`` (atoms only: no quotes, comments, groups or routes).
+_PLAIN_FROM = re.compile(
+    r"\s*(?:(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+\s+)*(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+\s*)?<"
+    r"(?P<bracketed>[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@(?P<d1>[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*))>"
+    r"|(?P<bare>[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@(?P<d2>[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)))\s*"
+)
+
+
+def _plain_from_domain(value: str) -> str | None:
+    """The domain of a plain one-mailbox From value as ``getaddresses`` reads it, without its
+    parser (~35 us); None for any other form (property-tested against the parser)."""
+    match = _PLAIN_FROM.fullmatch(value)
+    if match is None:
+        return None
+    address = match["bracketed"] or match["bare"]
+    local = address.rpartition("@")[0]
+    if local.startswith(".") or local.endswith(".") or ".." in local:
+        return None  # leave dot-atom edge cases to the parser
+    return normalise_domain(match["d1"] or match["d2"])
+
+
 def from_domain(msg: RawMessage) -> str:
     """The domain of the single From mailbox; SigningError when there is none or several."""
     values = msg.get_all("from")
     if len(values) != 1:
         # RFC 5322 §3.6: exactly one From field.
         raise SigningError(f"{len(values)} From fields; exactly one is needed")
+    plain = _plain_from_domain(values[0])
+    if plain:
+        return plain
     addresses = [addr for _, addr in getaddresses(values) if "@" in addr]
     domains = {normalise_domain(addr.rpartition("@")[2]) for addr in addresses}
     if len(domains) != 1 or "" in domains:
