@@ -2,6 +2,7 @@
 
 Run: .venv/bin/python bench/loadgen.py 127.0.0.1:2525 --sessions 20 --messages 500 --size 5120
      [--seconds 15] [--header "X-Gateway-Category: transactional"] [--to "r{n}@example.org"]
+     [--per-message 10]
 
 Each session keeps its connection (EHLO once, then MAIL/RCPT/DATA per message, no PIPELINING).
 Latency is per message, from writing MAIL to reading the final reply after the dot. A session
@@ -62,7 +63,11 @@ async def session(
             if time.monotonic() >= deadline:
                 break
             seq = index * args.messages + n
-            rcpt = args.to.format(n=seq % args.recipients).encode()
+            rcpts = [
+                args.to.format(n=(seq + i) % args.recipients).encode()
+                for i in range(args.per_message)
+            ]
+            rcpt = rcpts[0]
             headers = (
                 b"From: <%s>\r\nTo: <%s>\r\nSubject: load %d\r\nMessage-ID: <%s.%d@loadgen>\r\n"
                 % (args.sender.encode(), rcpt, seq, run.encode(), seq)
@@ -72,7 +77,7 @@ async def session(
             started = time.perf_counter()
             steps = [
                 (b"MAIL FROM:<%s>\r\n" % args.sender.encode(), 250),
-                (b"RCPT TO:<%s>\r\n" % rcpt, 250),
+                *((b"RCPT TO:<%s>\r\n" % r, 250) for r in rcpts),
                 (b"DATA\r\n", 354),
                 (headers + payload + b".\r\n", 250),
             ]
@@ -144,6 +149,7 @@ def main() -> int:
     parser.add_argument("--sender", default="from@example.com")
     parser.add_argument("--to", default="to@example.com", help="{n} = message number")
     parser.add_argument("--recipients", type=int, default=1000, help="distinct {n} values")
+    parser.add_argument("--per-message", type=int, default=1, help="recipients per message")
     parser.add_argument("--header", action="append", default=[], help="extra header line")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

@@ -1,6 +1,7 @@
 """SMTP proxy throughput: smtp-sink direct, a bare pass-through, and the gateway (issue 2).
 
 Run: .venv/bin/python bench/proxy.py --seconds 15 [--repeat 2] [--commit HEAD] [--cases a,b,c,d,e,f]
+     [--recipients 10] [--generators smtp-source] [--log-level warning]
 
 Starts Postfix's smtp-sink on a loopback port, then for each case starts the proxy (if any) and
 drives it with two generators in turn, 20 sessions and 5 KB bodies each:
@@ -19,6 +20,11 @@ the generators (``taskset -c 1``) and smtp-sink (affinity set to CPU 1) on CPU 1
 CPUs, the second worker shares CPU 1 with them. Cases (a)-(e) pin nothing. Both proxies get an
 upstream pool of ``--pool-size`` connections (the gateway's default, 8, is below 20 sessions).
 
+``--recipients N`` sends N recipients per message (smtp-source ``-r N``, loadgen.py
+``--per-message N``), all opted in. The gateway runs with ``[log] level = --log-level`` (``info``
+by default, as a user would: one JSON line per transaction, written to a file here);
+``--generators smtp-source`` skips loadgen.py, and smtp-source then sends ``--max-messages``.
+
 Columns: proxy CPU = user+system CPU of the proxy's processes per relayed message; others = CPU
 used by processes not started here, in % of all cores, during the measurement (a busy machine
 makes every figure lower). Everything listens on 127.0.0.1 and stops by itself.
@@ -29,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import resource
@@ -50,7 +57,7 @@ GATEWAY = str(Path(PY).parent / "suppression-gateway")
 SMTP_SOURCE, SMTP_SINK = "/usr/sbin/smtp-source", "/usr/sbin/smtp-sink"
 SESSIONS, SIZE = 20, 5120
 SENDER = "from@example.com"  # smtp-source's -f; the DKIM key's domain is example.com
-SOURCE_RCPT = "to@example.com"
+SOURCE_RCPT = "to@example.com"  # with -r N, smtp-source sends to Nto@, ..., 2to@ and to@
 LOADGEN_RCPT, LOADGEN_RCPTS = "r{n}@example.org", 1000
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -152,21 +159,26 @@ async def ready(port: int, seconds: float = 30) -> None:
 
 
 @contextlib.asynccontextmanager
-async def process(*argv: str, port: int | None = None) -> AsyncIterator[asyncio.subprocess.Process]:
-    """Run ``argv`` (wait for its SMTP greeting); SIGTERM it on exit, SIGKILL if it lingers."""
-    proc = await asyncio.create_subprocess_exec(*argv, start_new_session=True)
-    try:
-        if port is not None:
-            await ready(port)
-        yield proc
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 40)
-            except TimeoutError:
-                os.killpg(proc.pid, signal.SIGKILL)
-                await proc.wait()
+async def process(
+    *argv: str, port: int | None = None, log: Path | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """Run ``argv`` (wait for its SMTP greeting; its stderr to ``log``); SIGTERM it on exit,
+    SIGKILL if it lingers."""
+    with contextlib.ExitStack() as files:
+        stderr = files.enter_context(log.open("ab")) if log is not None else None
+        proc = await asyncio.create_subprocess_exec(*argv, start_new_session=True, stderr=stderr)
+        try:
+            if port is not None:
+                await ready(port)
+            yield proc
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(proc.wait(), 40)
+                except TimeoutError:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    await proc.wait()
 
 
 def pin(cpus: str | None) -> list[str]:
@@ -176,6 +188,9 @@ def pin(cpus: str | None) -> list[str]:
 
 #: smtp-source keeps its connections (``-d``) instead of one new connection per message.
 PERSISTENT = False
+
+#: Recipients per message, both generators.
+RECIPIENTS = 1
 
 #: Niceness of the generators and smtp-sink where they share a CPU with the proxy (case f):
 #: negative gives them priority, standing in for a generator on a machine of its own.
@@ -207,6 +222,7 @@ async def smtp_source(
     """
     argv = [*pin_generator(cpus), SMTP_SOURCE, "-C", "100", "-s", str(SESSIONS), "-l", str(SIZE)]
     argv += ["-d"] if PERSISTENT else []
+    argv += ["-r", str(RECIPIENTS)] if RECIPIENTS > 1 else []
     argv += ["-m", str(messages), "-c", "-f", SENDER, "-t", SOURCE_RCPT, f"127.0.0.1:{port}"]
     window = Window(proxy, ours)
     started = time.monotonic()
@@ -249,6 +265,7 @@ async def loadgen(
     argv += ["--sessions", str(SESSIONS), "--size", str(SIZE), "--seconds", str(seconds)]
     argv += ["--messages", str(max(1, limit // SESSIONS)), "--sender", SENDER]
     argv += ["--to", LOADGEN_RCPT, "--recipients", str(LOADGEN_RCPTS)]
+    argv += ["--per-message", str(RECIPIENTS)]
     for header in headers:
         argv += ["--header", header]
     window = Window(proxy, ours)
@@ -286,6 +303,7 @@ def gateway_config(
     dkim_key: Path | None,
     pool: int,
     algorithm: str = "rsa-sha256",
+    log_level: str = "warning",
 ) -> tuple[Path, int]:
     """A config file for one case; returns its path and the SMTP port."""
     port, http = free_port(), free_port()
@@ -322,7 +340,7 @@ basis = "consent"
 mailto_domain = "unsub.example.net"
 
 [log]
-level = "warning"
+level = "{log_level}"
 format = "json"
 """
     if dkim_key is not None:
@@ -346,6 +364,7 @@ async def seed_consent(config: Path) -> None:
     from suppression.model import Basis, ConsentStatus
 
     emails = [SOURCE_RCPT] + [LOADGEN_RCPT.format(n=n) for n in range(LOADGEN_RCPTS)]
+    emails += [f"{n}{SOURCE_RCPT}" for n in range(2, 101)]
     async with opened(load_settings(config)) as env:
         for email in emails:
             await env.store.record_consent(
@@ -382,20 +401,26 @@ async def measure(case: Case, sink: int, sink_pid: int, args: argparse.Namespace
     async with contextlib.AsyncExitStack() as stack:
         proxy: list[int] = [sink_pid]
         if case.argv is not None:
+            log = args.log_dir / f"{case.key}.log"
             proc = await stack.enter_async_context(
-                process(*pin(case.proxy_cpus), *case.argv, port=port)
+                process(*pin(case.proxy_cpus), *case.argv, port=port, log=log)
             )
             proxy = [proc.pid]
         ours = [sink_pid] if case.argv is not None else []
         await asyncio.sleep(1)  # let workers settle
-        row = await loadgen(
-            port, args.seconds, args.max_messages, case.headers, proxy, ours, case.gen_cpus
-        )
-        # smtp-source then gets about as many messages as loadgen.py managed in --seconds.
-        count = min(args.max_messages, max(200, int(row.msg_s * args.seconds)))
-        cap = 2 * args.seconds + 5
-        rows.append(await smtp_source(port, count, cap, proxy, ours, case.gen_cpus))
-        rows.append(row)
+        count, cap = args.max_messages, max(2 * args.seconds + 5, args.max_messages / 100)
+        row = None
+        if "loadgen.py" in args.generators:
+            row = await loadgen(
+                port, args.seconds, args.max_messages, case.headers, proxy, ours, case.gen_cpus
+            )
+            # smtp-source then gets about as many messages as loadgen.py managed in --seconds.
+            count = min(args.max_messages, max(200, int(row.msg_s * args.seconds)))
+            cap = 2 * args.seconds + 5
+        if "smtp-source" in args.generators:
+            rows.append(await smtp_source(port, count, cap, proxy, ours, case.gen_cpus))
+        if row is not None:
+            rows.append(row)
     for row in rows:
         row.case = f"({case.key}) {case.title}"
     return rows
@@ -418,8 +443,9 @@ def build_cases(tmp: Path, sink: int, args: argparse.Namespace) -> list[Case]:
         check=True,
     )
     ed_key = Path(ed_done.stderr.split("written to ", 1)[1].strip())
+    config = functools.partial(gateway_config, log_level=args.log_level)
     configs = {
-        "e2": gateway_config(
+        "e2": config(
             tmp,
             "e2",
             sink,
@@ -428,11 +454,11 @@ def build_cases(tmp: Path, sink: int, args: argparse.Namespace) -> list[Case]:
             pool=args.pool_size,
             algorithm="ed25519-sha256",
         ),
-        "c": gateway_config(tmp, "c", sink, marketing=False, dkim_key=None, pool=args.pool_size),
-        "d": gateway_config(tmp, "d", sink, marketing=True, dkim_key=None, pool=args.pool_size),
-        "e": gateway_config(tmp, "e", sink, marketing=True, dkim_key=key, pool=args.pool_size),
-        "f1": gateway_config(tmp, "f1", sink, marketing=True, dkim_key=key, pool=args.pool_size),
-        "f2": gateway_config(tmp, "f2", sink, marketing=True, dkim_key=key, pool=args.pool_size),
+        "c": config(tmp, "c", sink, marketing=False, dkim_key=None, pool=args.pool_size),
+        "d": config(tmp, "d", sink, marketing=True, dkim_key=None, pool=args.pool_size),
+        "e": config(tmp, "e", sink, marketing=True, dkim_key=key, pool=args.pool_size),
+        "f1": config(tmp, "f1", sink, marketing=True, dkim_key=key, pool=args.pool_size),
+        "f2": config(tmp, "f2", sink, marketing=True, dkim_key=key, pool=args.pool_size),
     }
 
     def serve(name: str, workers: int) -> tuple[list[str], int]:
@@ -473,7 +499,7 @@ def table(rows: list[Row]) -> str:
 
 
 async def main() -> int:
-    global GENERATOR_NICE, PERSISTENT, SESSIONS
+    global GENERATOR_NICE, PERSISTENT, RECIPIENTS, SESSIONS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15.0, help="per generator and case")
     parser.add_argument("--max-messages", type=int, default=25000, help="per generator and case")
@@ -496,15 +522,24 @@ async def main() -> int:
     parser.add_argument(
         "--repeat", type=int, default=1, help="tries per case; the quietest one is kept"
     )
+    parser.add_argument("--recipients", type=int, default=1, help="per message, both generators")
+    parser.add_argument(
+        "--generators", default="smtp-source,loadgen.py", help="smtp-source and/or loadgen.py"
+    )
+    parser.add_argument(
+        "--log-level", default="info", help="the gateway's [log] level (info: a line per message)"
+    )
     parser.add_argument(
         "--commit", help="measure gateway/ and suppression/ as of this commit (git archive)"
     )
     args = parser.parse_args()
     GENERATOR_NICE, PERSISTENT, SESSIONS = args.generator_nice, args.persistent, args.sessions
+    RECIPIENTS = args.recipients
     wanted = set(args.cases.split(","))
     if "f" in wanted and (os.cpu_count() or 1) < 2:
         parser.error("case f needs two CPUs")
     tmp = Path(tempfile.mkdtemp(prefix="sgw-bench-"))
+    args.log_dir = tmp
     code = "working tree"
     if args.commit:  # other work in progress in the tree must not change what is measured
         src = tmp / "src"
@@ -531,7 +566,8 @@ async def main() -> int:
         print(f"# case f: generators and smtp-sink at nice {GENERATOR_NICE}")
     if PERSISTENT:
         print("# smtp-source -d: sessions kept open")
-    print(f"# {SESSIONS} sessions per generator")
+    print(f"# {SESSIONS} sessions per generator, {RECIPIENTS} recipient(s) per message")
+    print(f"# gateway [log] level = {args.log_level}")
     rows: list[Row] = []
     try:
         async with process(*sink_argv, f"127.0.0.1:{sink}", "1024", port=sink) as sink_proc:

@@ -218,6 +218,7 @@ async def start_smtp(
     )
     clients = Clients(settings.smtp.clients)
     tls = _tls_context(settings)
+    loop = asyncio.get_running_loop()
 
     def protocol_factory() -> GatewaySMTP:
         return GatewaySMTP(
@@ -238,9 +239,9 @@ async def start_smtp(
             auth_exclude_mechanism=[] if clients.offers_auth else ["PLAIN", "LOGIN"],
             timeout=settings.smtp.command_timeout,
             command_call_limit=None,
+            loop=loop,  # else aiosmtpd looks it up for every connection
         )
 
-    loop = asyncio.get_running_loop()
     servers = []
     for address in settings.smtp.listen:
         host, port = parse_hostport(address)

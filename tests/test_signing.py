@@ -373,3 +373,92 @@ def test_relaxed_body_fast_path_equals_dkimpy(parts: list[bytes]) -> None:
     body = b"".join(parts)
     expected = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed").canonicalize_body(body)
     assert relaxed_body(body) == expected
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([b"Subject", b"FROM ", b"List-Unsubscribe", b"x-A\t"]),
+            st.lists(
+                st.sampled_from(
+                    [b"a", b" ", b"\t", b"\r\n", b"\r\n ", b"  ", b"\n", b"\r", b"<x@y>", b";"]
+                ),
+                max_size=12,
+            ).map(b"".join),
+        ),
+        max_size=6,
+    )
+)
+def test_relaxed_headers_fast_path_equals_dkimpy(headers: list[tuple[bytes, bytes]]) -> None:
+    """The fast relaxed header canonicalisation gives exactly dkimpy's fields."""
+    from dkim import CanonicalizationPolicy
+
+    from gateway.mail.signing import relaxed_headers
+
+    policy = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
+    assert relaxed_headers(headers) == policy.canonicalize_headers(headers)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "a",
+                "B",
+                ".",
+                "@",
+                "<",
+                ">",
+                " ",
+                "\t",
+                "shop.example",
+                "news",
+                '"',
+                "(",
+                ")",
+                ",",
+                ":",
+                ";",
+                "\\",
+                "-",
+                "x@y",
+                "<n@s.example>",
+                "Shop ",
+                "é",
+                "[1.2.3.4]",
+            ]
+        ),
+        max_size=12,
+    ).map("".join)
+)
+def test_plain_from_fast_path_equals_the_parser(value: str) -> None:
+    """Where the fast From parse answers, it names the domain getaddresses finds, alone."""
+    from email.utils import getaddresses
+
+    from gateway.mail.signing import _plain_from_domain, normalise_domain
+
+    fast = _plain_from_domain(value)
+    if fast is not None:
+        addresses = [a for _, a in getaddresses([value]) if "@" in a]
+        assert {normalise_domain(a.rpartition("@")[2]) for a in addresses} == {fast}
+
+
+@pytest.mark.parametrize(
+    ("value", "domain"),
+    [
+        ("news@shop.example", "shop.example"),
+        ("<news@Shop.Example>", "shop.example"),
+        ("Shop News <news@shop.example>", "shop.example"),
+        ("Shop\r\n <news@shop.example>", "shop.example"),
+        ('"Shop, Inc" <news@shop.example>', None),
+        ("news@shop.example (Shop)", None),
+        ("a@x.example, b@y.example", None),
+    ],
+)
+def test_plain_from_fast_path_forms(value: str, domain: str | None) -> None:
+    """The plain forms are read directly; quotes, comments and lists go to the parser."""
+    from gateway.mail.signing import _plain_from_domain
+
+    assert _plain_from_domain(value) == domain

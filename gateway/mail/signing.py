@@ -116,6 +116,29 @@ def relaxed_body(body: bytes) -> bytes:
     return stripped + b"\r\n" if stripped else b""
 
 
+def relaxed_headers(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """RFC 6376 §3.4.2 relaxed header canonicalisation, as dkimpy computes it.
+
+    dkimpy runs two regular expressions on every field (~3 us each); a value with no line
+    break left once unfolded, no tab and no run of spaces (most fields) only needs unfolding
+    and stripping. Other values go through dkimpy. Equality is a property test.
+    """
+    canonical = []
+    for name, value in headers:
+        unfolded = value.replace(b"\r\n", b"")
+        if b"\n" in unfolded or b"\t" in unfolded or b"  " in unfolded:
+            canonical += _RELAXED.canonicalize_headers([(name, value)])
+        else:
+            canonical.append((name.lower().rstrip(), unfolded.strip() + b"\r\n"))
+    return canonical
+
+
+class _RelaxedHeaders:
+    """What ``dkim.hash_headers`` needs of a canonicalisation policy, with the fast path."""
+
+    canonicalize_headers = staticmethod(relaxed_headers)
+
+
 def normalise_domain(domain: str) -> str:
     """Lowercase, no trailing dot, IDNA (A-label) form when it has non-ASCII characters."""
     domain = domain.strip().rstrip(".").lower()
@@ -126,12 +149,37 @@ def normalise_domain(domain: str) -> str:
     return domain
 
 
+#: A From value of one plain mailbox: ``local@domain``, ``<local@domain>`` or ``Words
+#: <local@domain>`` (atoms only: no quotes, comments, groups or routes).
+_PLAIN_FROM = re.compile(
+    r"\s*(?:(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+\s+)*(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+\s*)?<"
+    r"(?P<bracketed>[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@(?P<d1>[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*))>"
+    r"|(?P<bare>[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@(?P<d2>[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)))\s*"
+)
+
+
+def _plain_from_domain(value: str) -> str | None:
+    """The domain of a plain one-mailbox From value as ``getaddresses`` reads it, without its
+    parser (~35 us); None for any other form (property-tested against the parser)."""
+    match = _PLAIN_FROM.fullmatch(value)
+    if match is None:
+        return None
+    address = match["bracketed"] or match["bare"]
+    local = address.rpartition("@")[0]
+    if local.startswith(".") or local.endswith(".") or ".." in local:
+        return None  # leave dot-atom edge cases to the parser
+    return normalise_domain(match["d1"] or match["d2"])
+
+
 def from_domain(msg: RawMessage) -> str:
     """The domain of the single From mailbox; SigningError when there is none or several."""
     values = msg.get_all("from")
     if len(values) != 1:
         # RFC 5322 §3.6: exactly one From field.
         raise SigningError(f"{len(values)} From fields; exactly one is needed")
+    plain = _plain_from_domain(values[0])
+    if plain:
+        return plain
     addresses = [addr for _, addr in getaddresses(values) if "@" in addr]
     domains = {normalise_domain(addr.rpartition("@")[2]) for addr in addresses}
     if len(domains) != 1 or "" in domains:
@@ -244,7 +292,7 @@ class Signer:
                 for name, raw in msg_copy.fields
                 if name in _SIGNED
             ]
-            headers = _RELAXED.canonicalize_headers(selected)
+            headers = relaxed_headers(selected)
         except Exception as exc:
             raise SigningError(f"cannot canonicalise the header: {exc}") from exc
         stamp = str(int(time.time() if now is None else now)).encode("ascii")
@@ -274,7 +322,7 @@ class Signer:
         value = head[len(_FIELD_NAME) + 1 :]
         hasher = hashlib.sha256()
         try:
-            dkim.hash_headers(hasher, _RELAXED, headers, include, (_FIELD_NAME, value), None)
+            dkim.hash_headers(hasher, _RelaxedHeaders, headers, include, (_FIELD_NAME, value), None)
         except Exception as exc:
             raise SigningError(f"cannot hash the header: {exc}") from exc
         signature = base64.b64encode(key.sign_digest(hasher.digest()))

@@ -29,7 +29,7 @@ from gateway.relay.base import Relay, RelayFailure
 from gateway.senders import check_sender
 from gateway.settings import Settings, SmtpClient
 from gateway.smtp.sessions import GatewayEnvelope, GatewaySession, release, release_upstream
-from gateway.smtp.syntax import hook_names
+from gateway.smtp.syntax import hook_names, signed
 from suppression.address import AddressError, Mailbox, parse_mailbox
 from suppression.tokens import TokenCodec, TokenError
 
@@ -91,6 +91,7 @@ class GatewayHandler:
         self.metrics.rejection(code)
         return str(reply)
 
+    @signed
     async def handle_EHLO(
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
     ) -> list[str]:

@@ -4,8 +4,12 @@ connection."""
 
 from __future__ import annotations
 
+import inspect
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 _PLAIN_ANGLE = re.compile(r"<([^\s<>\"\\(),:;@\[\]]+@[^\s<>\"\\(),:;@\[\]]+|)>(.*)", re.DOTALL)
 
@@ -49,3 +53,10 @@ def hook_names(cls: type, prefixes: tuple[str, ...]) -> list[str]:
         names = {name for klass in cls.__mro__ for name in vars(klass) if name.startswith(prefixes)}
         _HOOK_NAMES[key] = sorted(names)
     return _HOOK_NAMES[key]
+
+
+def signed(function: F) -> F:
+    """``function`` with its signature computed once: aiosmtpd calls ``inspect.signature`` on
+    the EHLO hook for every connection, which finds a ``__signature__`` at once."""
+    function.__signature__ = inspect.signature(function)  # type: ignore[attr-defined]
+    return function

@@ -53,8 +53,8 @@ class SqlStore(Generic[E]):
 
     def __init__(self, engine: E) -> None:
         self.engine = engine
-        self._facts_sql = facts_sql(engine.any_of)
-        self._lookup_sql = lookup_sql(engine.any_of)
+        self._facts_sql = reads.Rendered(facts_sql(engine.any_of), facts_sql(_equals))
+        self._lookup_sql = reads.Rendered(lookup_sql(engine.any_of), lookup_sql(_equals))
         #: The collections table in memory (ids never change): see :func:`reads.known`.
         self._collections: dict[int, Collection] = {}
 
@@ -211,3 +211,8 @@ class SqlStore(Generic[E]):
     async def feedback_ref_identity(self, ref_id: int) -> str | None:
         """See :meth:`Store.feedback_ref_identity`."""
         return await self.engine.read(feedback.ref_identity, ref_id)
+
+
+def _equals(column: str) -> str:
+    """SQL for "``column`` is the parameter" (a one-element list)."""
+    return f"{column} = ?"

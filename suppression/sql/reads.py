@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from suppression.criteria import Collection, Notice, NoticeKey
 from suppression.model import (
@@ -63,7 +63,7 @@ async def ping(db: Db) -> None:
 
 async def facts(
     db: Db,
-    sql: str,
+    sql: Rendered,
     keys: Sequence[RecipientKey],
     now: datetime,
     collections: dict[int, Collection],
@@ -72,9 +72,8 @@ async def facts(
     ``collections`` is the store's memory of the collections table (:func:`known`)."""
     if not keys:
         return {}
-    ids = db.list_param(list(dict.fromkeys(k.identity for k in keys)))
-    domains = db.list_param(list(dict.fromkeys(k.domain for k in keys)))
-    rows = await db.fetch(sql, ids, ids, ids, db.ts(now), domains, db.ts(now))
+    query, ids, domains = _shaped(db, sql, keys)
+    rows = await db.fetch(query, ids, ids, ids, db.ts(now), domains, db.ts(now))
     return build_facts(rows, keys, db.dt, await known(db, rows, collections))
 
 
@@ -91,7 +90,7 @@ async def known(
 
 async def lookup(
     db: Db,
-    sql: str,
+    sql: Rendered,
     keys: Sequence[RecipientKey],
     now: datetime,
     message_key: str,
@@ -100,12 +99,29 @@ async def lookup(
     """See :meth:`Store.lookup`; ``sql`` is :func:`lookup_sql` rendered for the backend."""
     if not keys:
         return Lookup({}, set())
-    ids = db.list_param(list(dict.fromkeys(k.identity for k in keys)))
-    domains = db.list_param(list(dict.fromkeys(k.domain for k in keys)))
+    query, ids, domains = _shaped(db, sql, keys)
     stamp = db.ts(now)
-    rows = await db.fetch(sql, ids, ids, ids, stamp, domains, stamp, message_key, stamp, ids)
+    rows = await db.fetch(query, ids, ids, ids, stamp, domains, stamp, message_key, stamp, ids)
     delivered = {r[1] for r in rows if r[0] == "d"}
     return Lookup(build_facts(rows, keys, db.dt, await known(db, rows, collections)), delivered)
+
+
+class Rendered(NamedTuple):
+    """One query rendered twice: for lists (``any_of``) and for one identity of one domain
+    (``= ?``: most messages have one recipient, and SQLite answers that ~8 times faster than
+    with the list read from JSON)."""
+
+    lists: str
+    one: str
+
+
+def _shaped(db: Db, sql: Rendered, keys: Sequence[RecipientKey]) -> tuple[str, Any, Any]:
+    """The query and its identity and domain parameters for ``keys``."""
+    ids = list(dict.fromkeys(k.identity for k in keys))
+    domains = list(dict.fromkeys(k.domain for k in keys))
+    if len(ids) == len(domains) == 1:
+        return sql.one, ids[0], domains[0]
+    return sql.lists, db.list_param(ids), db.list_param(domains)
 
 
 async def count_suppressions(db: Db, now: datetime) -> dict[str, int]:

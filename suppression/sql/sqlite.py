@@ -4,8 +4,18 @@ Two connections: a writer and a reader for the SMTP path (WAL lets it read while
 writes). The durability pragmas are set on both connections and read back (``docs/mail-safety.md``,
 "Consent store durability").
 
-The reader is an aiosqlite connection: every lookup of a message is one SQL statement, that is
-one hop to aiosqlite's thread, and a lookup past ``query_timeout`` is interrupted.
+The SMTP path's reads first run on the event loop's own thread, on a read-only ``sqlite3``
+connection: an indexed lookup in WAL mode with its pages cached takes a few microseconds, where
+a hop to another thread and back costs tens (and, on a busy machine, the loop waiting for the
+GIL). A progress handler interrupts such a read once it has used :data:`LOOP_READ_BUDGET` of
+CPU, or :data:`LOOP_READ_WALL` has passed whatever the cause (a page read from a slow disk), and
+it never waits for a lock (``busy_timeout`` 0), so the loop is never held longer than that; the
+read is then run again on the reader's thread, an aiosqlite connection, as every read was
+before: within what is left of ``query_timeout``, past which it is interrupted. After such a
+fall-back, reads go to the thread for :data:`LOOP_READ_BACKOFF`, so a store that has turned
+slow costs the loop one budget per back-off, not one per message. (CPU time, not wall time, is
+the budget: on a busy machine the process is often descheduled for milliseconds, which is no
+sign of a slow store.)
 
 The writer is a plain ``sqlite3`` connection owned by one dedicated thread (a single-worker
 executor, which also serialises writes within the process; SQLite's own lock serialises them
@@ -23,12 +33,13 @@ import asyncio
 import functools
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, cast
 
 import aiosqlite
 
@@ -40,6 +51,7 @@ from suppression.store import StoreError, StoreOptions
 
 P = ParamSpec("P")
 T = TypeVar("T")
+_LoopRead = Literal["done", "overran", "skipped"]
 
 URL_PREFIX = "sqlite:///"
 
@@ -48,6 +60,16 @@ URL_PREFIX = "sqlite:///"
 #: import took 84 s with 32 MiB (121 MB peak RSS) and 89 s with 96 MiB (192 MB). The cache
 #: fills only with pages actually used.
 WRITER_CACHE_KIB = 32 * 1024
+
+#: CPU a read may use on the event loop's thread before it is moved to the reader's thread,
+#: seconds (an indexed lookup of 50 recipients takes ~0.3 ms with its pages cached).
+LOOP_READ_BUDGET = 0.002
+#: Longest a read may hold the event loop's thread, CPU or not, seconds.
+LOOP_READ_WALL = 0.01
+#: How long reads go to the reader's thread after one overran the budget, seconds.
+LOOP_READ_BACKOFF = 1.0
+#: SQLite virtual-machine steps between two looks at the clock (~20-50 us of work).
+_PROGRESS_STEPS = 1000
 
 # sqlite3 binds str, int, float and bytearray directly; for anything else, None included, it
 # looks for an adapter, and a failed lookup builds and discards an AttributeError: about 3,000
@@ -119,6 +141,13 @@ class WriterDb(_SQLiteValues):
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         self.conn.executemany(sql, rows)
+
+
+class LoopReaderDb(WriterDb):
+    """:class:`~suppression.sql.engine.Db` over the read-only connection used on the event
+    loop's thread (its coroutines never suspend either)."""
+
+    sole_writer = False
 
 
 def drive(coro: Coroutine[Any, Any, T]) -> T:
@@ -195,6 +224,13 @@ class SQLiteEngine:
         self._executor: ThreadPoolExecutor | None = None
         self._writer: WriterDb | None = None
         self._reader: ReaderDb | None = None
+        self._loop_reader: LoopReaderDb | None = None
+        self.loop_read_budget = LOOP_READ_BUDGET
+        self.loop_read_wall = LOOP_READ_WALL
+        self.loop_read_backoff = LOOP_READ_BACKOFF
+        # When the loop's read is interrupted: thread CPU time, perf_counter time.
+        self._loop_deadline = (0.0, 0.0)
+        self._loop_reads_from = 0.0  # perf_counter time before which reads go to the thread
 
     def _pragmas(self) -> Mapping[str, tuple[str, str]]:
         busy_ms = max(1, round(self._options.query_timeout * 1000))
@@ -237,6 +273,47 @@ class SQLiteEngine:
             raise
         return WriterDb(conn)
 
+    def _connect_loop_reader(self) -> LoopReaderDb:
+        """Off the loop: the read-only connection the loop's thread reads on (then only it)."""
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            # Never sleep on a lock on the loop's thread: a busy database goes to the thread.
+            pragmas = {**self._pragmas(), "busy_timeout": ("0", "0"), "query_only": ("ON", "1")}
+            for name, (value, expected) in pragmas.items():
+                conn.execute(f"PRAGMA {name} = {value}")
+                got = str(conn.execute(f"PRAGMA {name}").fetchone()[0]).lower()
+                if got != expected:
+                    raise StoreError(f"sqlite: PRAGMA {name} is {got}, expected {expected}")
+            conn.set_progress_handler(self._overran, _PROGRESS_STEPS)
+        except BaseException:
+            conn.close()
+            raise
+        return LoopReaderDb(conn)
+
+    def _overran(self) -> bool:
+        """SQLite's progress handler: True interrupts the loop's read (past its budget)."""
+        cpu, wall = self._loop_deadline
+        return time.thread_time() > cpu or time.perf_counter() > wall
+
+    def _read_on_loop(
+        self, op: Op[P, T], /, *a: P.args, **kw: P.kwargs
+    ) -> tuple[_LoopRead, T | None]:
+        """``op`` run on the loop's thread within its budget: ``("done", result)``, else
+        ``("overran", None)`` (interrupted, busy or failing: the thread's read decides) or
+        ``("skipped", None)`` (within a back-off)."""
+        db = self._loop_reader
+        started = time.perf_counter()
+        if db is None or started < self._loop_reads_from:
+            return "skipped", None
+        self._loop_deadline = (
+            time.thread_time() + self.loop_read_budget,
+            started + self.loop_read_wall,
+        )
+        try:
+            return "done", drive(op(db, *a, **kw))
+        except sqlite3.Error:
+            return "overran", None
+
     def _reader_db(self) -> ReaderDb:
         if self._reader is None:
             raise StoreError("store is not open")
@@ -270,6 +347,7 @@ class SQLiteEngine:
                 self._writer = await loop.run_in_executor(self._executor, self._connect_writer)
                 await self._on_writer(migrate)
                 self._reader = await self._connect()
+                self._loop_reader = await asyncio.to_thread(self._connect_loop_reader)
         except BaseException:
             await self.close()
             raise
@@ -278,6 +356,9 @@ class SQLiteEngine:
         """Close both connections and stop the writer's thread; safe to call twice."""
         reader, writer, executor = self._reader, self._writer, self._executor
         self._reader = self._writer = self._executor = None
+        loop_reader, self._loop_reader = self._loop_reader, None
+        if loop_reader is not None:
+            loop_reader.conn.close()
         if reader is not None:
             with suppress(sqlite3.Error, ValueError):
                 await reader.conn.close()
@@ -288,18 +369,31 @@ class SQLiteEngine:
             executor.shutdown(wait=False)
 
     async def read(self, op: Op[P, T], /, *a: P.args, **kw: P.kwargs) -> T:
-        """``op`` on the reader within ``query_timeout`` (the SMTP path's deadline)."""
+        """``op`` within ``query_timeout`` (the SMTP path's deadline): on the loop's thread
+        if it fits in :data:`LOOP_READ_BUDGET`, else on the reader's thread (see the module)."""
         db = self._reader_db()
-        with _db_errors():
-            try:
-                async with asyncio.timeout(self._options.query_timeout):
-                    return await op(db, *a, **kw)
-            except TimeoutError:
-                # Stop the statement still running on the reader's thread, or every later lookup
-                # queues behind it. Whatever statement runs there now is interrupted, which
-                # fails that caller closed too (StoreError): acceptable under a stuck reader.
-                await db.conn.interrupt()
-                raise StoreError("sqlite: query timed out") from None
+        started = time.perf_counter()
+        state, result = self._read_on_loop(op, *a, **kw)
+        left = self._options.query_timeout - (time.perf_counter() - started)
+        try:
+            if left <= 0:
+                raise StoreError("sqlite: query timed out")
+            if state == "done":
+                return cast(T, result)
+            with _db_errors():
+                try:
+                    async with asyncio.timeout(left):
+                        return await op(db, *a, **kw)
+                except TimeoutError:
+                    # Stop the statement still running on the reader's thread, or every later
+                    # lookup queues behind it. Whatever statement runs there now is interrupted,
+                    # which fails that caller closed too (StoreError): acceptable under a stuck
+                    # reader.
+                    await db.conn.interrupt()
+                    raise StoreError("sqlite: query timed out") from None
+        finally:
+            if state == "overran":  # the back-off starts once the slow read is over
+                self._loop_reads_from = time.perf_counter() + self.loop_read_backoff
 
     async def snapshot(self, op: Op[P, T], /, *a: P.args, **kw: P.kwargs) -> T:
         """``op`` in one read transaction on the writer's thread (it may queue behind a
