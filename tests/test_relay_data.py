@@ -1,6 +1,5 @@
-"""The relay writes exactly the DATA bytes aiosmtplib would, without its regexes for content
-that is already CRLF-clean (issue 17): same dot-stuffing, same terminator, and anything else
-still normalised by aiosmtplib."""
+"""The relay's DATA octets are exactly aiosmtplib's (issue 17: the gateway stuffs clean content
+itself, without aiosmtplib's regexes), and a refused DATA is reported as the relay said it."""
 
 from __future__ import annotations
 
@@ -12,7 +11,10 @@ from collections.abc import AsyncIterator
 import aiosmtplib
 import pytest
 
-from gateway.relay.smtp import send_data
+from gateway.relay.base import RelayFailure
+from gateway.relay.smtp import SmtpRelay
+from gateway.relay.wire import data_bytes
+from gateway.settings import RelaySettings
 
 
 class WireRecorder:
@@ -36,25 +38,13 @@ class WireRecorder:
 
 
 @contextlib.asynccontextmanager
-async def connected(recorder: WireRecorder) -> AsyncIterator[aiosmtplib.SMTP]:
-    """An aiosmtplib client connected (EHLO done) to ``recorder``."""
+async def serving(recorder: WireRecorder) -> AsyncIterator[int]:
+    """The port of ``recorder`` listening on loopback."""
     server = await asyncio.start_server(recorder.serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=5)
-    await smtp.connect()
-    await smtp.ehlo()
     try:
-        yield smtp
+        yield server.sockets[0].getsockname()[1]
     finally:
-        smtp.close()
         server.close()
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[tuple[aiosmtplib.SMTP, WireRecorder]]:
-    recorder = WireRecorder()
-    async with connected(recorder) as smtp:
-        yield smtp, recorder
 
 
 CASES = [
@@ -63,32 +53,53 @@ CASES = [
     b"a\r\n.\r\n..\r\n.x\r\n",
     b"\r\n.\r\n",
     b".\r\n",
-    b"a\nb\r\n",  # a bare LF: aiosmtplib's path, which makes it CRLF
+    b"a\nb\r\n",  # a bare LF: normalised to CRLF, as aiosmtplib does
     b"a\rb\r\n",
     b"no final line ending",
 ]
 
 
-async def test_the_wire_bytes_are_aiosmtplibs(
-    client: tuple[aiosmtplib.SMTP, WireRecorder],
-) -> None:
-    """For fixed and random contents, send_data and SMTP.data put the same bytes on the wire."""
-    smtp, recorder = client
+async def test_the_wire_bytes_are_aiosmtplibs() -> None:
+    """For fixed and random contents, the relay and aiosmtplib's SMTP.data put the same
+    bytes on the wire."""
     rng = random.Random(17)
     pieces = [b"a", b".", b"..", b"\r\n", b"\r\n.", b"\r", b"\n", b" "]
     fuzz = [b"".join(rng.choices(pieces, k=rng.randrange(1, 30))) for _ in range(200)]
-    for content in CASES + fuzz:
-        await send_data(smtp, content, 5)
-        await smtp.data(content)
-        ours, theirs = recorder.data[-2:]
-        assert ours == theirs, content
+    recorder = WireRecorder()
+    async with serving(recorder) as port:
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=5)
+        await smtp.connect()
+        relay = SmtpRelay(
+            RelaySettings(url=f"smtp://127.0.0.1:{port}", starttls="off", timeout=5), "gw.test"
+        )
+        upstream = await relay.begin()
+        for content in CASES + fuzz:
+            await upstream.mail("a@shop.example", [])
+            await upstream.rcpt("b@example.com")
+            await upstream.data(content)
+            await smtp.sendmail("a@shop.example", ["b@example.com"], content)
+            ours, theirs = recorder.data[-2:]
+            assert ours == theirs, content
+            assert ours == data_bytes(content)
+        await upstream.release()
+        await relay.close()
+        smtp.close()
 
 
-async def test_a_refused_data_raises_as_aiosmtplib_does() -> None:
-    """A 5xx after the dot is SMTPDataError with the relay's code and text."""
+async def test_a_refused_data_is_the_relays_reply() -> None:
+    """A 5xx after the dot fails the copy with the relay's code and text."""
     recorder = WireRecorder(final=b"554 5.7.1 no thanks")
-    async with connected(recorder) as smtp:
-        with pytest.raises(aiosmtplib.SMTPDataError) as refused:
-            await send_data(smtp, b"Subject: x\r\n\r\nbody\r\n", 5)
-    assert (refused.value.code, refused.value.message) == (554, "5.7.1 no thanks")
+    async with serving(recorder) as port:
+        relay = SmtpRelay(
+            RelaySettings(url=f"smtp://127.0.0.1:{port}", starttls="off", timeout=5), "gw.test"
+        )
+        upstream = await relay.begin()
+        await upstream.mail("a@shop.example", [])
+        await upstream.rcpt("b@example.com")
+        with pytest.raises(RelayFailure) as refused:
+            await upstream.data(b"Subject: x\r\n\r\nbody\r\n")
+        await upstream.release()
+        await relay.close()
+    assert (refused.value.code, refused.value.text) == (554, "5.7.1 no thanks")
+    assert str(refused.value.reply).startswith("554 5.7.1")
     assert recorder.data == [b"Subject: x\r\n\r\nbody\r\n.\r\n"]

@@ -20,8 +20,7 @@ from gateway.mail.settlement import Attempt, Ending, Verdict, settle
 from gateway.mail.transaction import Copy, Job, RefusalListener, Transaction
 from gateway.observability.labels import RelayErrorKind
 from gateway.observability.metrics import Metrics
-from gateway.policy_gate import DecidedRecipient
-from gateway.relay.base import RelayFailure, UpstreamTransaction
+from gateway.relay.base import Handed, Outgoing, RelayFailure, UpstreamTransaction
 from gateway.settings import Settings
 from suppression.address import Mailbox
 from suppression.store import Store, StoreError
@@ -98,33 +97,53 @@ class Handoff:
         reuse: bool,
     ) -> None:
         """One upstream transaction per copy, stopping early once the client is gone."""
-        if not reuse:
-            await upstream.reset()
-        for copy in copies:
+
+        def done(index: int, handed: Handed) -> None:
+            recipients = copies[index].recipients
+            failure = handed.failure
+            if failure is None:
+                attempt.relayed.extend(o.identity for o in recipients)
+                tx.relay_replies.append(replies.sanitise(handed.text))
+                return
+            attempt.failed([(o.mailbox.address, o.identity) for o in recipients], failure)
+            self.metrics.relay_error(failure.kind)
+            tx.relay_errors.append(failure.detail)
+            # Whom a refusal is about: a refused recipient, or the one recipient of a copy
+            # refused at DATA (a DATA reply for several recipients names none of them).
+            if handed.about is not None:
+                refusals.append((recipients[handed.about].mailbox, failure))
+
+        if reuse:  # the one copy's MAIL and RCPTs went upstream at RCPT time
             if tx.abandoned.is_set():
                 attempt.ending = Ending.CLIENT_GONE
                 return
-            # Whom a refusal is about: the recipient being added, or the one recipient of the
-            # copy at DATA (a DATA reply for several recipients names none of them).
-            about: DecidedRecipient | None = None
+            (copy,) = copies
             try:
-                if not reuse:
-                    await upstream.mail(copy.sender or tx.sender, tx.mail_options)
-                    for outcome in copy.recipients:
-                        about = outcome
-                        await upstream.rcpt(outcome.mailbox.address)
-                about = copy.recipients[0] if len(copy.recipients) == 1 else None
-                text = await upstream.data(copy.content)
+                done(0, Handed(text=await upstream.data(copy.content)))
             except RelayFailure as failure:
-                attempt.failed([(o.mailbox.address, o.identity) for o in copy.recipients], failure)
-                self.metrics.relay_error(failure.kind)
-                tx.relay_errors.append(failure.detail)
-                if about is not None:
-                    refusals.append((about.mailbox, failure))
+                done(0, Handed(failure=failure, about=0 if len(copy.recipients) == 1 else None))
                 await upstream.reset()
-            else:
-                attempt.relayed.extend(o.identity for o in copy.recipients)
-                tx.relay_replies.append(replies.sanitise(text))
+            return
+        await upstream.reset()
+        outgoing = [
+            Outgoing(
+                copy.sender or tx.sender,
+                tx.mail_options,
+                [o.mailbox.address for o in copy.recipients],
+                copy.content,
+            )
+            for copy in copies
+        ]
+        handed = 0
+
+        def counted(index: int, outcome: Handed) -> None:
+            nonlocal handed
+            handed += 1
+            done(index, outcome)
+
+        await upstream.hand_each(outgoing, counted, tx.abandoned.is_set)
+        if handed < len(copies):
+            attempt.ending = Ending.CLIENT_GONE
 
     async def _report(self, job: Job, upstream: UpstreamTransaction, attempt: Attempt) -> None:
         """Hand the relay a DSN naming the refused recipients, from the null reverse-path."""

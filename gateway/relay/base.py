@@ -13,7 +13,7 @@ Implementations: :mod:`gateway.relay.smtp` (aiosmtplib) and :mod:`gateway.relay.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -59,6 +59,31 @@ class RelayFailure(Exception):
         self.text = text
 
 
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One copy to hand on in an upstream transaction of its own."""
+
+    sender: str
+    options: Sequence[str]
+    recipients: Sequence[str]
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Handed:
+    """What became of one copy: the relay's ``250`` text, or the failure; ``about`` is the
+    index of the recipient it names (a refused RCPT, or the DATA reply of a one-recipient
+    copy), None when it is about the copy as a whole."""
+
+    text: str = ""
+    failure: RelayFailure | None = None
+    about: int | None = None
+
+
+#: Told what became of each copy handed on: its index and the outcome.
+CopyDone = Callable[[int, Handed], None]
+
+
 class UpstreamTransaction(Protocol):
     """One upstream connection driven in lock-step with one client transaction."""
 
@@ -73,6 +98,13 @@ class UpstreamTransaction(Protocol):
 
     async def reset(self) -> None:
         """Abort the current upstream transaction (RSET), keeping the connection."""
+
+    async def hand_each(
+        self, copies: Sequence[Outgoing], done: CopyDone, stop: Callable[[], bool]
+    ) -> None:
+        """Hand on each copy in its own transaction, in order, calling ``done`` once per copy
+        tried; ``stop()`` is asked before each new copy is begun (the copy in flight is
+        finished). No transaction may be open when it is called."""
 
     async def release(self) -> None:
         """Give the connection back (to the pool when clean) and forget the transaction."""
@@ -98,3 +130,28 @@ def advertised_size(configured: int, caps: Capabilities) -> int:
     if caps.size:
         return max(1024, min(configured, caps.size - GATEWAY_OVERHEAD))
     return configured
+
+
+async def hand_in_lock_step(
+    upstream: UpstreamTransaction,
+    copies: Sequence[Outgoing],
+    done: CopyDone,
+    stop: Callable[[], bool],
+) -> None:
+    """:meth:`UpstreamTransaction.hand_each` one command at a time, for any implementation."""
+    for index, copy in enumerate(copies):
+        if stop():
+            return
+        about: int | None = None
+        try:
+            await upstream.mail(copy.sender, copy.options)
+            for position, recipient in enumerate(copy.recipients):
+                about = position
+                await upstream.rcpt(recipient)
+            about = 0 if len(copy.recipients) == 1 else None
+            text = await upstream.data(copy.content)
+        except RelayFailure as failure:
+            done(index, Handed(failure=failure, about=about))
+            await upstream.reset()
+        else:
+            done(index, Handed(text=text))

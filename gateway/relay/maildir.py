@@ -11,11 +11,17 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import count
 from pathlib import Path
 
-from gateway.relay.base import Capabilities, UpstreamTransaction
+from gateway.relay.base import (
+    Capabilities,
+    CopyDone,
+    Outgoing,
+    UpstreamTransaction,
+    hand_in_lock_step,
+)
 
 _sequence = count()
 
@@ -82,6 +88,11 @@ class _MaildirTransaction:
 
     async def reset(self) -> None:
         self._recipients = []
+
+    async def hand_each(
+        self, copies: Sequence[Outgoing], done: CopyDone, stop: Callable[[], bool]
+    ) -> None:
+        await hand_in_lock_step(self, copies, done, stop)
 
     async def release(self) -> None:
         self._recipients = []

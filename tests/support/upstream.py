@@ -36,11 +36,22 @@ class Script:
 class RecordingHandler:
     """aiosmtpd handler recording accepted messages and following a :class:`Script`."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, pipelining: bool = True) -> None:
+        self.pipelining = pipelining
         self.script = Script()
         self.received: list[Received] = []
         self.commands: list[str] = []
         self.data_started = asyncio.Event()
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        """aiosmtpd's features, plus PIPELINING as Postfix advertises it (aiosmtpd reads
+        pipelined commands in order but does not say so)."""
+        session.host_name = hostname
+        if self.pipelining:
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
+        return responses
 
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
@@ -97,8 +108,10 @@ class RecordingHandler:
 class Upstream:
     """A running recording relay on 127.0.0.1:<random port>."""
 
-    def __init__(self, *, size: int = 50 * 1024 * 1024, smtputf8: bool = True) -> None:
-        self.handler = RecordingHandler()
+    def __init__(
+        self, *, size: int = 50 * 1024 * 1024, smtputf8: bool = True, pipelining: bool = True
+    ) -> None:
+        self.handler = RecordingHandler(pipelining=pipelining)
         self.size = size
         self.smtputf8 = smtputf8
         self.server: asyncio.Server | None = None
