@@ -8,7 +8,11 @@ DATA is only written once the relay has answered ``250`` for every copy.
 Every upstream failure reaches the caller as a :class:`RelayFailure`: the reply the client gets
 (connection, TLS and timeout problems and relay 4xx become ``451 4.4.x`` with generic text; relay
 5xx stays 5xx with its text sanitised) and a typed :class:`RelayErrorKind` for metrics.
-Implementations: :mod:`gateway.relay.smtp` (aiosmtplib) and :mod:`gateway.relay.maildir`.
+A message's copies are handed on by :meth:`UpstreamTransaction.hand_each`, each in its own
+upstream transaction; :func:`hand_in_lock_step` is the one-command-at-a-time way, and
+:mod:`gateway.relay.smtp` pipelines them (RFC 2920) when the relay offers it.
+Implementations: :mod:`gateway.relay.smtp` (aiosmtplib, then :mod:`gateway.relay.wire`) and
+:mod:`gateway.relay.maildir`.
 """
 
 from __future__ import annotations
