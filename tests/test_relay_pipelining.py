@@ -76,6 +76,30 @@ async def test_every_copy_in_its_own_transaction(upstream: Upstream) -> None:
     assert len(upstream.connections) == 1
 
 
+@pytest.mark.parametrize("pipelining", [True, False])
+async def test_the_rcpt_time_transaction_is_reset_first(pipelining: bool) -> None:
+    """The transaction mirrored at RCPT time is reset (and never delivered) before the
+    copies go, in the first group when pipelining."""
+    upstream = await Upstream(pipelining=pipelining).start()
+    try:
+        relay = relay_to(upstream.url)
+        tx = await relay.begin()
+        await tx.mail("news@shop.example", [])
+        await tx.rcpt("a@example.com")
+        await tx.rcpt("b@example.com")
+        results: dict[int, Handed] = {}
+        await tx.hand_each(
+            copies("a@example.com", "b@example.com"), results.__setitem__, lambda: False
+        )
+        await tx.release()
+        await relay.close()
+    finally:
+        await upstream.stop()
+    assert failed(results) == {}
+    assert [r.rcpt_tos for r in upstream.received] == [["a@example.com"], ["b@example.com"]]
+    assert upstream.handler.commands[:4] == ["MAIL", "RCPT", "RCPT", "RSET"]
+
+
 async def test_refusals_are_matched_to_their_copy(upstream: Upstream) -> None:
     """A refused RCPT (about its recipient), a refused MAIL, DATA and content: each fails its
     own copy, the relay gets an RSET where a transaction stayed open, the rest goes on."""

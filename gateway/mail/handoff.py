@@ -124,7 +124,6 @@ class Handoff:
                 done(0, Handed(failure=failure, about=0 if len(copy.recipients) == 1 else None))
                 await upstream.reset()
             return
-        await upstream.reset()
         outgoing = [
             Outgoing(
                 copy.sender or tx.sender,

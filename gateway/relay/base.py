@@ -108,7 +108,7 @@ class UpstreamTransaction(Protocol):
     ) -> None:
         """Hand on each copy in its own transaction, in order, calling ``done`` once per copy
         tried; ``stop()`` is asked before each new copy is begun (the copy in flight is
-        finished). No transaction may be open when it is called."""
+        finished). A transaction still open (the RCPT-time mirror) is reset first."""
 
     async def release(self) -> None:
         """Give the connection back (to the pool when clean) and forget the transaction."""
@@ -143,6 +143,7 @@ async def hand_in_lock_step(
     stop: Callable[[], bool],
 ) -> None:
     """:meth:`UpstreamTransaction.hand_each` one command at a time, for any implementation."""
+    await upstream.reset()
     for index, copy in enumerate(copies):
         if stop():
             return

@@ -176,7 +176,7 @@ class _SmtpTransaction:
         the RSET after a refused copy, then the next copy's MAIL, RCPTs and DATA (allowed
         last), in one write; about 1 write and 1 wake-up per copy instead of 4."""
         pending: int | None = None  # a copy whose DATA got 354: its content opens the next group
-        rset = False
+        rset = self._open and not self._broken  # the RCPT-time mirror's RSET opens the first group
         index, first = 0, True
         while True:
             group: list[bytes] = []
@@ -206,7 +206,7 @@ class _SmtpTransaction:
                 if first and pending is None and self._retry_fresh(failure):
                     # As in mail(): nothing of these transactions has reached the relay.
                     await self._reconnect()
-                    index, first = 0, False
+                    index, first, rset = 0, False, False
                     continue
                 self._open = False
                 for tried in (pending, begun, *range(index, len(copies))):
