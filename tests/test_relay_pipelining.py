@@ -328,3 +328,30 @@ async def test_a_malformed_reply_fails_the_copy_and_the_connection(reply: bytes)
     failure = results[0].failure
     assert failure is not None and failure.reply.code == 451 and failure.code is None
     assert pooled == 0
+
+
+async def test_a_reply_nobody_asked_for_costs_the_pooled_connection() -> None:
+    """A line the relay writes while the connection sits in the pool is never read as the
+    next command's reply: the connection is closed and a fresh one used."""
+    sessions: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sessions.append(len(sessions))
+        await greet(reader, writer)
+        while line := await reader.readline():
+            if line.startswith(b"DATA"):
+                writer.write(b"354 go on\r\n")
+                await reader.readuntil(b"\r\n.\r\n")
+                writer.write(b"250 queued\r\n451 4.3.2 going down soon\r\n")
+            elif not line.startswith(b"QUIT"):
+                writer.write(b"250 ok\r\n")
+        writer.close()
+
+    async with serving(serve) as url:
+        relay = relay_to(url)
+        first = await hand(relay, copies("a@example.com"))
+        await asyncio.sleep(0.05)  # the unasked-for line arrives while the connection is pooled
+        second = await hand(relay, copies("b@example.com"))
+        await relay.close()
+    assert failed(first) == failed(second) == {}
+    assert len(sessions) == 2

@@ -383,14 +383,14 @@ class SmtpRelay:
         now = time.monotonic()
         while self._idle:
             since, wire = self._idle.pop()
-            if now - since < IDLE_LIMIT and wire.is_connected:
+            if now - since < IDLE_LIMIT and wire.is_clean:
                 return _SmtpTransaction(self, wire, reused=True)
             wire.close()
         return _SmtpTransaction(self, await self.connect(), reused=False)
 
     def give_back(self, wire: Wire) -> None:
         """Pool a clean connection, or close it when the pool is full."""
-        if wire.is_connected and len(self._idle) < self.settings.pool_size:
+        if wire.is_clean and len(self._idle) < self.settings.pool_size:
             self._idle.append((time.monotonic(), wire))
         else:
             wire.close()

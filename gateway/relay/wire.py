@@ -66,6 +66,12 @@ class Wire(asyncio.Protocol):
         """True until the connection closes or a reply cannot be read."""
         return self._error is None and not self.transport.is_closing()
 
+    @property
+    def is_clean(self) -> bool:
+        """Connected with nothing unread: no reply that no command asked for (a relay's
+        ``421`` while the connection sat idle) can be taken for the next command's."""
+        return self.is_connected and not (self._replies or self._lines or self._buffer)
+
     def write(self, data: bytes) -> None:
         """Queue ``data`` on the connection."""
         if not self.is_connected:
